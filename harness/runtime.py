@@ -1,0 +1,248 @@
+"""The model runtime shared by every strategy: one loaded model, batched greedy generation.
+
+Generation speed is most of a run's time on a CPU, so three things matter:
+- batches are formed after sorting prompts by length, so little compute goes to padding;
+- the token prefix every prompt shares (chat template, system prompt, instruction, few-shot
+  demonstrations) is run through the model once, and its KV cache is reused by every batch;
+- rows that have finished (end of turn, or a newline after some text) leave the batch at once.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from .errors import HarnessError
+from .modelstore import resolve_model
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int
+    output_tokens: int
+    batch_seconds: float
+    batch_size: int
+
+
+def pick_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise HarnessError(f"--device {device} asked for, but torch sees no CUDA device")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise HarnessError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return device
+
+
+class Runtime:
+    def __init__(self, model_name: str, device: str = "auto", dtype: str = "auto", progress: bool = True):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_name = model_name
+        self.device = pick_device(device)
+        if dtype == "auto":
+            # bf16 on GPUs; fp32 on CPU, where bf16 matmuls are not reliably faster and change outputs.
+            dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
+        self.dtype = getattr(torch, dtype)
+        self.path, self.provenance = resolve_model(model_name, progress=progress)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                self.path, dtype=self.dtype, use_safetensors=True, trust_remote_code=False
+            ).to(self.device)
+        except (OSError, ValueError) as exc:
+            raise HarnessError(f"could not load model from {self.path}: {exc}") from None
+        self.model.eval()
+        self.model.generation_config.pad_token_id = self.pad_id
+        self._vocab_flags = None
+
+    # -- model copies for fine-tuning ----------------------------------------------------------
+    def fresh_model(self):
+        """A trainable copy of the base weights (fp32 master weights), independent of self.model."""
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32, use_safetensors=True)
+        return model.to(self.device)
+
+    @property
+    def pad_id(self) -> int:
+        tok = self.tokenizer
+        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    @property
+    def stop_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id}
+        for t in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
+            i = self.tokenizer.convert_tokens_to_ids(t)
+            if isinstance(i, int) and i != self.tokenizer.unk_token_id:
+                ids.add(i)
+        return {i for i in ids if i is not None}
+
+    def encode_chat(self, messages: list[dict]) -> list[int]:
+        if self.tokenizer.chat_template:
+            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            if isinstance(ids, dict) or hasattr(ids, "keys"):
+                ids = ids["input_ids"]
+            return list(ids)
+        text = "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant:"
+        return self.tokenizer(text)["input_ids"]
+
+    def _flags(self):
+        """Per vocabulary id: does its text contain a newline, and does it contain non-space text."""
+        if self._vocab_flags is None:
+            n = len(self.tokenizer)
+            texts = self.tokenizer.batch_decode([[i] for i in range(n)])
+            newline = torch.tensor(["\n" in t for t in texts])
+            visible = torch.tensor([bool(t.strip()) for t in texts])
+            self._vocab_flags = (newline, visible)
+        return self._vocab_flags
+
+    # -- generation -----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompts: Sequence[list[int]],
+        *,
+        max_new_tokens: int = 24,
+        batch_size: int = 16,
+        stop_at_newline: bool = True,
+        model=None,
+        on_batch: Callable[[int], None] | None = None,
+        share_prefix: bool = True,
+    ) -> list[Generation]:
+        model = model or self.model
+        if not prompts:
+            return []
+        prefix_len = _common_prefix_len(prompts) if share_prefix and len(prompts) > 1 else 0
+        prefix_len = min(prefix_len, min(len(p) for p in prompts) - 1)
+        prefix_cache = None
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        results: list[Generation | None] = [None] * len(prompts)
+        first = True
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            t0 = time.perf_counter()
+            if prefix_len >= 8 and prefix_cache is None:
+                # Computed once, inside the first batch's timing, so its cost is counted.
+                prefix_cache = self._prefill_prefix(model, prompts[idx[0]][:prefix_len])
+            use_prefix = prefix_cache is not None
+            outs = self._generate_batch(
+                model,
+                [prompts[i] for i in idx],
+                prefix_len if use_prefix else 0,
+                prefix_cache,
+                max_new_tokens,
+                stop_at_newline,
+            )
+            if self.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            first = False
+            for i, out in zip(idx, outs):
+                results[i] = Generation(
+                    text=self.tokenizer.decode(out, skip_special_tokens=True),
+                    prompt_tokens=len(prompts[i]),
+                    output_tokens=len(out),
+                    batch_seconds=dt,
+                    batch_size=len(idx),
+                )
+            if on_batch:
+                on_batch(len(idx))
+        return results  # type: ignore[return-value]
+
+    def _prefill_prefix(self, model, prefix: list[int]):
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=model.config)
+        ids = torch.tensor([prefix], device=self.device)
+        body = getattr(model, "model", None)
+        # Only the KV cache is wanted: run the decoder body and skip the vocabulary projection.
+        target = body or model
+        target(input_ids=ids, use_cache=True, **{_cache_kwarg(target): cache})
+        return cache
+
+    def _generate_batch(self, model, prompts, prefix_len, prefix_cache, max_new_tokens, stop_at_newline):
+        from transformers import DynamicCache
+
+        dev = self.device
+        b = len(prompts)
+        suffixes = [p[prefix_len:] for p in prompts]
+        width = max(len(s) for s in suffixes)
+        ids = torch.full((b, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((b, prefix_len + width), dtype=torch.long)
+        mask[:, :prefix_len] = 1
+        for r, s in enumerate(suffixes):  # left-pad the part after the shared prefix
+            ids[r, width - len(s) :] = torch.tensor(s)
+            mask[r, prefix_len + width - len(s) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_len:]
+        ids, mask, positions = ids.to(dev), mask.to(dev), positions.to(dev)
+
+        cache = DynamicCache(config=model.config)
+        if prefix_len:
+            for layer_src, in_layer in zip(prefix_cache.layers, range(len(prefix_cache.layers))):
+                k = layer_src.keys.expand(b, -1, -1, -1)
+                v = layer_src.values.expand(b, -1, -1, -1)
+                cache.update(k, v, in_layer)
+
+        newline, visible = (t.to(dev) for t in self._flags())
+        stops = torch.tensor(sorted(self.stop_ids), device=dev)
+        out = torch.full((b, max_new_tokens), -1, dtype=torch.long, device=dev)
+        seen_text = torch.zeros(b, dtype=torch.bool, device=dev)
+        active = torch.arange(b, device=dev)  # rows of the original batch still generating
+        lengths = torch.zeros(b, dtype=torch.long, device=dev)
+        next_pos = positions[:, -1] + 1
+        # logits_to_keep=1: project only the last position onto the vocabulary; the full
+        # [batch, length, 49k] logits of a RAG prompt batch would be ~1.5 GB of wasted work.
+        kw = _cache_kwarg(model)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                       use_cache=True, logits_to_keep=1, **{kw: cache}).logits[:, -1, :]
+        for step in range(max_new_tokens):
+            tok = logits.argmax(-1)
+            done = torch.isin(tok, stops)
+            if stop_at_newline:
+                done |= newline[tok] & seen_text[active]
+            keep_tok = ~torch.isin(tok, stops)
+            rows = active[keep_tok]
+            out[rows, step] = tok[keep_tok]
+            lengths[rows] = step + 1
+            seen_text[active] |= visible[tok]
+            still = ~done
+            if not bool(still.any()) or step == max_new_tokens - 1:
+                break
+            if not bool(still.all()):
+                sel = still.nonzero().squeeze(-1)
+                cache.batch_select_indices(sel)
+                active, tok, mask, next_pos = active[sel], tok[sel], mask[sel], next_pos[sel]
+            mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=dev)], dim=1)
+            logits = model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
+                           use_cache=True, logits_to_keep=1, **{kw: cache}).logits[:, -1, :]
+            next_pos = next_pos + 1
+        result = []
+        for r in range(b):
+            row = out[r, : int(lengths[r])].tolist()
+            result.append([t for t in row if t >= 0])
+        return result
+
+
+def _cache_kwarg(model) -> str:
+    """transformers 5.x renamed `past_key_values` to `cache` (the old name warns until 5.40)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+
+
+def _common_prefix_len(seqs: Sequence[list[int]]) -> int:
+    first = seqs[0]
+    n = len(first)
+    for s in seqs[1:]:
+        m = min(n, len(s))
+        i = 0
+        while i < m and s[i] == first[i]:
+            i += 1
+        n = i
+        if n == 0:
+            break
+    return n

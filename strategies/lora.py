@@ -1,0 +1,36 @@
+from dataclasses import dataclass
+
+from harness.errors import ConfigError
+from harness.finetune import PeftFineTune
+from harness.registry import strategy
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str = "all-linear"
+    lr: float = 1e-3           # LoRA wants ~10x the full fine-tuning rate; few steps here, so the high end
+    epochs: int = 2
+    batch_size: int = 8
+
+    def __post_init__(self):
+        if self.r < 1:
+            raise ConfigError(f"lora.r must be >= 1, got {self.r}")
+        if not self.lr > 0:
+            raise ConfigError(f"lora.lr must be > 0, got {self.lr}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("lora.epochs and lora.batch_size must be >= 1")
+
+
+@strategy("lora", config=LoraConfig)
+class Lora(PeftFineTune):
+    """LoRA adapter (peft) trained on the train split's question/answer pairs; answers closed-book."""
+
+    def peft_config(self):
+        import peft
+
+        c = self.config
+        return peft.LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout,
+                               target_modules=c.target_modules, task_type="CAUSAL_LM")

@@ -1,0 +1,56 @@
+from dataclasses import dataclass
+from typing import Sequence
+
+from harness import prompts
+from harness.errors import ConfigError
+from harness.registry import strategy
+from harness.retrieval import DEFAULT_EMBEDDER, Index, chunk_documents, recall_at
+from harness.strategy import PrepareContext, answer_prompts
+from harness.types import Example, Prediction
+
+
+@dataclass(frozen=True)
+class RagConfig:
+    k: int = 3                 # more context: better recall, linearly more prompt tokens (prefill dominates)
+    chunk_words: int = 150     # MiniLM reads at most 256 word pieces (~190 words); longer chunks are cut
+    chunk_overlap: int = 30
+    embedder: str = DEFAULT_EMBEDDER
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise ConfigError(f"rag.k must be >= 1, got {self.k}")
+        if self.chunk_words < 16:
+            raise ConfigError(f"rag.chunk_words must be >= 16, got {self.chunk_words}")
+        if not 0 <= self.chunk_overlap < self.chunk_words:
+            raise ConfigError("rag.chunk_overlap must be >= 0 and smaller than rag.chunk_words")
+
+
+@strategy("rag", config=RagConfig)
+class Rag:
+    """Retrieve the top-k chunks of the benchmark's documents (MiniLM + FAISS) and answer from them."""
+
+    def __init__(self, config: RagConfig):
+        self.config = config
+
+    def prepare(self, ctx: PrepareContext) -> dict:
+        self.ctx = ctx
+        c = self.config
+        chunks = chunk_documents(ctx.benchmark.documents, c.chunk_words, c.chunk_overlap)
+        if c.k > len(chunks):
+            raise ConfigError(f"rag.k={c.k} is larger than the number of chunks ({len(chunks)})")
+        self.index = Index(c.embedder, device=ctx.runtime.device)
+        self.index.build(chunks, progress=ctx.progress)
+        size = self.index.save(ctx.workdir / "index.faiss")
+        return {"chunks": len(chunks), "documents": len(ctx.benchmark.documents),
+                "artifact_bytes": size, "artifact": "faiss IndexFlatIP", "embedder": c.embedder}
+
+    def answer(self, examples: Sequence[Example]) -> list[Prediction]:
+        hits, seconds = self.index.search([e.input for e in examples], self.config.k)
+        msgs, traces = [], []
+        for e, chunks in zip(examples, hits):
+            msgs.append(prompts.with_context(e.input, [c.text for c in chunks]))
+            ids = [c.doc_id for c in chunks]
+            traces.append({"retrieved_doc_ids": ids,
+                           "gold_retrieved": recall_at(ids, e.doc_ids, len(ids))})
+        return answer_prompts(self.ctx, examples, msgs, retrieval_seconds=seconds, traces=traces,
+                              desc="answering rag")

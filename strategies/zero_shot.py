@@ -1,0 +1,28 @@
+from dataclasses import dataclass
+from typing import Sequence
+
+from harness import prompts
+from harness.registry import strategy
+from harness.strategy import PrepareContext, answer_prompts
+from harness.types import Example, Prediction
+
+
+@dataclass(frozen=True)
+class ZeroShotConfig:
+    pass
+
+
+@strategy("zero-shot", config=ZeroShotConfig)
+class ZeroShot:
+    """Closed-book: the question and an answer-format instruction, no context, no examples."""
+
+    def __init__(self, config: ZeroShotConfig):
+        self.config = config
+
+    def prepare(self, ctx: PrepareContext) -> dict:
+        self.ctx = ctx
+        return {}
+
+    def answer(self, examples: Sequence[Example]) -> list[Prediction]:
+        msgs = [prompts.closed_book(e.input) for e in examples]
+        return answer_prompts(self.ctx, examples, msgs, desc="answering zero-shot")
