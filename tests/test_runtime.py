@@ -48,3 +48,16 @@ def test_stop_at_newline_cuts_after_visible_text(tiny_model):
         if visible:  # once text was produced, at most one newline ends the output
             assert c.text.rstrip("\n").count("\n") <= c.text.lstrip().count("\n")
             assert "\n" not in c.text.strip()
+
+
+def test_length_batches_respect_both_caps():
+    from harness.runtime import _length_batches
+
+    prompts = [[0] * n for n in (500, 10, 20, 480, 30, 490, 15)]
+    batches = _length_batches(prompts, batch_size=3, max_tokens=1000)
+    assert sorted(i for b in batches for i in b) == list(range(7))
+    for b in batches:
+        assert len(b) <= 3
+        assert len(b) == 1 or len(b) * max(len(prompts[i]) for i in b) <= 1000
+    lengths = [len(prompts[i]) for b in batches for i in b]
+    assert lengths == sorted(lengths)  # sorted by length, so little padding
