@@ -21,14 +21,36 @@ _LEAD_INS = re.compile(
 )
 EXTRACTION_RULE = (
     "first non-empty line of the output; a leading 'Answer:' / 'The answer is' removed; "
-    "surrounding quotes and a final period stripped"
+    "leading words that only restate the question dropped ('The president of the ECB is Mario "
+    "Draghi' -> 'Mario Draghi'); surrounding quotes and a final period stripped"
 )
+# Words that may join a restatement to the answer without carrying content of their own.
+_GLUE = {"is", "was", "are", "were", "be", "been", "the", "a", "an", "of", "in", "on", "at", "to",
+         "for", "by", "that", "which", "who", "what", "called", "named", "known", "as", "it"}
+_COPULAS = {"is", "was", "are", "were"}
 
 
-def extract_answer(output: str) -> str:
+def _drop_restatement(text: str, question: str) -> str:
+    """Drop the longest run of leading words that all come from the question (or are glue words),
+    provided it ends on a copula ('is', 'was', 'are', 'were') and leaves something behind."""
+    words = text.split()
+    qwords = {normalize(w) for w in question.split()} - {""}
+    cut = 0
+    for i, w in enumerate(words):
+        n = normalize(w)
+        if n and n not in qwords and n not in _GLUE:
+            break
+        if n in _COPULAS and i > 0:
+            cut = i + 1
+    return " ".join(words[cut:]) if 0 < cut < len(words) else text
+
+
+def extract_answer(output: str, question: str = "") -> str:
     lines = [ln.strip() for ln in output.strip().splitlines() if ln.strip()]
     text = lines[0] if lines else ""
     text = _LEAD_INS.sub("", text, count=1)
+    if question:
+        text = _drop_restatement(text, question)
     text = text.strip().strip("\"'“”‘’`*").strip()
     if text.endswith(".") and not re.search(r"\b[A-Z]\.$", text):
         text = text[:-1]
@@ -72,8 +94,8 @@ def contains(output: str, answers: Sequence[str]) -> float:
 METRICS = ("exact_match", "f1", "contains")
 
 
-def score(output: str, answers: Sequence[str]) -> dict[str, float | str]:
-    extracted = extract_answer(output)
+def score(output: str, answers: Sequence[str], question: str = "") -> dict[str, float | str]:
+    extracted = extract_answer(output, question)
     return {
         "extracted": extracted,
         "exact_match": exact_match(extracted, answers),

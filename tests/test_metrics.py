@@ -242,3 +242,20 @@ def test_percentile():
     # linear interpolation: p95 of 1..5 is 4 + 0.8 * 1
     assert percentile([1, 2, 3, 4, 5], 95) == pytest.approx(4.8)
     assert percentile([], 50) is None
+
+
+@pytest.mark.parametrize("output, question, expected", [
+    ("The president of the European Central Bank is Mario Draghi.",
+     "Who is the president of the European Central Bank?", "Mario Draghi"),
+    ("The actual rate of inflation in November was 2.3 percent.",
+     "What was the actual rate of inflation in November?", "2.3 percent"),
+    # no copula after the restatement: nothing is dropped
+    ("The War in Afghanistan began in 2001.", "When did the War in Afghanistan begin?",
+     "The War in Afghanistan began in 2001"),
+    # a word that is not in the question stops the restatement
+    ("The Yankees are a team.", "Which team did Mattingly play for?", "The Yankees are a team"),
+    # nothing would be left: keep the text
+    ("The president is", "Who is the president?", "The president is"),
+])
+def test_extract_answer_drops_restated_question(output, question, expected):
+    assert extract_answer(output, question) == expected
