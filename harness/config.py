@@ -24,7 +24,7 @@ class RunConfig:
     dtype: str = "auto"
     limit: int | None = None        # cap on test questions (None: all)
     train_limit: int | None = None  # cap on train examples (None: all)
-    batch_size: int = 16            # generation batch; 16 keeps 2 CPU cores busy without long waits
+    batch_size: int | None = None   # generation batch; None: the device's default (16 on CPU, 128 on CUDA)
     max_new_tokens: int = 24        # short-answer QA; answers past 24 tokens are sentences anyway
     usd_per_hour: float = 0.085     # on-demand price of a 2-vCPU cloud machine (AWS c6i.large, us-east-1, 2026)
     out: str | None = None
@@ -36,6 +36,8 @@ class RunConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
         for name in ("batch_size", "max_new_tokens"):
             v = getattr(self, name)
+            if name == "batch_size" and v is None:
+                continue
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
         if not isinstance(self.usd_per_hour, (int, float)) or not math.isfinite(self.usd_per_hour) \
@@ -57,6 +59,7 @@ class RunConfig:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+_OPTIONAL_TYPES = {"limit": int, "train_limit": int, "batch_size": int, "out": str}  # default None
 _YAML_KEYS = {"benchmark", "benchmarks", "strategies", "seed", "seeds", *_FIELDS} - {"options"}
 
 
@@ -123,6 +126,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
                 out["options"] = {k: dict(v or {}) for k, v in value.items()}
             else:
                 raise ConfigError(f"{p}: 'strategies' must be a list of names or a mapping name -> options")
+        elif key in _OPTIONAL_TYPES:
+            kind = _OPTIONAL_TYPES[key]
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                raise ConfigError(f"{p}: '{key}' must be of type {kind.__name__}, got {value!r}")
+            out[key] = value
         else:
             default = _FIELDS[key].default
             if value is not None and default is not None and not isinstance(value, type(default)) and not (

@@ -8,6 +8,7 @@ import csv
 import html
 import io
 import json
+import re
 from pathlib import Path
 
 from . import metrics
@@ -219,7 +220,7 @@ def _svg_f1(cells) -> str:
         return ""
     w, row, left = 560, 28, 130
     top = max(c["metrics"]["f1"]["high"] for c in ok) or 1.0
-    scale = (w - left - 20) / top
+    scale = (w - left - 70) / top  # room for the value printed after the whisker
     parts = [f'<svg width="{w}" height="{row * len(ok) + 30}" role="img" aria-label="F1 by strategy">']
     for i, c in enumerate(ok):
         m = c["metrics"]["f1"]
@@ -253,7 +254,8 @@ def render_html(results: dict, preds: list[dict]) -> str:
         body.append("<h3>Accuracy, cost and latency</h3><table><thead><tr>"
                     + "".join(f"<th>{e(h)}</th>" for h in rows[0]) + "</tr></thead><tbody>")
         for r in rows[1:]:
-            body.append("<tr>" + "".join(f"<td>{e(x)}</td>" for x in r) + "</tr>")
+            cells_html = [re.sub(r" (\[[^\]]*\])$", r" <small>\1</small>", e(x)) for x in r]
+            body.append("<tr>" + "".join(f"<td>{x}</td>" for x in cells_html) + "</tr>")
         body.append("</tbody></table>")
         for c in cells:
             if c.get("retrieval"):
@@ -284,7 +286,7 @@ def render_html(results: dict, preds: list[dict]) -> str:
     style = ("body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}"
              "table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:4px 8px;"
              "text-align:left;vertical-align:top}th{background:#f3f3f3}td.hit{background:#e3f4e3}"
-             ".fail{color:#a00}.note{color:#555}svg text{font:12px system-ui,sans-serif}")
+             "td small{color:#666;white-space:nowrap}.fail{color:#a00}.note{color:#555}svg text{font:12px system-ui,sans-serif}")
     return (f"<!doctype html><html><head><meta charset=utf-8><title>{e(results['run']['id'])}</title>"
             f"<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; style-src 'unsafe-inline'\">"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")

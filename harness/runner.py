@@ -177,7 +177,7 @@ def run(cfg: RunConfig, progress: bool = True, log=print) -> Path:
     results = {
         "schema_version": SCHEMA_VERSION,
         "run": {"id": run_dir.name, "started": started, "finished": None, "argv": sys.argv[1:]},
-        "config": cfg.to_dict(),
+        "config": {**cfg.to_dict(), "batch_size": cfg.batch_size or runtime.default_batch_size},
         "environment": environment(runtime),
         "model": {"name": cfg.model, "path": str(runtime.path), **runtime.provenance,
                   "load": load.as_dict()},

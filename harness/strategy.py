@@ -17,7 +17,7 @@ class PrepareContext:
     workdir: Path  # where this strategy keeps its artifacts (index, adapter)
     seed: int = 0
     train_limit: int | None = None
-    batch_size: int = 16
+    batch_size: int | None = None  # None: the runtime's default for its device
     max_new_tokens: int = 24
     progress: bool = True
 
