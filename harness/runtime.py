@@ -41,6 +41,10 @@ class Runtime:
     def __init__(self, model_name: str, device: str = "auto", dtype: str = "auto", progress: bool = True):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if not progress:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
         self.model_name = model_name
         self.device = pick_device(device)
         if dtype == "auto":
