@@ -81,9 +81,10 @@ def cmd_strategies(_args) -> int:
     from .registry import all_strategies, describe_config
 
     for name, spec in all_strategies().items():
-        print(f"{name:12s} {spec.description}")
-        opts = ", ".join(f"{k}={v}" for k, v in describe_config(spec.config_cls))
-        print(f"{'':12s} options: {opts or '(none)'}")
+        print(f"{name:14s} {spec.description}")
+        opts = ", ".join(f"{k}={'(preset)' if v is None and k == 'lr' else v}"
+                         for k, v in describe_config(spec.config_cls))
+        print(f"{'':14s} options: {opts or '(none)'}")
     return 0
 
 

@@ -1,26 +1,26 @@
 """Shared fine-tuning path: build (prompt, answer) pairs, wrap a fresh model with peft, train, answer.
 
-A method file (strategies/lora.py ...) only says what differs: its config and its peft config.
+A method only says what differs: its peft config (strategies/peft_methods.py).
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import torch
-from typing import Sequence
 
 from . import prompts
 from .errors import StrategyFailed
 from .strategy import PrepareContext, answer_prompts
-from .train import Pair, TrainSettings, train
+from .train import Pair, TrainSettings, total_steps, train
 from .types import Example, Prediction
 
 
 def qa_pairs(ctx: PrepareContext, examples: Sequence[Example]) -> list[Pair]:
     """Closed-book chat prompt -> first gold answer and the end-of-turn token."""
     rt = ctx.runtime
-    end = sorted(rt.stop_ids - {rt.tokenizer.eos_token_id}) or [rt.tokenizer.eos_token_id]
-    end_id = rt.tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in rt.tokenizer.get_vocab() else end[0]
+    vocab = rt.tokenizer.get_vocab()
+    end_id = vocab["<|im_end|>"] if "<|im_end|>" in vocab else rt.tokenizer.eos_token_id
     pairs = []
     for ex in examples:
         prompt = rt.encode_chat(prompts.closed_book(ex.input))
@@ -33,8 +33,9 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-class PeftFineTune:
-    """Train a peft adapter on the train split's question/answer pairs, then answer closed-book."""
+class FineTune:
+    """Fine-tune a fresh copy of the model on the train split's question/answer pairs, then answer
+    closed-book. Subclasses say how the model is made trainable (`wrap`) and what is saved (`save`)."""
 
     config: object
 
@@ -43,39 +44,73 @@ class PeftFineTune:
         self.model = None
         self.ctx: PrepareContext | None = None
 
-    def peft_config(self):  # pragma: no cover - each method file defines it
+    prompt_learning = False
+
+    def wrap(self, base, steps: int):  # pragma: no cover - each kind defines it
         raise NotImplementedError
+
+    def save(self, model, path: Path) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def finish(self, model):
+        return model
 
     def settings(self) -> TrainSettings:
         c = self.config
         return TrainSettings(lr=c.lr, epochs=c.epochs, batch_size=c.batch_size)
 
     def prepare(self, ctx: PrepareContext) -> dict:
-        from peft import get_peft_model
-
         self.ctx = ctx
+        settings = self.settings()
         pairs = qa_pairs(ctx, ctx.train_examples())
         base = ctx.runtime.fresh_model()
         total_params = sum(p.numel() for p in base.parameters())
         torch.manual_seed(ctx.seed)  # adapter initialisation is random: seed it for reproducible runs
-        try:
-            model = get_peft_model(base, self.peft_config())
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StrategyFailed(f"{self.name}: peft could not wrap the model: {exc}") from None
+        model, details = self.wrap(base, total_steps(len(pairs), settings))
+        if self.prompt_learning:
+            settings = TrainSettings(**{**settings.__dict__, "sparse_logits": False})
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        rec = train(model, pairs, self.settings(), pad_id=ctx.runtime.pad_id, seed=ctx.seed,
-                    device=ctx.runtime.device, name=f"training {self.name}", progress=ctx.progress)
-        adapter_dir = ctx.workdir / "adapter"
-        model.save_pretrained(adapter_dir)
-        # Merging makes answering exactly as fast as the base model; the saved adapter is the artifact.
-        merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
-        self.model = merged.to(ctx.runtime.dtype).eval()
-        return {"trainable_params": trainable, "total_params": total_params,
-                "artifact_bytes": dir_bytes(adapter_dir), "artifact": "adapter", **rec.as_dict(),
-                "epochs": self.config.epochs, "lr": self.config.lr, "seed": ctx.seed}
+        hook = getattr(getattr(model, "base_model", None), "update_and_allocate", None)  # AdaLoRA
+        rec = train(model, pairs, settings, pad_id=ctx.runtime.pad_id, seed=ctx.seed,
+                    device=ctx.runtime.device, name=f"training {self.name}", progress=ctx.progress,
+                    after_step=hook)
+        artifact = ctx.workdir / "checkpoint"
+        self.save(model, artifact)
+        self.model = self.finish(model).to(ctx.runtime.dtype).eval()
+        return {"method": self.name, **details, "trainable_params": trainable, "total_params": total_params,
+                "artifact_bytes": dir_bytes(artifact), **rec.as_dict(),
+                "epochs": settings.epochs, "lr": settings.lr, "seed": ctx.seed}
 
     def answer(self, examples: Sequence[Example]) -> list[Prediction]:
         if self.model is None:
             raise StrategyFailed(f"{self.name}: answer() called before prepare()")
         msgs = [prompts.closed_book(e.input) for e in examples]
-        return answer_prompts(self.ctx, examples, msgs, model=self.model, desc=f"answering {self.name}")
+        return answer_prompts(self.ctx, examples, msgs, model=self.model, desc=f"answering {self.name}",
+                              hf_generate=self.prompt_learning)
+
+
+class PeftFineTune(FineTune):
+    """A peft adapter; methods define `peft_config(steps)`."""
+
+    def peft_config(self, steps: int):  # pragma: no cover - each method defines it
+        raise NotImplementedError
+
+    def wrap(self, base, steps: int):
+        from peft import get_peft_model
+
+        config = self.peft_config(steps)
+        try:
+            model = get_peft_model(base, config)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StrategyFailed(f"{self.name}: peft could not build the adapter: {exc}") from None
+        # Prompt-learning methods prepend virtual tokens, which shifts positions: they need the
+        # plain loss and transformers' own generate instead of the harness's decoder loop.
+        self.prompt_learning = bool(getattr(config, "is_prompt_learning", False))
+        return model, {"peft_type": str(config.peft_type.value).lower(), "artifact": "adapter"}
+
+    def save(self, model, path: Path) -> None:
+        model.save_pretrained(path)
+
+    def finish(self, model):
+        # Merging makes answering exactly as fast as the base model; the saved adapter is the artifact.
+        return model if self.prompt_learning else model.merge_and_unload()

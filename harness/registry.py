@@ -95,5 +95,8 @@ def _coerce(where: str, value: Any, default: Any) -> Any:
 def describe_config(config_cls: type) -> list[tuple[str, Any]]:
     out = []
     for f in dataclasses.fields(config_cls):
-        out.append((f.name, f.default if f.default is not dataclasses.MISSING else None))
+        if f.default_factory is not dataclasses.MISSING:
+            out.append((f.name, f.default_factory()))
+        else:
+            out.append((f.name, f.default if f.default is not dataclasses.MISSING else None))
     return out

@@ -164,6 +164,45 @@ class Runtime:
                 on_batch(len(idx))
         return results  # type: ignore[return-value]
 
+    @torch.inference_mode()
+    def generate_hf(self, prompts, *, max_new_tokens=24, batch_size=None, model=None, on_batch=None,
+                    stop_at_newline=True, **_ignored) -> list[Generation]:
+        """Batched greedy decoding through the model's own `generate` (left padding, no shared
+        prefix). For models the decoder loop cannot drive: peft prompt-learning adapters prepend
+        virtual tokens inside their forward. Output is cut at the first newline after text."""
+        model = model or self.model
+        stops = sorted(self.stop_ids)
+        results: list[Generation | None] = [None] * len(prompts)
+        for idx in _length_batches(prompts, batch_size or self.default_batch_size, self.max_batch_tokens):
+            t0 = time.perf_counter()
+            width = max(len(prompts[i]) for i in idx)
+            ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for r, i in enumerate(idx):
+                ids[r, width - len(prompts[i]):] = torch.tensor(prompts[i])
+                mask[r, width - len(prompts[i]):] = 1
+            out = model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                 max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stops,
+                                 pad_token_id=self.pad_id)
+            # generate() returns prompt + new tokens, except when a prompt-learning adapter made it
+            # decode from input embeddings: then only the new tokens come back.
+            echoed = out.shape[1] >= width and torch.equal(out[:, :width].cpu(), ids)
+            new = out[:, width:] if echoed else out
+            dt = time.perf_counter() - t0
+            for r, i in enumerate(idx):
+                toks = []
+                for t in new[r].tolist():
+                    if t in stops:
+                        break
+                    toks.append(t)
+                text = self.tokenizer.decode(toks, skip_special_tokens=True)
+                if stop_at_newline and text.strip() and "\n" in text.lstrip():
+                    text = text.lstrip().split("\n", 1)[0]
+                results[i] = Generation(text, len(prompts[i]), len(toks), dt, len(idx))
+            if on_batch:
+                on_batch(len(idx))
+        return results  # type: ignore[return-value]
+
     def _prefill_prefix(self, model, prefix: list[int]):
         from transformers import DynamicCache
 

@@ -45,13 +45,15 @@ def answer_prompts(
     retrieval_seconds: Sequence[float] | None = None,
     traces: Sequence[dict] | None = None,
     desc: str = "answering",
+    hf_generate: bool = False,
 ) -> list[Prediction]:
     """Encode chat prompts, generate in length-sorted batches, and account each query's usage."""
     rt = ctx.runtime
     prompts = [rt.encode_chat(m) for m in messages]
     bar = tqdm(total=len(prompts), desc=desc, unit="q", disable=not ctx.progress, leave=False)
-    gens = rt.generate(prompts, max_new_tokens=ctx.max_new_tokens, batch_size=ctx.batch_size,
-                       model=model, on_batch=bar.update)
+    generate = rt.generate_hf if hf_generate else rt.generate
+    gens = generate(prompts, max_new_tokens=ctx.max_new_tokens, batch_size=ctx.batch_size,
+                    model=model, on_batch=bar.update)
     bar.close()
     preds = []
     for i, (ex, g) in enumerate(zip(examples, gens)):

@@ -104,6 +104,11 @@ def _batches(pairs: Sequence[Pair], batch_size: int, rng: random.Random) -> list
     return batches
 
 
+def total_steps(n_pairs: int, s: TrainSettings) -> int:
+    n_train = n_pairs - (max(1, int(n_pairs * s.eval_fraction)) if s.eval_fraction > 0 and n_pairs >= 10 else 0)
+    return math.ceil(n_train / s.batch_size) * s.epochs
+
+
 def split_eval(pairs: list[Pair], fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
     if fraction <= 0 or len(pairs) < 10:
         return pairs, []
@@ -128,7 +133,7 @@ def eval_loss(model, pairs: Sequence[Pair], pad_id: int, s: TrainSettings, devic
 
 
 def train(model, pairs: list[Pair], s: TrainSettings, *, pad_id: int, seed: int, device,
-          name: str = "training", progress: bool = True) -> TrainRecord:
+          name: str = "training", progress: bool = True, after_step=None) -> TrainRecord:
     if not pairs:
         raise StrategyFailed(f"{name}: the train split is empty")
     if not s.lr > 0:
@@ -162,6 +167,8 @@ def train(model, pairs: list[Pair], s: TrainSettings, *, pad_id: int, seed: int,
             if s.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
             opt.step()
+            if after_step is not None:
+                after_step(rec.steps)
             sched.step()
             opt.zero_grad(set_to_none=True)
             rec.steps += 1

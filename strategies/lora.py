@@ -28,7 +28,7 @@ class LoraConfig:
 class Lora(PeftFineTune):
     """LoRA adapter (peft) trained on the train split's question/answer pairs; answers closed-book."""
 
-    def peft_config(self):
+    def peft_config(self, steps: int):
         import peft
 
         c = self.config

@@ -47,7 +47,7 @@ class Rag:
         return {"chunks": len(chunks), "documents": len(ctx.benchmark.documents),
                 "artifact_bytes": size, "artifact": "faiss IndexFlatIP", "embedder": c.embedder}
 
-    def answer(self, examples: Sequence[Example]) -> list[Prediction]:
+    def answer(self, examples: Sequence[Example], model=None, desc: str = "answering rag") -> list[Prediction]:
         hits, seconds = self.index.search([e.input for e in examples], self.config.k)
         msgs, traces = [], []
         for e, chunks in zip(examples, hits):
@@ -56,4 +56,4 @@ class Rag:
             traces.append({"retrieved_doc_ids": ids,
                            "gold_retrieved": recall_at(ids, e.doc_ids, len(ids))})
         return answer_prompts(self.ctx, examples, msgs, retrieval_seconds=seconds, traces=traces,
-                              desc="answering rag")
+                              model=model, desc=desc)

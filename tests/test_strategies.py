@@ -6,7 +6,7 @@ from harness.records import read_jsonl
 from harness.registry import all_strategies
 from harness.runner import run
 
-FAST = {"lora": {"epochs": 1, "r": 4, "alpha": 8}}
+FAST = {"lora": {"epochs": 1, "r": 4, "alpha": 8}, "lora-rag": {"epochs": 1, "r": 4, "alpha": 8}}
 
 
 def _cfg(tiny_model, tiny_corpus, out, strategies, options=None):
@@ -40,6 +40,9 @@ def test_every_strategy_end_to_end(tiny_model, tiny_corpus, tmp_path):
     assert set(cells["rag"]["retrieval"]) == {"recall@1", "recall@2", "recall@3"}
     assert cells["rag"]["retrieval"]["recall@1"] <= cells["rag"]["retrieval"]["recall@3"]
     assert cells["rag"]["prepare"]["artifact_bytes"] > 0
+    # FT + RAG: a trained adapter answering with the same retrieved context as rag
+    assert cells["lora-rag"]["retrieval"] == cells["rag"]["retrieval"]
+    assert cells["lora-rag"]["prepare"]["steps"] > 0
     # Few-shot demonstrations come from the train split, never the test split.
     assert all(d.startswith("t") for d in cells["few-shot"]["prepare"]["demo_ids"])
     lora = cells["lora"]["prepare"]

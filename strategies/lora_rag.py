@@ -1,0 +1,40 @@
+from dataclasses import dataclass
+from typing import Sequence
+
+from harness.finetune import PeftFineTune
+from harness.registry import strategy
+from harness.retrieval import DEFAULT_EMBEDDER
+from harness.types import Example, Prediction
+from strategies.lora import Lora, LoraConfig
+from strategies.rag import Rag, RagConfig
+
+
+@dataclass(frozen=True)
+class LoraRagConfig(LoraConfig):
+    k: int = RagConfig.k
+    chunk_words: int = RagConfig.chunk_words
+    chunk_overlap: int = RagConfig.chunk_overlap
+    embedder: str = DEFAULT_EMBEDDER
+
+
+@strategy("lora-rag", config=LoraRagConfig)
+class LoraRag(PeftFineTune):
+    """FT + RAG: the LoRA model (trained closed-book on the train split) answers with retrieved context."""
+
+    def __init__(self, config: LoraRagConfig):
+        super().__init__(config)
+        c = config
+        self.rag = Rag(RagConfig(k=c.k, chunk_words=c.chunk_words, chunk_overlap=c.chunk_overlap,
+                                 embedder=c.embedder))
+
+    def peft_config(self, steps: int):
+        return Lora.peft_config(self, steps)
+
+    def prepare(self, ctx) -> dict:
+        details = super().prepare(ctx)
+        index = self.rag.prepare(ctx)
+        return {**details, "artifact_bytes": details["artifact_bytes"] + index["artifact_bytes"],
+                "artifact": "adapter + faiss index", "chunks": index["chunks"]}
+
+    def answer(self, examples: Sequence[Example]) -> list[Prediction]:
+        return self.rag.answer(examples, model=self.model, desc="answering lora-rag")
