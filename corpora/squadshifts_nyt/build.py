@@ -19,22 +19,22 @@ deterministic: rerunning regenerates byte-identical files.
 from __future__ import annotations
 
 import argparse
-import glob
 import hashlib
 import json
 import os
 import random
 import re
-import subprocess
 import sys
-import tarfile
 import tempfile
 import unicodedata
 from collections import Counter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # corpora/, for the shared buildkit module
+from buildkit import pip_download, read_tar_member, sha256_file, write_corpus  # noqa: E402
 
 PACKAGE = "bigbench==1.0.0"
+SDIST_NAME = "bigbench-1.0.0.tar.gz"
 MEMBER = "bigbench-1.0.0/bigbench/benchmark_tasks/squad_shifts/nyt_v1.0.json"
 SEED = 20261127
 TARGET_PARAGRAPHS = 300
@@ -81,40 +81,6 @@ def has_anchor(question: str) -> bool:
         if m and m.group(0).isupper():
             return True
     return False
-
-
-# ---------------------------------------------------------------------------
-# Fetching and reading the source
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def download_sdist(dest: str) -> str:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
-           "--no-binary", ":all:", PACKAGE, "-d", dest]
-    print("running:", " ".join(cmd), file=sys.stderr)
-    subprocess.run(cmd, check=True)
-    found = sorted(glob.glob(os.path.join(dest, "bigbench-1.0.0.tar.gz")))
-    if not found:
-        raise SystemExit(f"pip download did not produce bigbench-1.0.0.tar.gz in {dest}")
-    return found[0]
-
-
-def read_member(sdist: str) -> bytes:
-    with tarfile.open(sdist, "r:gz") as tar:
-        for info in tar:  # streams; stops at the member
-            if info.name == MEMBER:
-                f = tar.extractfile(info)
-                if f is None:
-                    break
-                return f.read()
-    raise SystemExit(f"{MEMBER} not found in {sdist}")
 
 
 # ---------------------------------------------------------------------------
@@ -329,33 +295,16 @@ def build(data: dict) -> tuple[list[dict], list[dict], dict]:
     return documents, questions, stats
 
 
-def write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def jsonl(rows: list[dict]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sdist", help="path to bigbench-1.0.0.tar.gz (downloaded with pip if omitted)")
+    ap.add_argument("--sdist", help=f"path to {SDIST_NAME} (downloaded with pip if omitted)")
     ap.add_argument("--out", default=HERE, help="output folder (default: this script's folder)")
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
-        sdist = args.sdist or download_sdist(tmp)
+        sdist = args.sdist or pip_download(PACKAGE, SDIST_NAME, tmp, wheel=False)
         sdist_sha = sha256_file(sdist)
-        raw = read_member(sdist)
+        raw = read_tar_member(sdist, MEMBER)
     member_sha = hashlib.sha256(raw).hexdigest()
     data = json.loads(raw.decode("utf-8"))
 
@@ -375,11 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         "counts": {"documents": len(documents), "train": n_train, "test": n_test},
     }
 
-    os.makedirs(args.out, exist_ok=True)
-    write_atomic(os.path.join(args.out, "documents.jsonl"), jsonl(documents))
-    write_atomic(os.path.join(args.out, "questions.jsonl"), jsonl(questions))
-    write_atomic(os.path.join(args.out, "benchmark.json"),
-                 json.dumps(card, ensure_ascii=False, indent=2) + "\n")
+    write_corpus(args.out, documents, questions, card)
 
     print(f"sdist sha256:  {sdist_sha}")
     print(f"member sha256: {member_sha}")
