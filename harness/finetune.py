@@ -16,14 +16,15 @@ from .train import Pair, TrainSettings, total_steps, train
 from .types import Example, Prediction
 
 
-def qa_pairs(ctx: PrepareContext, examples: Sequence[Example]) -> list[Pair]:
+def qa_pairs(ctx: PrepareContext, examples: Sequence[Example], prompter=None) -> list[Pair]:
     """Closed-book chat prompt -> first gold answer and the end-of-turn token."""
     rt = ctx.runtime
+    prompter = prompter or prompts.Prompter.for_benchmark(ctx.benchmark)
     vocab = rt.tokenizer.get_vocab()
     end_id = vocab["<|im_end|>"] if "<|im_end|>" in vocab else rt.tokenizer.eos_token_id
     pairs = []
     for ex in examples:
-        prompt = rt.encode_chat(prompts.closed_book(ex.input))
+        prompt = rt.encode_chat(prompter.closed_book(ex.input))
         target = rt.tokenizer(ex.answers[0], add_special_tokens=False)["input_ids"] + [end_id]
         pairs.append((prompt, target))
     return pairs
@@ -55,6 +56,15 @@ class FineTune:
     def finish(self, model):
         return model
 
+    def phases(self, ctx: PrepareContext) -> list[tuple[str, list[Pair]]]:
+        """Named training phases, run one after another on the same model. Task-specific
+        fine-tuning has one: the benchmark's own train split."""
+        return [(ctx.benchmark.name, qa_pairs(ctx, ctx.train_examples()))]
+
+    def after_phase(self, ctx: PrepareContext, model, phase: str) -> dict:
+        """Measurements between phases (sequential fine-tuning records forgetting here)."""
+        return {}
+
     def settings(self) -> TrainSettings:
         c = self.config
         return TrainSettings(lr=c.lr, epochs=c.epochs, batch_size=c.batch_size)
@@ -62,18 +72,26 @@ class FineTune:
     def prepare(self, ctx: PrepareContext) -> dict:
         self.ctx = ctx
         settings = self.settings()
-        pairs = qa_pairs(ctx, ctx.train_examples())
+        phases = self.phases(ctx)
         base = ctx.runtime.fresh_model()
         total_params = sum(p.numel() for p in base.parameters())
         torch.manual_seed(ctx.seed)  # adapter initialisation is random: seed it for reproducible runs
-        model, details = self.wrap(base, total_steps(len(pairs), settings))
+        steps = sum(total_steps(len(pairs), settings) for _, pairs in phases)
+        model, details = self.wrap(base, steps)
         if self.prompt_learning:
             settings = TrainSettings(**{**settings.__dict__, "sparse_logits": False})
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         hook = getattr(getattr(model, "base_model", None), "update_and_allocate", None)  # AdaLoRA
-        rec = train(model, pairs, settings, pad_id=ctx.runtime.pad_id, seed=ctx.seed,
-                    device=ctx.runtime.device, name=f"training {self.name}", progress=ctx.progress,
-                    after_step=hook)
+        rec, measured = None, {}
+        for phase, pairs in phases:
+            r = train(model, pairs, settings, pad_id=ctx.runtime.pad_id, seed=ctx.seed,
+                      device=ctx.runtime.device, name=f"training {self.name} on {phase}", progress=ctx.progress,
+                      after_step=hook)
+            rec = r if rec is None else rec.extend(r)
+            measured.update(self.after_phase(ctx, model, phase))
+        if len(phases) > 1:
+            details["phases"] = [{"task": name, "examples": len(pairs)} for name, pairs in phases]
+        details.update(measured)
         artifact = ctx.workdir / "checkpoint"
         self.save(model, artifact)
         self.model = self.finish(model).to(ctx.runtime.dtype).eval()
@@ -84,7 +102,8 @@ class FineTune:
     def answer(self, examples: Sequence[Example]) -> list[Prediction]:
         if self.model is None:
             raise StrategyFailed(f"{self.name}: answer() called before prepare()")
-        msgs = [prompts.closed_book(e.input) for e in examples]
+        prompter = prompts.Prompter.for_benchmark(self.ctx.benchmark)
+        msgs = [prompter.closed_book(e.input) for e in examples]
         return answer_prompts(self.ctx, examples, msgs, model=self.model, desc=f"answering {self.name}",
                               hf_generate=self.prompt_learning)
 

@@ -94,7 +94,27 @@ def contains(output: str, answers: Sequence[str]) -> float:
 METRICS = ("exact_match", "f1", "contains")
 
 
-def score(output: str, answers: Sequence[str], question: str = "") -> dict[str, float | str]:
+def _label(text: str) -> str:
+    return normalize(text.replace("_", " "))
+
+
+def score(output: str, answers: Sequence[str], question: str = "", task: str = "extractive_qa") -> dict:
+    """Per-example metrics. Yes/no and classification have one right answer: EM is accuracy,
+    F1 equals EM, and `contains` asks for the gold word or label (underscores read as spaces)
+    in the output; a yes/no output that says both "yes" and "no" gets no containment credit."""
+    if task in ("yes_no", "classification"):
+        first = extract_answer(output)
+        if task == "yes_no":
+            words = normalize(output).split()
+            found = next((w for w in words if w in ("yes", "no")), "")
+            extracted = found or first
+            hit = float(any(found == normalize(a) for a in answers))
+            inside = float(hit and not {"yes", "no"} <= set(words))
+        else:
+            extracted = first
+            hit = float(any(_label(first) == _label(a) for a in answers))
+            inside = float(any(f" {_label(a)} " in f" {_label(output)} " for a in answers))
+        return {"extracted": extracted, "exact_match": hit, "f1": hit, "contains": inside}
     extracted = extract_answer(output, question)
     return {
         "extracted": extracted,

@@ -1,6 +1,10 @@
-"""Prompt templates shared by every strategy, so that only the evidence given to the model differs."""
+"""Prompt templates shared by every strategy, so that only the evidence given to the model differs.
+
+One `Prompter` per benchmark task type: extractive QA, yes/no questions, classification.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 # Measured on 48 test questions of the default benchmark with gold paragraphs in the prompt:
@@ -12,19 +16,43 @@ SYSTEM = (
 )
 
 
-def closed_book(question: str, demos: Sequence[tuple[str, str]] = ()) -> list[dict]:
-    """Chat messages for a question asked without context; demos become earlier turns."""
-    messages = [{"role": "system", "content": SYSTEM}]
-    for q, a in demos:
-        messages += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-    messages.append({"role": "user", "content": question})
-    return messages
+@dataclass(frozen=True)
+class Prompter:
+    system: str
+    context_system: str
+    context_request: str
+
+    @classmethod
+    def for_task(cls, task: str, labels: Sequence[str] = ()) -> "Prompter":
+        if task == "yes_no":
+            s = "You answer questions with one word: yes or no."
+            return cls(s, s + " Base the answer on the context.", "Answer yes or no, based on the text above.")
+        if task == "classification":
+            s = f"You answer with exactly one of these labels and nothing else: {', '.join(labels)}."
+            return cls(s, s, "Answer with one label.")
+        return cls(SYSTEM, SYSTEM + " Copy the answer from the context.",
+                   "Answer with words copied from the text above.")
+
+    @classmethod
+    def for_benchmark(cls, bench) -> "Prompter":
+        return cls.for_task(bench.task, bench.meta.get("labels", ()))
+
+    def closed_book(self, question: str, demos: Sequence[tuple[str, str]] = ()) -> list[dict]:
+        """Chat messages for a question asked without context; demos become earlier turns."""
+        messages = [{"role": "system", "content": self.system}]
+        for q, a in demos:
+            messages += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        messages.append({"role": "user", "content": question})
+        return messages
+
+    def with_context(self, question: str, passages: Sequence[str]) -> list[dict]:
+        context = "\n\n".join(passages)
+        return [
+            {"role": "system", "content": self.context_system},
+            {"role": "user", "content": f"{context}\n\nQuestion: {question}\n{self.context_request}"},
+        ]
 
 
-def with_context(question: str, passages: Sequence[str]) -> list[dict]:
-    context = "\n\n".join(passages)
-    return [
-        {"role": "system", "content": SYSTEM + " Copy the answer from the context."},
-        {"role": "user", "content": f"{context}\n\nQuestion: {question}\n"
-                                    "Answer with words copied from the text above."},
-    ]
+_QA = Prompter.for_task("extractive_qa")
+closed_book = _QA.closed_book  # extractive-QA defaults, for callers without a benchmark
+with_context = _QA.with_context

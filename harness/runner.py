@@ -152,7 +152,7 @@ def run_cell(spec, config, bench, seed, cfg, runtime, run_dir, progress) -> tupl
             preds = strat.answer(test)
         if len(preds) != len(test):
             raise StrategyFailed(f"{spec.name} returned {len(preds)} predictions for {len(test)} questions")
-        scores = [metrics.score(p.output, e.answers, e.input) for p, e in zip(preds, test)]
+        scores = [metrics.score(p.output, e.answers, e.input, e.task) for p, e in zip(preds, test)]
         record.update(summarize(preds, scores, m, test, cfg.usd_per_hour))
         for p, e, s in zip(preds, test, scores):
             rows.append({"strategy": spec.name, "benchmark": bench.name, "seed": seed, "id": e.id,

@@ -40,6 +40,13 @@ class TrainRecord:
     loss_curve: list[float] = field(default_factory=list)
     eval_loss: list[float] = field(default_factory=list)
 
+    def extend(self, other: "TrainRecord") -> "TrainRecord":
+        """The record of two phases trained one after the other."""
+        return TrainRecord(self.steps + other.steps, self.train_examples + other.train_examples,
+                           self.eval_examples + other.eval_examples, self.train_tokens + other.train_tokens,
+                           self.seconds + other.seconds, self.loss_curve + other.loss_curve,
+                           self.eval_loss + other.eval_loss)
+
     def as_dict(self) -> dict:
         return {
             "steps": self.steps, "train_examples": self.train_examples,

@@ -34,8 +34,9 @@ class FewShot:
             raise StrategyFailed(f"few-shot: needs {self.config.shots} train examples, has {len(train)}")
         picked = random.Random(ctx.seed).sample(train, self.config.shots)
         self.demos = [(e.input, e.answers[0]) for e in picked]
+        self.prompter = prompts.Prompter.for_benchmark(ctx.benchmark)
         return {"demo_ids": [e.id for e in picked]}
 
     def answer(self, examples: Sequence[Example]) -> list[Prediction]:
-        msgs = [prompts.closed_book(e.input, self.demos) for e in examples]
+        msgs = [self.prompter.closed_book(e.input, self.demos) for e in examples]
         return answer_prompts(self.ctx, examples, msgs, desc="answering few-shot")

@@ -37,6 +37,7 @@ class Rag:
 
     def prepare(self, ctx: PrepareContext) -> dict:
         self.ctx = ctx
+        self.prompter = prompts.Prompter.for_benchmark(ctx.benchmark)
         c = self.config
         chunks = chunk_documents(ctx.benchmark.documents, c.chunk_words, c.chunk_overlap)
         if c.k > len(chunks):
@@ -51,7 +52,7 @@ class Rag:
         hits, seconds = self.index.search([e.input for e in examples], self.config.k)
         msgs, traces = [], []
         for e, chunks in zip(examples, hits):
-            msgs.append(prompts.with_context(e.input, [c.text for c in chunks]))
+            msgs.append(self.prompter.with_context(e.input, [c.text for c in chunks]))
             ids = [c.doc_id for c in chunks]
             traces.append({"retrieved_doc_ids": ids,
                            "gold_retrieved": recall_at(ids, e.doc_ids, len(ids))})

@@ -21,8 +21,9 @@ class ZeroShot:
 
     def prepare(self, ctx: PrepareContext) -> dict:
         self.ctx = ctx
+        self.prompter = prompts.Prompter.for_benchmark(ctx.benchmark)
         return {}
 
     def answer(self, examples: Sequence[Example]) -> list[Prediction]:
-        msgs = [prompts.closed_book(e.input) for e in examples]
+        msgs = [self.prompter.closed_book(e.input) for e in examples]
         return answer_prompts(self.ctx, examples, msgs, desc="answering zero-shot")

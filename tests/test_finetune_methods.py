@@ -100,3 +100,69 @@ def test_partial_transfer_trains_only_the_top_layers(tiny_model, tiny_corpus, tm
     assert any(k.startswith("model.layers.1.") for k in saved)
     assert not any(k.startswith("model.layers.0.") for k in saved)  # the bottom layer stayed frozen
     assert cell["prepare"]["trainable_params"] < cell["prepare"]["total_params"]
+
+
+def _yes_no_corpus(root):
+    from tests.conftest import DOCS, write_corpus
+
+    qs = [(f"y{i}", f"Is {title} mentioned in the records?", ["yes" if i % 2 else "no"],
+           "test" if i < 4 else "train", [doc_id]) for i, (doc_id, title, _) in enumerate(DOCS * 2)]
+    path = write_corpus(root, questions=qs)
+    (path / "benchmark.json").write_text(json.dumps({"name": "tiny-yn", "task": "yes_no"}))
+    return path
+
+
+def test_multitask_mixes_tasks_by_ratio(tiny_model, tiny_corpus, tmp_path):
+    yn = _yes_no_corpus(tmp_path / "yn")
+    opts = {"multitask": {"tasks": [str(tiny_corpus), str(yn)], "mix": [1, 1], "r": 4, "alpha": 8}}
+    cfg = RunConfig(benchmarks=(str(tiny_corpus), str(yn)), strategies=("multitask",), options=opts,
+                    model=str(tiny_model), device="cpu", max_new_tokens=4, out=str(tmp_path / "run"))
+    cells = json.loads((run(cfg, progress=False, log=lambda m: None) / "results.json").read_text())["cells"]
+    assert [c["benchmark"] for c in cells] == ["tiny", "tiny-yn"]  # evaluated on every task
+    for c in cells:
+        assert c["status"] == "ok", c.get("error")
+        # 12 + 8 train examples, equal shares of 20: 10 from each, capped at 8 for the yes/no task
+        assert c["prepare"]["mixture"] == {"tiny": 10, "tiny-yn": 8}
+        assert c["metrics"]["exact_match"]["n"] in (6, 4)
+
+
+def test_multitask_mixture_counts():
+    from strategies.multitask import mixture
+
+    assert mixture([100, 50], (), 150) == [100, 50]
+    assert mixture([100, 50], (3, 1), 150) == [100, 38]
+    assert mixture([100, 50], (1, 3), 150) == [38, 50]
+
+
+def test_sequential_reports_forgetting(tiny_model, tiny_corpus, tmp_path):
+    yn = _yes_no_corpus(tmp_path / "yn")
+    opts = {"sequential": {"first": str(yn), "r": 4, "alpha": 8, "epochs": 2}}
+    cfg = RunConfig(benchmarks=(str(tiny_corpus),), strategies=("sequential",), options=opts,
+                    model=str(tiny_model), device="cpu", max_new_tokens=4, out=str(tmp_path / "run"))
+    cell = json.loads((run(cfg, progress=False, log=lambda m: None) / "results.json").read_text())["cells"][0]
+    assert cell["status"] == "ok", cell.get("error")
+    p = cell["prepare"]
+    assert [ph["task"] for ph in p["phases"]] == ["tiny-yn", "tiny"]
+    assert p["task_a_questions"] == 4
+    before, after = p["task_a_accuracy_after_a"], p["task_a_accuracy_after_b"]
+    assert 0 <= before <= 1 and 0 <= after <= 1
+    assert p["forgetting"] == pytest.approx(before - after)
+    assert p["steps"] == len(p["loss_curve"]) > 0
+
+
+def test_knowledge_injection_and_raft(tiny_model, tiny_corpus, tmp_path):
+    opts = {"knowledge": {"r": 4, "alpha": 8, "piece_tokens": 32},
+            "raft": {"r": 4, "alpha": 8, "distractors": 2, "p_gold": 1.0, "k": 2}}
+    cfg = RunConfig(benchmarks=(str(tiny_corpus),), strategies=("knowledge", "raft"), options=opts,
+                    model=str(tiny_model), device="cpu", max_new_tokens=4, out=str(tmp_path / "run"))
+    cells = {c["strategy"]: c for c in
+             json.loads((run(cfg, progress=False, log=lambda m: None) / "results.json").read_text())["cells"]}
+    k = cells["knowledge"]
+    assert k["status"] == "ok", k.get("error")
+    assert [p["task"] for p in k["prepare"]["phases"]] == ["documents", "tiny"]
+    assert k["prepare"]["phases"][0]["examples"] >= 6  # at least one piece per document
+    r = cells["raft"]
+    assert r["status"] == "ok", r.get("error")
+    assert r["prepare"]["contexts_with_gold"] == 12  # p_gold=1: every training context holds its gold chunk
+    assert set(r["retrieval"]) == {"recall@1", "recall@2"}
+    assert r["answer"]["prompt_tokens_mean"] > cells["knowledge"]["answer"]["prompt_tokens_mean"]

@@ -259,3 +259,18 @@ def test_percentile():
 ])
 def test_extract_answer_drops_restated_question(output, question, expected):
     assert extract_answer(output, question) == expected
+
+
+def test_yes_no_scoring():
+    assert score("Yes, it is.", ["yes"], task="yes_no")["exact_match"] == 1.0
+    assert score("No.", ["yes"], task="yes_no")["exact_match"] == 0.0
+    both = score("It could be yes or no.", ["yes"], task="yes_no")
+    assert both["exact_match"] == 1.0 and both["contains"] == 0.0  # the first yes/no word counts
+    assert score("Maybe", ["no"], task="yes_no")["f1"] == 0.0
+
+
+def test_classification_scoring_reads_underscores_as_spaces():
+    s = score("add to playlist", ["add_to_playlist"], task="classification")
+    assert s["exact_match"] == 1.0 and s["f1"] == 1.0 and s["contains"] == 1.0
+    s = score("The intent is get_weather, I think", ["get_weather"], task="classification")
+    assert s["exact_match"] == 0.0 and s["contains"] == 1.0
