@@ -2,6 +2,7 @@ from dataclasses import dataclass
 
 from harness import metrics
 from harness.benchmark import load_benchmark
+from harness.errors import StrategyFailed
 from harness.finetune import PeftFineTune, qa_pairs
 from harness.prompts import Prompter
 from harness.registry import strategy
@@ -24,6 +25,9 @@ class Sequential(PeftFineTune):
 
     def phases(self, ctx):
         self.task_a = load_benchmark(self.config.first)
+        if self.task_a.name == ctx.benchmark.name:
+            raise StrategyFailed(f"sequential: task A ({self.config.first}) is the benchmark under evaluation; "
+                                 "pick another `first`")
         a_train = self.task_a.split("train")[: ctx.train_limit] if ctx.train_limit else self.task_a.split("train")
         return [(self.task_a.name, qa_pairs(ctx, a_train, Prompter.for_benchmark(self.task_a))),
                 (ctx.benchmark.name, qa_pairs(ctx, ctx.train_examples()))]
