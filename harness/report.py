@@ -119,6 +119,19 @@ def reading(cells: list[dict], comps: list[dict]) -> list[str]:
     return lines
 
 
+def _training_extras(p: dict, benchmark: str) -> str:
+    """Phases, task mixture and forgetting, for the methods that have them."""
+    out = ""
+    if p.get("phases"):
+        out += "; phases " + " then ".join(f"{ph['task']} ({ph['examples']} examples)" for ph in p["phases"])
+    if p.get("mixture"):
+        out += "; mixture " + ", ".join(f"{k} {v}" for k, v in p["mixture"].items())
+    if p.get("forgetting") is not None:
+        out += (f"; {p['task_a']} accuracy {p['task_a_accuracy_after_a']:.3f} after training on it, "
+                f"{p['task_a_accuracy_after_b']:.3f} after {benchmark} (forgetting {p['forgetting']:+.3f})")
+    return out
+
+
 def _table(cells, seeds) -> list[list[str]]:
     head = ["Strategy", "EM", "F1", "Contains", "One-time s", "One-time $", "Artifact",
             "Prompt tok/q", "Out tok/q", "Latency p50 s", "Latency p95 s", "$ / 1k q", "Peak MB"]
@@ -174,7 +187,7 @@ def render_markdown(results: dict, preds: list[dict]) -> str:
                        f"{p['trainable_params']:,} of {p['total_params']:,} parameters trainable; "
                        f"train loss {p['loss_curve'][0]:.3f} → {p['final_train_loss']:.3f}"
                        + (f", held-out loss by epoch {', '.join(f'{x:.3f}' for x in p['eval_loss'])}" if p["eval_loss"] else "")
-                       + ".")
+                       + _training_extras(p, c["benchmark"]) + ".")
         failed = [c for c in cells if c["status"] != "ok"]
         if failed:
             out += ["", "### Failures", ""]
