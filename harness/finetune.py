@@ -4,6 +4,7 @@ A method only says what differs: its peft config (strategies/peft_methods.py).
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Sequence
 
@@ -69,10 +70,28 @@ class FineTune:
         c = self.config
         return TrainSettings(lr=c.lr, epochs=c.epochs, batch_size=c.batch_size)
 
+    # Models trained in this process, by everything that determines them: `lora-rag` answers with
+    # the adapter `lora` trained moments before instead of training the same one again.
+    _trained: dict[str, tuple[object, dict]] = {}
+
+    def _training_key(self, ctx: PrepareContext, settings: TrainSettings, phases) -> str:
+        steps = sum(total_steps(len(pairs), settings) for _, pairs in phases)
+        method = repr(self.peft_config(steps)) if hasattr(self, "peft_config") else repr(self.config)
+        # The benchmark's artifact folder is part of the key: reuse stays within one run and benchmark.
+        what = (type(self).wrap.__qualname__, method, repr(settings), ctx.seed, str(ctx.runtime.path),
+                ctx.runtime.device, str(ctx.workdir.parent), repr(phases))
+        return hashlib.sha256(repr(what).encode()).hexdigest()
+
     def prepare(self, ctx: PrepareContext) -> dict:
         self.ctx = ctx
         settings = self.settings()
         phases = self.phases(ctx)
+        key = self._training_key(ctx, settings, phases)
+        if key in FineTune._trained:
+            model, details = FineTune._trained[key]
+            self.prompt_learning = details.get("prompt_learning", False)
+            self.model = model
+            return {**details, "method": self.name, "training_reused_from": details["method"]}
         base = ctx.runtime.fresh_model()
         total_params = sum(p.numel() for p in base.parameters())
         torch.manual_seed(ctx.seed)  # adapter initialisation is random: seed it for reproducible runs
@@ -95,9 +114,11 @@ class FineTune:
         artifact = ctx.workdir / "checkpoint"
         self.save(model, artifact)
         self.model = self.finish(model).to(ctx.runtime.dtype).eval()
-        return {"method": self.name, **details, "trainable_params": trainable, "total_params": total_params,
-                "artifact_bytes": dir_bytes(artifact), **rec.as_dict(),
-                "epochs": settings.epochs, "lr": settings.lr, "seed": ctx.seed}
+        details = {"method": self.name, **details, "trainable_params": trainable, "total_params": total_params,
+                   "artifact_bytes": dir_bytes(artifact), **rec.as_dict(),
+                   "epochs": settings.epochs, "lr": settings.lr, "seed": ctx.seed}
+        FineTune._trained[key] = (self.model, {**details, "prompt_learning": self.prompt_learning})
+        return details
 
     def answer(self, examples: Sequence[Example]) -> list[Prediction]:
         if self.model is None:

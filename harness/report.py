@@ -122,6 +122,8 @@ def reading(cells: list[dict], comps: list[dict]) -> list[str]:
 def _training_extras(p: dict, benchmark: str) -> str:
     """Phases, task mixture and forgetting, for the methods that have them."""
     out = ""
+    if p.get("training_reused_from"):
+        out += f"; the model {p['training_reused_from']} trained in this run, reused (one-time cost counted there)"
     if p.get("phases"):
         out += "; phases " + " then ".join(f"{ph['task']} ({ph['examples']} examples)" for ph in p["phases"])
     if p.get("mixture"):

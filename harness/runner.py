@@ -170,6 +170,9 @@ def run(cfg: RunConfig, progress: bool = True, log=print) -> Path:
     from .runtime import Runtime
 
     specs, configs, benches = plan(cfg)
+    from .finetune import FineTune
+
+    FineTune._trained.clear()  # models trained by an earlier run in this process are not reused
     with measure() as load:
         runtime = Runtime(cfg.model, device=cfg.device, dtype=cfg.dtype, progress=progress)
     run_dir = new_run_dir(cfg.out)

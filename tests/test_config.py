@@ -45,12 +45,15 @@ def test_shipped_config_is_valid(path):
 def test_default_yaml_values():
     cfg = make_config(str(Path(__file__).resolve().parents[1] / "configs" / "default.yaml"), {})
     assert cfg.benchmarks == ("squadshifts_nyt",)
-    assert cfg.strategies == ("zero-shot", "few-shot", "rag", "lora")
     assert cfg.seeds == (0,)
-    # default.yaml spells out the code's defaults, so `make demo` and a bare `harness run` agree
+    # the demo is a representative subset: prompting, RAG, a full or partial fine-tune, two PEFT
+    # methods and fine-tuning with retrieval
+    s = set(cfg.strategies)
+    assert {"zero-shot", "few-shot", "rag", "lora-rag"} <= s
+    assert "full-ft" in s and len(s & {"lora", "dora", "ia3", "adalora", "loha", "lokr", "vera"}) >= 2
+    assert cfg.limit is None or cfg.limit >= 150  # confidence intervals need the questions
     for name, values in cfg.options.items():
-        spec = registry.get_spec(name)
-        assert registry.build_config(spec, values) == spec.config_cls(), name
+        registry.build_config(registry.get_spec(name), values)
 
 
 def test_registry_has_the_four_strategies():

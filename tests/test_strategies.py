@@ -70,3 +70,20 @@ def test_failing_strategy_is_recorded_and_others_kept(tiny_model, tiny_corpus, t
     assert cells["lora"]["status"] == "failed" and "no_such_module" in cells["lora"]["error"]
     assert "lora" in (run_dir / "report.md").read_text()
     assert len(read_jsonl(run_dir / "predictions.jsonl")) == 6
+
+
+def test_lora_rag_reuses_the_adapter_lora_trained(tiny_model, tiny_corpus, tmp_path):
+    opts = {"lora": {"epochs": 1, "r": 4, "alpha": 8}, "lora-rag": {"epochs": 1, "r": 4, "alpha": 8, "k": 2}}
+    run_dir = run(_cfg(tiny_model, tiny_corpus, tmp_path / "run", ["lora", "lora-rag"], opts),
+                  progress=False, log=lambda m: None)
+    cells = {c["strategy"]: c for c in json.loads((run_dir / "results.json").read_text())["cells"]}
+    reused = cells["lora-rag"]["prepare"]
+    assert reused["training_reused_from"] == "lora"
+    assert reused["loss_curve"] == cells["lora"]["prepare"]["loss_curve"]
+    assert "reused" in (run_dir / "report.md").read_text()
+    # a different adapter config trains its own model
+    opts["lora-rag"]["r"] = 2
+    run_dir = run(_cfg(tiny_model, tiny_corpus, tmp_path / "run2", ["lora", "lora-rag"], opts),
+                  progress=False, log=lambda m: None)
+    cells = {c["strategy"]: c for c in json.loads((run_dir / "results.json").read_text())["cells"]}
+    assert "training_reused_from" not in cells["lora-rag"]["prepare"]
