@@ -114,7 +114,8 @@ def _yes_no_corpus(root):
 
 def test_multitask_mixes_tasks_by_ratio(tiny_model, tiny_corpus, tmp_path):
     yn = _yes_no_corpus(tmp_path / "yn")
-    opts = {"multitask": {"tasks": [str(tiny_corpus), str(yn)], "mix": [1, 1], "r": 4, "alpha": 8}}
+    opts = {"multitask": {"tasks": [str(tiny_corpus), str(yn)], "mix": [1, 1], "r": 4, "alpha": 8,
+                          "epochs": 4, "batch_size": 4, "lr": 3e-3}}
     cfg = RunConfig(benchmarks=(str(tiny_corpus), str(yn)), strategies=("multitask",), options=opts,
                     model=str(tiny_model), device="cpu", max_new_tokens=4, out=str(tmp_path / "run"))
     cells = json.loads((run(cfg, progress=False, log=lambda m: None) / "results.json").read_text())["cells"]
@@ -124,6 +125,8 @@ def test_multitask_mixes_tasks_by_ratio(tiny_model, tiny_corpus, tmp_path):
         # 12 + 8 train examples, equal shares of 20: 10 from each, capped at 8 for the yes/no task
         assert c["prepare"]["mixture"] == {"tiny": 10, "tiny-yn": 8}
         assert c["metrics"]["exact_match"]["n"] in (6, 4)
+        curve = c["prepare"]["loss_curve"]
+        assert sum(curve[-3:]) / 3 < sum(curve[:3]) / 3, curve
 
 
 def test_multitask_mixture_counts():
@@ -151,8 +154,9 @@ def test_sequential_reports_forgetting(tiny_model, tiny_corpus, tmp_path):
 
 
 def test_knowledge_injection_and_raft(tiny_model, tiny_corpus, tmp_path):
-    opts = {"knowledge": {"r": 4, "alpha": 8, "piece_tokens": 32},
-            "raft": {"r": 4, "alpha": 8, "distractors": 2, "p_gold": 1.0, "k": 2}}
+    opts = {"knowledge": {"r": 4, "alpha": 8, "piece_tokens": 32, "epochs": 4, "batch_size": 4, "lr": 3e-3},
+            "raft": {"r": 4, "alpha": 8, "distractors": 2, "p_gold": 1.0, "k": 2, "epochs": 4, "batch_size": 4,
+                     "lr": 3e-3}}
     cfg = RunConfig(benchmarks=(str(tiny_corpus),), strategies=("knowledge", "raft"), options=opts,
                     model=str(tiny_model), device="cpu", max_new_tokens=4, out=str(tmp_path / "run"))
     cells = {c["strategy"]: c for c in
@@ -165,4 +169,7 @@ def test_knowledge_injection_and_raft(tiny_model, tiny_corpus, tmp_path):
     assert r["status"] == "ok", r.get("error")
     assert r["prepare"]["contexts_with_gold"] == 12  # p_gold=1: every training context holds its gold chunk
     assert set(r["retrieval"]) == {"recall@1", "recall@2"}
+    for c in (k, r):
+        curve = c["prepare"]["loss_curve"]
+        assert sum(curve[-3:]) / 3 < sum(curve[:3]) / 3, (c["strategy"], curve)
     assert r["answer"]["prompt_tokens_mean"] > cells["knowledge"]["answer"]["prompt_tokens_mean"]
