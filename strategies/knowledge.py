@@ -1,9 +1,9 @@
 from dataclasses import dataclass
 
 from harness.errors import ConfigError
-from harness.finetune import PeftFineTune, qa_pairs
+from harness.finetune import qa_pairs
 from harness.registry import strategy
-from strategies.lora import Lora, LoraConfig
+from strategies.lora import LoraAdapter, LoraConfig
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,8 @@ def document_pieces(ctx, piece_tokens: int):
 
 
 @strategy("knowledge", config=KnowledgeConfig)
-class KnowledgeInjection(PeftFineTune):
+class KnowledgeInjection(LoraAdapter):
     """Knowledge injection: continued pre-training (LoRA) on the documents, then QA tuning; closed-book."""
-
-    def peft_config(self, steps: int):
-        return Lora.peft_config(self, steps)
 
     def phases(self, ctx):
         phases = [("documents", document_pieces(ctx, self.config.piece_tokens))]

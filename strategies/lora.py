@@ -24,9 +24,9 @@ class LoraConfig:
             raise ConfigError("lora.epochs and lora.batch_size must be >= 1")
 
 
-@strategy("lora", config=LoraConfig)
-class Lora(PeftFineTune):
-    """LoRA adapter (peft) trained on the train split's question/answer pairs; answers closed-book."""
+class LoraAdapter(PeftFineTune):
+    """A LoRA adapter built from a LoraConfig's fields; the strategies built on LoRA (lora-rag,
+    multitask, sequential, knowledge) differ only in their data or in how they answer."""
 
     def peft_config(self, steps: int):
         import peft
@@ -34,3 +34,8 @@ class Lora(PeftFineTune):
         c = self.config
         return peft.LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout,
                                target_modules=c.target_modules, task_type="CAUSAL_LM")
+
+
+@strategy("lora", config=LoraConfig)
+class Lora(LoraAdapter):
+    """LoRA adapter (peft) trained on the train split's question/answer pairs; answers closed-book."""

@@ -1,11 +1,10 @@
 from dataclasses import dataclass
 from typing import Sequence
 
-from harness.finetune import PeftFineTune
 from harness.registry import strategy
 from harness.retrieval import DEFAULT_EMBEDDER
 from harness.types import Example, Prediction
-from strategies.lora import Lora, LoraConfig
+from strategies.lora import LoraAdapter, LoraConfig
 from strategies.rag import Rag, RagConfig
 
 
@@ -18,7 +17,7 @@ class LoraRagConfig(LoraConfig):
 
 
 @strategy("lora-rag", config=LoraRagConfig)
-class LoraRag(PeftFineTune):
+class LoraRag(LoraAdapter):
     """FT + RAG: the LoRA model (trained closed-book on the train split) answers with retrieved context."""
 
     def __init__(self, config: LoraRagConfig):
@@ -26,9 +25,6 @@ class LoraRag(PeftFineTune):
         c = config
         self.rag = Rag(RagConfig(k=c.k, chunk_words=c.chunk_words, chunk_overlap=c.chunk_overlap,
                                  embedder=c.embedder))
-
-    def peft_config(self, steps: int):
-        return Lora.peft_config(self, steps)
 
     def prepare(self, ctx) -> dict:
         details = super().prepare(ctx)

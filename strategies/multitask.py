@@ -3,10 +3,10 @@ from dataclasses import dataclass
 
 from harness.benchmark import load_benchmark
 from harness.errors import ConfigError
-from harness.finetune import PeftFineTune, qa_pairs
+from harness.finetune import qa_pairs
 from harness.prompts import Prompter
 from harness.registry import strategy
-from strategies.lora import Lora, LoraConfig
+from strategies.lora import LoraAdapter, LoraConfig
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,8 @@ def mixture(sizes: list[int], weights: tuple, total: int) -> list[int]:
 
 
 @strategy("multitask", config=MultiTaskConfig)
-class MultiTask(PeftFineTune):
+class MultiTask(LoraAdapter):
     """Multi-task fine-tuning: one LoRA adapter trained on a mixture of tasks, evaluated on each."""
-
-    def peft_config(self, steps: int):
-        return Lora.peft_config(self, steps)
 
     def phases(self, ctx):
         benches = [load_benchmark(n) for n in self.config.tasks]

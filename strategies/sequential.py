@@ -3,11 +3,11 @@ from dataclasses import dataclass
 from harness import metrics
 from harness.benchmark import load_benchmark
 from harness.errors import StrategyFailed
-from harness.finetune import PeftFineTune, qa_pairs
+from harness.finetune import qa_pairs
 from harness.prompts import Prompter
 from harness.registry import strategy
 from harness.strategy import PrepareContext, answer_prompts
-from strategies.lora import Lora, LoraConfig
+from strategies.lora import LoraAdapter, LoraConfig
 
 
 @dataclass(frozen=True)
@@ -17,11 +17,8 @@ class SequentialConfig(LoraConfig):
 
 
 @strategy("sequential", config=SequentialConfig)
-class Sequential(PeftFineTune):
+class Sequential(LoraAdapter):
     """Sequential fine-tuning: LoRA on task A, then on task B; records how much of A was forgotten."""
-
-    def peft_config(self, steps: int):
-        return Lora.peft_config(self, steps)
 
     def phases(self, ctx):
         self.task_a = load_benchmark(self.config.first)
