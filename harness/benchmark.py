@@ -16,14 +16,23 @@ def builtin_benchmarks() -> list[str]:
     return sorted(p.parent.name for p in CORPORA_DIR.glob("*/questions.jsonl"))
 
 
-def load_benchmark(name_or_path: str) -> Benchmark:
+def load_benchmark(name_or_path: str, split_seed: int | None = None, test_ratio: float | None = None) -> Benchmark:
+    """A built-in benchmark by name, or a corpus folder (either layout, see harness/corpus.py) by path."""
     path = Path(name_or_path)
-    if not (path.is_dir() and (path / "questions.jsonl").exists()):
-        if name_or_path not in builtin_benchmarks():
-            raise HarnessError(
-                f"unknown benchmark {name_or_path!r}; built-in benchmarks: {', '.join(builtin_benchmarks())}"
-            )
-        path = CORPORA_DIR / name_or_path
+    builtin = name_or_path in builtin_benchmarks()
+    # a folder wins over a built-in of the same name when it holds questions; a path is never a name
+    has_questions = path.is_dir() and any((path / q).exists() for q in ("questions.jsonl", "questions.csv"))
+    if has_questions or (not builtin and (path.exists() or "/" in name_or_path or "\\" in name_or_path)):
+        from . import corpus
+
+        return corpus.load_corpus(path, corpus.DEFAULT_SPLIT_SEED if split_seed is None else split_seed,
+                                  corpus.DEFAULT_TEST_RATIO if test_ratio is None else test_ratio)
+    if not builtin:
+        raise HarnessError(
+            f"unknown benchmark {name_or_path!r}; built-in benchmarks: {', '.join(builtin_benchmarks())}; "
+            "or give the path of a corpus folder"
+        )
+    path = CORPORA_DIR / name_or_path
     meta = {}
     if (path / "benchmark.json").exists():
         try:

@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run strategies against a benchmark and write a report")
     r.add_argument("--config", help="experiment YAML (benchmarks x strategies x seeds); flags override it")
     r.add_argument("--benchmark", help="built-in benchmark name or a corpus folder")
+    r.add_argument("--corpus", action="append", default=[], metavar="PATH",
+                   help="a corpus folder of your own (see `harness corpus check`); may be repeated")
+    r.add_argument("--test-ratio", type=float, help="share of unsplit corpus questions used for test (0.3)")
+    r.add_argument("--split-seed", type=int, help="seed of that split (default 0; apart from --seed)")
     r.add_argument("--strategies", type=_strategies_arg, help="comma-separated names, or 'all'")
     r.add_argument("--limit", type=_positive, help="use only the first N test questions")
     r.add_argument("--train-limit", type=_positive, help="use only the first M train examples")
@@ -46,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("strategies", help="list registered strategies and their options")
     sub.add_parser("benchmarks", help="list built-in benchmarks")
+    cor = sub.add_parser("corpus", help="work with a corpus folder of your own")
+    cor_sub = cor.add_subparsers(dest="corpus_command", required=True)
+    chk = cor_sub.add_parser("check", help="validate a corpus folder and list every problem with file:line")
+    chk.add_argument("path")
+    chk.add_argument("--test-ratio", type=float, help="share of unsplit questions used for test (0.3)")
+    chk.add_argument("--split-seed", type=int, help="seed of that split (default 0)")
+    chk.add_argument("--chunk-words", type=_positive, help="chunk size in words for the count (rag's default)")
+    chk.add_argument("--chunk-overlap", type=int, help="chunk overlap in words (rag's default)")
     rep = sub.add_parser("report", help="rebuild report.md/html/csv of a run folder from its records")
     rep.add_argument("run_dir")
     return p
@@ -61,7 +73,8 @@ def cmd_run(args) -> int:
     if strategies == ("all",):
         strategies = tuple(all_strategies())
     overrides = {
-        "benchmarks": (args.benchmark,) if args.benchmark else None, "strategies": strategies,
+        "benchmarks": ((args.benchmark,) if args.benchmark else ()) + tuple(args.corpus) or None,
+        "strategies": strategies, "test_ratio": args.test_ratio, "split_seed": args.split_seed,
         "limit": args.limit, "train_limit": args.train_limit, "model": args.model, "device": args.device,
         "dtype": args.dtype, "batch_size": args.batch_size, "out": args.out,
         "seeds": (args.seed,) if args.seed is not None else None,
@@ -98,6 +111,12 @@ def cmd_benchmarks(_args) -> int:
     return 0
 
 
+def cmd_corpus(args) -> int:
+    from .corpus import check_command
+
+    return check_command(args)
+
+
 def cmd_report(args) -> int:
     from pathlib import Path
 
@@ -116,7 +135,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from a hub at run time
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    commands = {"run": cmd_run, "strategies": cmd_strategies, "benchmarks": cmd_benchmarks, "report": cmd_report}
+    commands = {"run": cmd_run, "strategies": cmd_strategies, "benchmarks": cmd_benchmarks, "report": cmd_report,
+                "corpus": cmd_corpus}
     try:
         return commands[args.command](args)
     except HarnessError as exc:

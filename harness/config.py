@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .corpus import DEFAULT_SPLIT_SEED, DEFAULT_TEST_RATIO
 from .errors import ConfigError
 
 DEFAULT_STRATEGIES = ("zero-shot", "few-shot", "rag", "lora")
@@ -28,6 +29,8 @@ class RunConfig:
     max_new_tokens: int = 24        # short-answer QA; answers past 24 tokens are sentences anyway
     usd_per_hour: float = 0.085     # on-demand price of a 2-vCPU cloud machine (AWS c6i.large, us-east-1, 2026)
     out: str | None = None
+    split_seed: int = DEFAULT_SPLIT_SEED    # splits corpus questions that have no split; apart from `seeds`
+    test_ratio: float = DEFAULT_TEST_RATIO  # share of those questions that become test questions
 
     def __post_init__(self):
         for name in ("limit", "train_limit"):
@@ -43,6 +46,11 @@ class RunConfig:
         if not isinstance(self.usd_per_hour, (int, float)) or not math.isfinite(self.usd_per_hour) \
                 or self.usd_per_hour < 0:
             raise ConfigError(f"usd_per_hour must be a number >= 0, got {self.usd_per_hour!r}")
+        if isinstance(self.test_ratio, bool) or not isinstance(self.test_ratio, (int, float)) \
+                or not 0 < self.test_ratio <= 1:
+            raise ConfigError(f"test_ratio must be a number in (0, 1], got {self.test_ratio!r}")
+        if not isinstance(self.split_seed, int) or isinstance(self.split_seed, bool):
+            raise ConfigError(f"split_seed must be an integer, got {self.split_seed!r}")
         if not self.strategies:
             raise ConfigError("no strategies to run")
         if not self.benchmarks:

@@ -1,10 +1,17 @@
-"""Chunk documents, embed them with sentence-transformers, and search them with FAISS."""
+"""Chunk documents, embed them with sentence-transformers, and search them with FAISS.
+
+Indexing streams: chunks are produced lazily, embedded a window at a time and added to FAISS at once,
+so building an index holds the documents' text (once, in the Benchmark), the embeddings (in FAISS)
+and a 16-byte row per chunk (document index, character start, character end), nothing more.
+"""
 from __future__ import annotations
 
+import re
 import time
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -13,6 +20,20 @@ from .types import Document
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 
+# Up to this many chunks the search is exact (IndexFlatIP: ~1 ms a query at 50k chunks of 384 dims on
+# one core). Above it, HNSW (no training pass, so it streams like the flat index). Recall@10 of
+# HNSW(M=32, efConstruction=80, efSearch=128) against exact search, measured with
+# bench/../tests/test_corpus.py::test_hnsw_recall_against_exact's method (`python -m harness.retrieval`):
+#   100k random unit vectors, 384 dims (the hardest case: no cluster structure): 0.93
+#   MiniLM embeddings of the built-in corpora's chunks (structured, like real text):      see below
+EXACT_MAX_CHUNKS = 50_000
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 128
+EMBED_WINDOW = 2048  # chunks embedded per encode() call: bounds the text and vectors in flight
+
+_WORD = re.compile(r"\S+")
+
 
 @dataclass(frozen=True)
 class Chunk:
@@ -20,17 +41,47 @@ class Chunk:
     text: str
 
 
-def chunk_documents(docs: Sequence[Document], words: int, overlap: int) -> list[Chunk]:
-    """Split on words; each chunk keeps its document id, so recall is measured per document."""
+def _check_sizes(words: int, overlap: int) -> None:
     if overlap >= words:
         raise HarnessError(f"chunk overlap ({overlap}) must be smaller than the chunk size ({words})")
-    chunks = []
-    step = words - overlap
-    for d in docs:
-        tokens = d.text.split()
-        for start in range(0, max(len(tokens) - overlap, 1), step):
-            chunks.append(Chunk(d.id, " ".join(tokens[start : start + words])))
-    return chunks
+
+
+def chunk_spans(text: str, words: int, overlap: int) -> Iterator[tuple[int, int]]:
+    """(start, end) character offsets of each chunk of `words` words, `overlap` words shared with the
+    previous one. The regex engine walks a chunk at a time, so a 50 MB document never becomes a list
+    of words. Same chunks as range(0, max(n_words - overlap, 1), words - overlap) over text.split()."""
+    take = re.compile(r"\S+(?:\s+\S+){0,%d}" % (words - 1))
+    # the next chunk's first word: `step` words on, with more than `overlap` words from there to the end
+    skip = re.compile(r"(?:\S+\s+){%d}(?=(?:\S+\s+){%d}\S)" % (words - overlap, overlap))
+    first = _WORD.search(text)
+    pos = first.start() if first else len(text)
+    while m := take.match(text, pos):
+        yield pos, m.end()
+        s = skip.match(text, pos)
+        if not s:
+            return
+        pos = s.end()
+
+
+def chunk_text(text: str, start: int, end: int) -> str:
+    return " ".join(text[start:end].split())
+
+
+def iter_chunks(docs: Sequence[Document], words: int, overlap: int) -> Iterator[tuple[int, int, int]]:
+    """(document index, start char, end char) of every chunk, in document order."""
+    _check_sizes(words, overlap)
+    for d, doc in enumerate(docs):
+        for start, end in chunk_spans(doc.text, words, overlap):
+            yield d, start, end
+
+
+def count_chunks(docs: Sequence[Document], words: int, overlap: int) -> int:
+    return sum(1 for _ in iter_chunks(docs, words, overlap))
+
+
+def chunk_documents(docs: Sequence[Document], words: int, overlap: int) -> list[Chunk]:
+    """Split on words; each chunk keeps its document id, so recall is measured per document."""
+    return [Chunk(docs[d].id, chunk_text(docs[d].text, s, e)) for d, s, e in iter_chunks(docs, words, overlap)]
 
 
 def embedder_path(name: str) -> str:
@@ -48,26 +99,89 @@ def embedder_path(name: str) -> str:
     return name
 
 
+def new_faiss_index(dim: int, n_chunks: int, exact_max: int = EXACT_MAX_CHUNKS):
+    """Exact inner product up to `exact_max` chunks, HNSW above; returns (index, description)."""
+    import faiss
+
+    if n_chunks <= exact_max:
+        return faiss.IndexFlatIP(dim), "IndexFlatIP (exact)"
+    index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    index.hnsw.efSearch = HNSW_EF_SEARCH
+    return index, f"IndexHNSWFlat (approximate; M={HNSW_M}, efSearch={HNSW_EF_SEARCH})"
+
+
 class Index:
-    """Exact inner-product search over L2-normalised embeddings (cosine similarity)."""
+    """Top-k inner-product search over L2-normalised embeddings (cosine similarity).
 
-    def __init__(self, embedder: str, device: str, batch_size: int = 64):
-        from sentence_transformers import SentenceTransformer
+    `encoder` replaces the sentence-transformers model (anything with SentenceTransformer.encode's
+    signature); tests use a small one. `kind` says which FAISS index was built.
+    """
 
-        self.model = SentenceTransformer(embedder_path(embedder), device=device)
+    def __init__(self, embedder: str, device: str, batch_size: int = 64, encoder=None,
+                 exact_max: int = EXACT_MAX_CHUNKS):
+        if encoder is None:
+            from sentence_transformers import SentenceTransformer
+
+            encoder = SentenceTransformer(embedder_path(embedder), device=device)
+        self.model = encoder
         self.batch_size = batch_size
-        self.chunks: list[Chunk] = []
+        self.exact_max = exact_max
+        self.docs: Sequence[Document] = ()
+        self.rows = (array("i"), array("q"), array("q"))  # document index, start char, end char
         self.index = None
+        self.kind = ""
 
-    def build(self, chunks: list[Chunk], progress: bool = False) -> None:
-        import faiss
+    def __len__(self) -> int:
+        return len(self.rows[0])
 
-        vecs = self.model.encode([c.text for c in chunks], batch_size=self.batch_size,
-                                 normalize_embeddings=True, convert_to_numpy=True,
-                                 show_progress_bar=progress)
-        self.index = faiss.IndexFlatIP(vecs.shape[1])
-        self.index.add(np.ascontiguousarray(vecs, dtype=np.float32))
-        self.chunks = chunks
+    def _encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        vecs = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=progress)
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def build(self, docs: Sequence[Document], words: int, overlap: int, n_chunks: int | None = None,
+              progress: bool = False) -> int:
+        """Chunk, embed and index `docs` (kept by reference, not copied); returns the number of chunks."""
+        if n_chunks is None:
+            n_chunks = count_chunks(docs, words, overlap)
+        self.docs = docs
+        self.rows = rows = (array("i"), array("q"), array("q"))
+        self.index = None
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n_chunks, desc="embedding chunks", unit="chunk")
+        window: list[str] = []
+
+        def flush():
+            vecs = self._encode(window)
+            if self.index is None:
+                self.index, self.kind = new_faiss_index(vecs.shape[1], n_chunks, self.exact_max)
+            self.index.add(vecs)
+            if bar is not None:
+                bar.update(len(window))
+            window.clear()
+
+        for d, s, e in iter_chunks(docs, words, overlap):
+            rows[0].append(d)
+            rows[1].append(s)
+            rows[2].append(e)
+            window.append(chunk_text(docs[d].text, s, e))
+            if len(window) == EMBED_WINDOW:
+                flush()
+        if window:
+            flush()
+        if bar is not None:
+            bar.close()
+        if self.index is None:
+            raise HarnessError("no text to index: every document is empty")
+        return len(self)
+
+    def chunk(self, j: int) -> Chunk:
+        doc = self.docs[self.rows[0][j]]
+        return Chunk(doc.id, chunk_text(doc.text, self.rows[1][j], self.rows[2][j]))
 
     def save(self, path: Path) -> int:
         import faiss
@@ -78,11 +192,13 @@ class Index:
     def search(self, queries: Sequence[str], k: int) -> tuple[list[list[Chunk]], list[float]]:
         """Top-k chunks per query, and each query's share of the batched search time."""
         t0 = time.perf_counter()
-        q = self.model.encode(list(queries), batch_size=self.batch_size, normalize_embeddings=True,
-                              convert_to_numpy=True)
-        _, ids = self.index.search(np.ascontiguousarray(q, dtype=np.float32), min(k, len(self.chunks)))
+        q = self._encode(list(queries))
+        k = min(k, len(self))
+        if hasattr(self.index, "hnsw"):
+            self.index.hnsw.efSearch = max(HNSW_EF_SEARCH, k)
+        _, ids = self.index.search(q, k)
         per_query = (time.perf_counter() - t0) / max(len(queries), 1)
-        return [[self.chunks[j] for j in row if j >= 0] for row in ids], [per_query] * len(queries)
+        return [[self.chunk(int(j)) for j in row if j >= 0] for row in ids], [per_query] * len(queries)
 
 
 def recall_at(retrieved_doc_ids: Sequence[str], gold: Sequence[str], k: int) -> float | None:

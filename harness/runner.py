@@ -33,7 +33,7 @@ def plan(cfg: RunConfig):
     if extra:
         raise ConfigError(f"options given for strategies that are not run: {', '.join(extra)}")
     configs = {s.name: build_config(s, cfg.options.get(s.name)) for s in specs}
-    benches = [load_benchmark(b) for b in cfg.benchmarks]
+    benches = [load_benchmark(b, split_seed=cfg.split_seed, test_ratio=cfg.test_ratio) for b in cfg.benchmarks]
     return specs, configs, benches
 
 

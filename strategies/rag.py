@@ -4,7 +4,7 @@ from typing import Sequence
 from harness import prompts
 from harness.errors import ConfigError
 from harness.registry import strategy
-from harness.retrieval import DEFAULT_EMBEDDER, Index, chunk_documents, recall_at
+from harness.retrieval import DEFAULT_EMBEDDER, Index, count_chunks, recall_at
 from harness.strategy import PrepareContext, answer_prompts
 from harness.types import Example, Prediction
 
@@ -39,14 +39,15 @@ class Rag:
         self.ctx = ctx
         self.prompter = prompts.Prompter.for_benchmark(ctx.benchmark)
         c = self.config
-        chunks = chunk_documents(ctx.benchmark.documents, c.chunk_words, c.chunk_overlap)
-        if c.k > len(chunks):
-            raise ConfigError(f"rag.k={c.k} is larger than the number of chunks ({len(chunks)})")
+        docs = ctx.benchmark.documents
+        n_chunks = count_chunks(docs, c.chunk_words, c.chunk_overlap)
+        if c.k > n_chunks:
+            raise ConfigError(f"rag.k={c.k} is larger than the number of chunks ({n_chunks})")
         self.index = Index(c.embedder, device=ctx.runtime.device)
-        self.index.build(chunks, progress=ctx.progress)
+        self.index.build(docs, c.chunk_words, c.chunk_overlap, n_chunks=n_chunks, progress=ctx.progress)
         size = self.index.save(ctx.workdir / "index.faiss")
-        return {"chunks": len(chunks), "documents": len(ctx.benchmark.documents),
-                "artifact_bytes": size, "artifact": "faiss IndexFlatIP", "embedder": c.embedder}
+        return {"chunks": n_chunks, "documents": len(docs),
+                "artifact_bytes": size, "artifact": f"faiss {self.index.kind}", "embedder": c.embedder}
 
     def answer(self, examples: Sequence[Example], model=None, desc: str = "answering rag") -> list[Prediction]:
         hits, seconds = self.index.search([e.input for e in examples], self.config.k)
