@@ -94,6 +94,7 @@ class _Loader:
         self.result = CheckResult(root, None)
         self.hash = hashlib.sha256()
         self.assigned = 0  # questions that had no split
+        self.named: set[str] = set()  # document ids found, also of documents rejected for their content
 
     def problem(self, path, line, message) -> None:
         self.result.problems.append(Problem(path, line, message))
@@ -122,7 +123,7 @@ class _Loader:
         task = meta.get("task", "extractive_qa")
         name = meta.get("name", root.resolve().name or "corpus")
         docs = self._documents()
-        examples = self._questions(task, {d.id for d in docs} if docs is not None else None)
+        examples = self._questions(task, self.named if docs is not None else None)
         if self.result.problems or docs is None or examples is None:
             return self.result
         meta = {**meta, "path": str(root.resolve()), "data_sha256": self.hash.hexdigest()}
@@ -248,6 +249,7 @@ class _Loader:
                 self.problem(path, n, f"duplicate document id {doc_id!r} (first on line {seen[doc_id]})")
                 continue
             seen[doc_id] = n
+            self.named.add(doc_id)
             if text is not None:
                 docs.append(Document(id=doc_id, text=text, title=title if isinstance(title, str) else ""))
         return docs
@@ -272,6 +274,7 @@ class _Loader:
                 self.problem(p, None, f"duplicate document id {p.stem!r} (also {seen[p.stem].name})")
                 continue
             seen[p.stem] = p
+            self.named.add(p.stem)
             data = self._read(p)
             if data is None:
                 continue
@@ -421,7 +424,7 @@ def summary(result: CheckResult, chunk_words: int, chunk_overlap: int) -> str:
     splits = {s: len(b.split(s)) for s in SPLITS if b.split(s)}
     size = sum(len(d.text) for d in b.documents)
     lines = [f"{result.root}: OK ({b.name}, task {b.task})",
-             f"  {len(b.documents)} documents, {size / 1e6:.1f} M characters; "
+             f"  {len(b.documents)} documents, {size:,} characters; "
              f"{count_chunks(b.documents, chunk_words, chunk_overlap)} chunks of {chunk_words} words "
              f"(overlap {chunk_overlap})",
              f"  {len(b.examples)} questions: " + ", ".join(f"{v} {k}" for k, v in splits.items())]
