@@ -49,7 +49,10 @@ class CorpusError(DataError):
         if len(problems) > MAX_SHOWN:
             shown.append(f"... and {len(problems) - MAX_SHOWN} more")
         n = len(problems)
-        HarnessError.__init__(self, f"{n} problem{'s' * (n != 1)} in corpus {root}:\n  " + "\n  ".join(shown))
+        if n == 1:  # one problem reads as one line, like every other input error
+            HarnessError.__init__(self, shown[0])
+        else:
+            HarnessError.__init__(self, f"{n} problems in corpus {root}:\n  " + "\n  ".join(shown))
 
 
 @dataclass
