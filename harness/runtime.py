@@ -27,6 +27,16 @@ class Generation:
     batch_size: int
 
 
+@dataclass
+class LogLikelihood:
+    logprob: float  # sum of log-probabilities of the continuation tokens given the prompt
+    is_greedy: bool  # every continuation token is the model's argmax (lm-eval's second value)
+    tokens: int  # prompt + continuation tokens run through the model
+    batch_seconds: float
+    batch_size: int
+    batch: int  # index of the batch it was scored in
+
+
 def pick_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -203,6 +213,91 @@ class Runtime:
                 on_batch(len(idx))
         return results  # type: ignore[return-value]
 
+    # -- scoring ------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def loglikelihood(
+        self,
+        requests: Sequence[tuple[list[int], list[int]]],
+        *,
+        batch_size: int | None = None,
+        model=None,
+        on_batch: Callable[[int], None] | None = None,
+        share_prefix: bool = True,
+        plain: bool = False,
+    ) -> list[LogLikelihood]:
+        """Sum log-probability of each (prompt, continuation) pair's continuation tokens, as
+        lm-eval's `loglikelihood`. One forward pass per length-sorted batch; the prefix every
+        sequence shares is run once and its KV cache reused. `plain`: no shared prefix and no
+        position ids, for peft prompt-learning models (their forward prepends virtual tokens)."""
+        if any(not c for _, c in requests) or any(not p for p, _ in requests):
+            raise HarnessError("loglikelihood needs a non-empty prompt and continuation in every request")
+        model = model or self.model
+        seqs = [list(p) + list(c) for p, c in requests]
+        if not seqs:
+            return []
+        prefix_len = _common_prefix_len(seqs) if share_prefix and not plain and len(seqs) > 1 else 0
+        # the logits that predict the first continuation token come from the last prompt position
+        prefix_len = min(prefix_len, min(len(p) for p, _ in requests) - 1)
+        prefix_cache = None
+        results: list[LogLikelihood | None] = [None] * len(seqs)
+        batches = _length_batches(seqs, batch_size or self.default_batch_size, self.max_batch_tokens)
+        for n, idx in enumerate(batches):
+            t0 = time.perf_counter()
+            if prefix_len >= 8 and prefix_cache is None:
+                prefix_cache = self._prefill_prefix(model, seqs[idx[0]][:prefix_len])
+            start = prefix_len if prefix_cache is not None else 0
+            scored = self._score_batch(model, [seqs[i][start:] for i in idx],
+                                       [len(requests[i][1]) for i in idx], start, prefix_cache, plain)
+            if self.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            for i, (lp, greedy) in zip(idx, scored):
+                results[i] = LogLikelihood(lp, greedy, len(seqs[i]), dt, len(idx), n)
+            if on_batch:
+                on_batch(len(idx))
+        return results  # type: ignore[return-value]
+
+    def _score_batch(self, model, suffixes, cont_lens, prefix_len, prefix_cache, plain):
+        """Left-pad so every continuation ends at the last position; only the last
+        max(cont_len)+1 positions are projected onto the vocabulary."""
+        from transformers import DynamicCache
+
+        if plain:
+            return self._score_plain(model, suffixes, cont_lens)
+        dev, b = self.device, len(suffixes)
+        width = max(len(s) for s in suffixes)
+        ids = torch.full((b, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((b, prefix_len + width), dtype=torch.long)
+        mask[:, :prefix_len] = 1
+        for r, s in enumerate(suffixes):
+            ids[r, width - len(s):] = torch.tensor(s)
+            mask[r, prefix_len + width - len(s):] = 1
+        keep = max(cont_lens) + 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        cache = DynamicCache(config=model.config)
+        if prefix_len:
+            for layer, src in enumerate(prefix_cache.layers):
+                cache.update(src.keys.expand(b, -1, -1, -1), src.values.expand(b, -1, -1, -1), layer)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_len:]
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                       logits_to_keep=keep, **{_cache_kwarg(model): cache}).logits
+        ends = [keep - 1] * b
+        return _continuation_logprobs(logits, ids, [width] * b, cont_lens, ends)
+
+    def _score_plain(self, model, seqs, cont_lens):
+        """Right padding and the model's own positions: peft prompt-learning models ignore
+        position ids and prepend virtual tokens, which only shift every row by the same amount."""
+        b, width = len(seqs), max(len(s) for s in seqs)
+        ids = torch.full((b, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((b, width), dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, : len(s)] = torch.tensor(s)
+            mask[r, : len(s)] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, -width:, :]
+        lens = [len(s) for s in seqs]
+        return _continuation_logprobs(logits, ids, lens, cont_lens, [n - 1 for n in lens])
+
     def _prefill_prefix(self, model, prefix: list[int]):
         from transformers import DynamicCache
 
@@ -275,6 +370,17 @@ class Runtime:
             row = out[r, : int(lengths[r])].tolist()
             result.append([t for t in row if t >= 0])
         return result
+
+
+def _continuation_logprobs(logits, ids, ends, cont_lens, logit_ends):
+    """Per row: (sum log-prob, all-greedy) of the `cont_len` tokens of `ids` that end at `ends`,
+    predicted by the logits that end at `logit_ends` (exclusive)."""
+    out = []
+    for r, c in enumerate(cont_lens):
+        target = ids[r, ends[r] - c: ends[r]]
+        lp = torch.log_softmax(logits[r, logit_ends[r] - c: logit_ends[r]].float(), dim=-1)
+        out.append((float(lp.gather(-1, target[:, None]).sum()), bool((lp.argmax(-1) == target).all())))
+    return out
 
 
 def _cache_kwarg(model) -> str:
