@@ -226,44 +226,56 @@ class Runtime:
         plain: bool = False,
     ) -> list[LogLikelihood]:
         """Sum log-probability of each (prompt, continuation) pair's continuation tokens, as
-        lm-eval's `loglikelihood`. One forward pass per length-sorted batch; the prefix every
-        sequence shares is run once and its KV cache reused. `plain`: no shared prefix and no
-        position ids, for peft prompt-learning models (their forward prepends virtual tokens)."""
+        lm-eval's `loglikelihood`. Distinct prompts are batched by length; each batch runs its
+        prompts once (after the prefix every prompt shares, whose KV cache is computed once) and
+        then all their continuations from that cache, so a question's options cost one prompt
+        prefill, not one each. `plain`: whole sequences, right-padded, no cache and no position
+        ids, for peft prompt-learning models (their forward prepends virtual tokens)."""
         if any(not c for _, c in requests) or any(not p for p, _ in requests):
             raise HarnessError("loglikelihood needs a non-empty prompt and continuation in every request")
         model = model or self.model
-        seqs = [list(p) + list(c) for p, c in requests]
-        if not seqs:
+        if not requests:
             return []
-        prefix_len = _common_prefix_len(seqs) if share_prefix and not plain and len(seqs) > 1 else 0
-        # the logits that predict the first continuation token come from the last prompt position
-        prefix_len = min(prefix_len, min(len(p) for p, _ in requests) - 1)
+        groups: dict[tuple, list[int]] = {}  # distinct prompt -> its requests
+        for i, (p, _) in enumerate(requests):
+            groups.setdefault(tuple(p), []).append(i)
+        prompts = [list(p) for p in groups]
+        members = list(groups.values())
+        prefix_len = _common_prefix_len(prompts) if share_prefix and not plain and len(prompts) > 1 else 0
+        # every prompt keeps a token after the prefix: its logits predict the first continuation token
+        prefix_len = min(prefix_len, min(len(p) for p in prompts) - 1)
         prefix_cache = None
-        results: list[LogLikelihood | None] = [None] * len(seqs)
-        batches = _length_batches(seqs, batch_size or self.default_batch_size, self.max_batch_tokens)
-        for n, idx in enumerate(batches):
+        results: list[LogLikelihood | None] = [None] * len(requests)
+        bs = batch_size or self.default_batch_size
+        for n, idx in enumerate(_length_batches(prompts, bs, self.max_batch_tokens)):
             t0 = time.perf_counter()
-            if prefix_len >= 8 and prefix_cache is None:
-                prefix_cache = self._prefill_prefix(model, seqs[idx[0]][:prefix_len])
-            start = prefix_len if prefix_cache is not None else 0
-            scored = self._score_batch(model, [seqs[i][start:] for i in idx],
-                                       [len(requests[i][1]) for i in idx], start, prefix_cache, plain)
+            rows = [i for g in idx for i in members[g]]
+            conts = [list(requests[i][1]) for i in rows]
+            if plain:
+                scored = self._score_plain(model, [list(requests[i][0]) + c for i, c in zip(rows, conts)],
+                                           [len(c) for c in conts])
+            else:
+                if prefix_len >= 8 and prefix_cache is None:
+                    prefix_cache = self._prefill_prefix(model, prompts[idx[0]][:prefix_len])
+                start = prefix_len if prefix_cache is not None else 0
+                owner = [k for k, g in enumerate(idx) for _ in members[g]]
+                scored = self._score_batch(model, [prompts[g][start:] for g in idx], owner, conts,
+                                           start, prefix_cache)
             if self.device.startswith("cuda"):
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
-            for i, (lp, greedy) in zip(idx, scored):
-                results[i] = LogLikelihood(lp, greedy, len(seqs[i]), dt, len(idx), n)
+            for i, (lp, greedy) in zip(rows, scored):
+                results[i] = LogLikelihood(lp, greedy, len(requests[i][0]) + len(requests[i][1]), dt, len(rows), n)
             if on_batch:
-                on_batch(len(idx))
+                on_batch(len(rows))
         return results  # type: ignore[return-value]
 
-    def _score_batch(self, model, suffixes, cont_lens, prefix_len, prefix_cache, plain):
-        """Left-pad so every continuation ends at the last position; only the last
-        max(cont_len)+1 positions are projected onto the vocabulary."""
+    def _score_batch(self, model, suffixes, owner, conts, prefix_len, prefix_cache):
+        """Two passes. The prompts, left-padded after the shared prefix, fill the KV cache and give
+        the logits for each first continuation token; the cache rows are then repeated, one per
+        continuation, and the continuations (right-padded) run on from it."""
         from transformers import DynamicCache
 
-        if plain:
-            return self._score_plain(model, suffixes, cont_lens)
         dev, b = self.device, len(suffixes)
         width = max(len(s) for s in suffixes)
         ids = torch.full((b, width), self.pad_id, dtype=torch.long)
@@ -272,17 +284,33 @@ class Runtime:
         for r, s in enumerate(suffixes):
             ids[r, width - len(s):] = torch.tensor(s)
             mask[r, prefix_len + width - len(s):] = 1
-        keep = max(cont_lens) + 1
         ids, mask = ids.to(dev), mask.to(dev)
         cache = DynamicCache(config=model.config)
         if prefix_len:
             for layer, src in enumerate(prefix_cache.layers):
                 cache.update(src.keys.expand(b, -1, -1, -1), src.values.expand(b, -1, -1, -1), layer)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_len:]
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                       logits_to_keep=keep, **{_cache_kwarg(model): cache}).logits
-        ends = [keep - 1] * b
-        return _continuation_logprobs(logits, ids, [width] * b, cont_lens, ends)
+        kw = _cache_kwarg(model)
+        first = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                      logits_to_keep=1, **{kw: cache}).logits[:, -1, :]
+        rep = torch.tensor(owner, device=dev)
+        longest = max(len(c) for c in conts)
+        out_ids = torch.full((len(conts), longest), self.pad_id, dtype=torch.long)
+        out_mask = torch.zeros((len(conts), longest), dtype=torch.long)
+        for r, c in enumerate(conts):
+            out_ids[r, : len(c)] = torch.tensor(c)
+            out_mask[r, : len(c)] = 1
+        out_ids, out_mask = out_ids.to(dev), out_mask.to(dev)
+        logits = first[rep][:, None, :]
+        if longest > 1:
+            cache.batch_select_indices(rep)
+            mask = torch.cat([mask[rep], out_mask], dim=1)
+            pos = positions[rep, -1:] + 1 + torch.arange(longest, device=dev)
+            rest = model(input_ids=out_ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                         logits_to_keep=longest, **{kw: cache}).logits[:, :-1, :]
+            logits = torch.cat([logits, rest], dim=1)  # position j predicts continuation token j
+        lens = [len(c) for c in conts]
+        return _continuation_logprobs(logits, out_ids, lens, lens, lens)
 
     def _score_plain(self, model, seqs, cont_lens):
         """Right padding and the model's own positions: peft prompt-learning models ignore

@@ -88,14 +88,17 @@ def choose_prompts(
     is scored as the assistant's reply by its summed log-probability, and the most likely is the
     answer. trace["choice_norm"] is the choice by log-probability per character (lm-eval's acc_norm)."""
     rt = ctx.runtime
-    requests, owner = [], []
+    requests, owner, tokens = [], [], []
     for i, (ex, msgs) in enumerate(zip(examples, messages)):
         if not ex.choices:
             raise StrategyFailed(f"multiple-choice question {ex.id!r} has no choices")
         prompt = rt.encode_chat(prompts.show_choices(msgs, ex))
-        for c in ex.choices:
-            requests.append((prompt, rt.tokenizer(c, add_special_tokens=False)["input_ids"]))
-            owner.append(i)
+        conts = [rt.tokenizer(c, add_special_tokens=False)["input_ids"] for c in ex.choices]
+        requests += [(prompt, c) for c in conts]
+        owner += [i] * len(conts)
+        # tokens run through the model: the prompt once (Runtime.loglikelihood; once per option when
+        # plain), then every option
+        tokens.append(len(prompt) * (len(conts) if plain else 1) + sum(len(c) for c in conts))
     bar = tqdm(total=len(requests), desc=desc, unit="choice", disable=not ctx.progress, leave=False)
     scores = rt.loglikelihood(requests, batch_size=ctx.batch_size, model=model, on_batch=bar.update, plain=plain)
     bar.close()
@@ -109,7 +112,7 @@ def choose_prompts(
         best_norm = max(range(len(lps)), key=lambda j: lps[j] / max(len(ex.choices[j]), 1))
         r = retrieval_seconds[i] if retrieval_seconds else 0.0
         batches = {s.batch: s.batch_seconds for s in ss}
-        usage = Usage(prompt_tokens=sum(s.tokens for s in ss), output_tokens=0,
+        usage = Usage(prompt_tokens=tokens[i], output_tokens=0,
                       seconds=sum(s.batch_seconds / s.batch_size for s in ss) + r, retrieval_seconds=r,
                       latency_seconds=sum(batches.values()) + r)
         trace = dict(traces[i]) if traces else {}
