@@ -34,7 +34,8 @@ class Prompter:
             return cls(s, s, "Answer with one label.")
         if task == "multiple_choice":
             s = "You answer a multiple-choice question by repeating the one correct option, word for word."
-            return cls(s, s + " Base the answer on the context.", "Answer with one of the options, based on the text above.")
+            return cls(s, s + " Base the answer on the context.",
+                       "Answer with one of the options, based on the text above.")
         return cls(SYSTEM, SYSTEM + " Copy the answer from the context.",
                    "Answer with words copied from the text above.")
 
