@@ -123,8 +123,23 @@ def _load_questions(path: Path, task: str, doc_ids: set[str]) -> list[Example]:
         missing = [d for d in refs if d not in doc_ids]
         if missing:
             raise DataError(f"doc_ids name no document: {', '.join(missing)}", path, n)
+        choices = _choices(obj, answers, task, path, n)
         out.append(Example(id=qid, input=_str_field(obj, "question", path, n), answers=tuple(answers),
-                           split=split, task=task, doc_ids=tuple(refs)))
+                           split=split, task=task, doc_ids=tuple(refs), choices=choices))
     if not out:
         raise DataError("no questions", path)
     return out
+
+
+def _choices(obj, answers, task, path, n) -> tuple[str, ...]:
+    """Multiple choice: at least two distinct non-empty options, and the answer among them."""
+    choices = obj.get("choices")
+    if choices is None and task != "multiple_choice":
+        return ()
+    if not isinstance(choices, list) or not all(isinstance(c, str) and c.strip() for c in choices):
+        raise DataError("field 'choices' must be a list of non-empty strings", path, n)
+    if len(choices) < 2 or len(set(choices)) < len(choices):
+        raise DataError("field 'choices' needs at least two options, all different", path, n)
+    if task == "multiple_choice" and not all(a in choices for a in answers):
+        raise DataError("the answer of a multiple-choice question must be one of its choices", path, n)
+    return tuple(choices)

@@ -25,7 +25,7 @@ def qa_pairs(ctx: PrepareContext, examples: Sequence[Example], prompter=None) ->
     end_id = vocab["<|im_end|>"] if "<|im_end|>" in vocab else rt.tokenizer.eos_token_id
     pairs = []
     for ex in examples:
-        prompt = rt.encode_chat(prompter.closed_book(ex.input))
+        prompt = rt.encode_chat(prompts.show_choices(prompter.closed_book(ex.input), ex))
         target = rt.tokenizer(ex.answers[0], add_special_tokens=False)["input_ids"] + [end_id]
         pairs.append((prompt, target))
     return pairs

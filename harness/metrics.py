@@ -92,16 +92,31 @@ def contains(output: str, answers: Sequence[str]) -> float:
 
 
 METRICS = ("exact_match", "f1", "contains")
+# Scored for one task type only, beside METRICS: lm-eval's length-normalised accuracy.
+TASK_METRICS = {"multiple_choice": ("acc_norm",)}
+
+
+def metric_names(task: str) -> tuple[str, ...]:
+    return METRICS + TASK_METRICS.get(task, ())
 
 
 def _label(text: str) -> str:
     return normalize(text.replace("_", " "))
 
 
-def score(output: str, answers: Sequence[str], question: str = "", task: str = "extractive_qa") -> dict:
+def score(output: str, answers: Sequence[str], question: str = "", task: str = "extractive_qa",
+          trace: dict | None = None) -> dict:
     """Per-example metrics. Yes/no and classification have one right answer: EM is accuracy,
     F1 equals EM, and `contains` asks for the gold word or label (underscores read as spaces)
-    in the output; a yes/no output that says both "yes" and "no" gets no containment credit."""
+    in the output; a yes/no output that says both "yes" and "no" gets no containment credit.
+    Multiple choice: the output is the chosen option, and EM = F1 = contains = accuracy;
+    acc_norm scores the choice by log-probability per character (trace["choice_norm"])."""
+    if task == "multiple_choice":
+        hit = float(any(normalize(output) == normalize(a) for a in answers))
+        out = {"extracted": output, "exact_match": hit, "f1": hit, "contains": hit}
+        if trace and "choice_norm" in trace:
+            out["acc_norm"] = float(any(normalize(trace["choice_norm"]) == normalize(a) for a in answers))
+        return out
     if task in ("yes_no", "classification"):
         first = extract_answer(output)
         if task == "yes_no":

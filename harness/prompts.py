@@ -1,6 +1,8 @@
 """Prompt templates shared by every strategy, so that only the evidence given to the model differs.
 
-One `Prompter` per benchmark task type: extractive QA, yes/no questions, classification.
+One `Prompter` per benchmark task type: extractive QA, yes/no questions, classification, multiple
+choice. A multiple-choice question's options are added to the last user turn by `show_choices`,
+in the shared answering and training paths, so strategies build their messages as for any task.
 """
 from __future__ import annotations
 
@@ -30,6 +32,10 @@ class Prompter:
         if task == "classification":
             s = f"You answer with exactly one of these labels and nothing else: {', '.join(labels)}."
             return cls(s, s, "Answer with one label.")
+        if task == "multiple_choice":
+            s = "You answer a multiple-choice question by repeating the one correct option, word for word."
+            return cls(s, s + " Base the answer on the context.",
+                       "Answer with one of the options, based on the text above.")
         return cls(SYSTEM, SYSTEM + " Copy the answer from the context.",
                    "Answer with words copied from the text above.")
 
@@ -51,6 +57,19 @@ class Prompter:
             {"role": "system", "content": self.context_system},
             {"role": "user", "content": f"{context}\n\nQuestion: {question}\n{self.context_request}"},
         ]
+
+
+def show_choices(messages: list[dict], example) -> list[dict]:
+    """The messages with a multiple-choice example's options listed after its question in the last
+    user turn (at its end when the question is not found there); unchanged for other examples.
+    The model is then scored on each option as the assistant's reply."""
+    if example.task != "multiple_choice" or not example.choices:
+        return messages
+    options = "\nOptions:\n" + "\n".join(f"- {c}" for c in example.choices)
+    last = messages[-1]["content"]
+    at = last.rfind(example.input)
+    at = len(last) if at < 0 else at + len(example.input)
+    return [*messages[:-1], {**messages[-1], "content": last[:at] + options + last[at:]}]
 
 
 _QA = Prompter.for_task("extractive_qa")

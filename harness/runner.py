@@ -118,7 +118,8 @@ def summarize(preds, scores, measured, examples, price) -> dict:
         "usd_per_1k_queries": measured.wall_s / n * 1000 * price / 3600,
     }
     out = {"answer": answer,
-           "metrics": {m: metrics.bootstrap_ci([s[m] for s in scores]) for m in metrics.METRICS}}
+           "metrics": {m: metrics.bootstrap_ci([s[m] for s in scores if m in s])
+                       for m in metrics.metric_names(examples[0].task if examples else "")}}
     ranked = [p.trace.get("retrieved_doc_ids") for p in preds]
     if any(r is not None for r in ranked):
         out["retrieval"] = {}
@@ -152,7 +153,7 @@ def run_cell(spec, config, bench, seed, cfg, runtime, run_dir, progress) -> tupl
             preds = strat.answer(test)
         if len(preds) != len(test):
             raise StrategyFailed(f"{spec.name} returned {len(preds)} predictions for {len(test)} questions")
-        scores = [metrics.score(p.output, e.answers, e.input, e.task) for p, e in zip(preds, test)]
+        scores = [metrics.score(p.output, e.answers, e.input, e.task, p.trace) for p, e in zip(preds, test)]
         record.update(summarize(preds, scores, m, test, cfg.usd_per_hour))
         for p, e, s in zip(preds, test, scores):
             rows.append({"strategy": spec.name, "benchmark": bench.name, "seed": seed, "id": e.id,

@@ -27,6 +27,16 @@ class Generation:
     batch_size: int
 
 
+@dataclass
+class LogLikelihood:
+    logprob: float  # sum of log-probabilities of the continuation tokens given the prompt
+    is_greedy: bool  # every continuation token is the model's argmax (lm-eval's second value)
+    tokens: int  # prompt + continuation tokens run through the model
+    batch_seconds: float
+    batch_size: int
+    batch: int  # index of the batch it was scored in
+
+
 def pick_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -203,6 +213,119 @@ class Runtime:
                 on_batch(len(idx))
         return results  # type: ignore[return-value]
 
+    # -- scoring ------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def loglikelihood(
+        self,
+        requests: Sequence[tuple[list[int], list[int]]],
+        *,
+        batch_size: int | None = None,
+        model=None,
+        on_batch: Callable[[int], None] | None = None,
+        share_prefix: bool = True,
+        plain: bool = False,
+    ) -> list[LogLikelihood]:
+        """Sum log-probability of each (prompt, continuation) pair's continuation tokens, as
+        lm-eval's `loglikelihood`. Distinct prompts are batched by length; each batch runs its
+        prompts once (after the prefix every prompt shares, whose KV cache is computed once) and
+        then all their continuations from that cache, so a question's options cost one prompt
+        prefill, not one each. `plain`: whole sequences, right-padded, no cache and no position
+        ids, for peft prompt-learning models (their forward prepends virtual tokens)."""
+        if any(not c for _, c in requests) or any(not p for p, _ in requests):
+            raise HarnessError("loglikelihood needs a non-empty prompt and continuation in every request")
+        model = model or self.model
+        if not requests:
+            return []
+        groups: dict[tuple, list[int]] = {}  # distinct prompt -> its requests
+        for i, (p, _) in enumerate(requests):
+            groups.setdefault(tuple(p), []).append(i)
+        prompts = [list(p) for p in groups]
+        members = list(groups.values())
+        prefix_len = _common_prefix_len(prompts) if share_prefix and not plain and len(prompts) > 1 else 0
+        # every prompt keeps a token after the prefix: its logits predict the first continuation token
+        prefix_len = min(prefix_len, min(len(p) for p in prompts) - 1)
+        prefix_cache = None
+        results: list[LogLikelihood | None] = [None] * len(requests)
+        bs = batch_size or self.default_batch_size
+        for n, idx in enumerate(_length_batches(prompts, bs, self.max_batch_tokens)):
+            t0 = time.perf_counter()
+            rows = [i for g in idx for i in members[g]]
+            conts = [list(requests[i][1]) for i in rows]
+            if plain:
+                scored = self._score_plain(model, [list(requests[i][0]) + c for i, c in zip(rows, conts)],
+                                           [len(c) for c in conts])
+            else:
+                if prefix_len >= 8 and prefix_cache is None:
+                    prefix_cache = self._prefill_prefix(model, prompts[idx[0]][:prefix_len])
+                start = prefix_len if prefix_cache is not None else 0
+                owner = [k for k, g in enumerate(idx) for _ in members[g]]
+                scored = self._score_batch(model, [prompts[g][start:] for g in idx], owner, conts,
+                                           start, prefix_cache)
+            if self.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            for i, (lp, greedy) in zip(rows, scored):
+                results[i] = LogLikelihood(lp, greedy, len(requests[i][0]) + len(requests[i][1]), dt, len(rows), n)
+            if on_batch:
+                on_batch(len(rows))
+        return results  # type: ignore[return-value]
+
+    def _score_batch(self, model, suffixes, owner, conts, prefix_len, prefix_cache):
+        """Two passes. The prompts, left-padded after the shared prefix, fill the KV cache and give
+        the logits for each first continuation token; the cache rows are then repeated, one per
+        continuation, and the continuations (right-padded) run on from it."""
+        from transformers import DynamicCache
+
+        dev, b = self.device, len(suffixes)
+        width = max(len(s) for s in suffixes)
+        ids = torch.full((b, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((b, prefix_len + width), dtype=torch.long)
+        mask[:, :prefix_len] = 1
+        for r, s in enumerate(suffixes):
+            ids[r, width - len(s):] = torch.tensor(s)
+            mask[r, prefix_len + width - len(s):] = 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        cache = DynamicCache(config=model.config)
+        if prefix_len:
+            for layer, src in enumerate(prefix_cache.layers):
+                cache.update(src.keys.expand(b, -1, -1, -1), src.values.expand(b, -1, -1, -1), layer)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_len:]
+        kw = _cache_kwarg(model)
+        first = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                      logits_to_keep=1, **{kw: cache}).logits[:, -1, :]
+        rep = torch.tensor(owner, device=dev)
+        longest = max(len(c) for c in conts)
+        out_ids = torch.full((len(conts), longest), self.pad_id, dtype=torch.long)
+        out_mask = torch.zeros((len(conts), longest), dtype=torch.long)
+        for r, c in enumerate(conts):
+            out_ids[r, : len(c)] = torch.tensor(c)
+            out_mask[r, : len(c)] = 1
+        out_ids, out_mask = out_ids.to(dev), out_mask.to(dev)
+        logits = first[rep][:, None, :]
+        if longest > 1:
+            cache.batch_select_indices(rep)
+            mask = torch.cat([mask[rep], out_mask], dim=1)
+            pos = positions[rep, -1:] + 1 + torch.arange(longest, device=dev)
+            rest = model(input_ids=out_ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                         logits_to_keep=longest, **{kw: cache}).logits[:, :-1, :]
+            logits = torch.cat([logits, rest], dim=1)  # position j predicts continuation token j
+        lens = [len(c) for c in conts]
+        return _continuation_logprobs(logits, out_ids, lens, lens, lens)
+
+    def _score_plain(self, model, seqs, cont_lens):
+        """Right padding and the model's own positions: peft prompt-learning models ignore
+        position ids and prepend virtual tokens, which only shift every row by the same amount."""
+        b, width = len(seqs), max(len(s) for s in seqs)
+        ids = torch.full((b, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((b, width), dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, : len(s)] = torch.tensor(s)
+            mask[r, : len(s)] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, -width:, :]
+        lens = [len(s) for s in seqs]
+        return _continuation_logprobs(logits, ids, lens, cont_lens, [n - 1 for n in lens])
+
     def _prefill_prefix(self, model, prefix: list[int]):
         from transformers import DynamicCache
 
@@ -275,6 +398,17 @@ class Runtime:
             row = out[r, : int(lengths[r])].tolist()
             result.append([t for t in row if t >= 0])
         return result
+
+
+def _continuation_logprobs(logits, ids, ends, cont_lens, logit_ends):
+    """Per row: (sum log-prob, all-greedy) of the `cont_len` tokens of `ids` that end at `ends`,
+    predicted by the logits that end at `logit_ends` (exclusive)."""
+    out = []
+    for r, c in enumerate(cont_lens):
+        target = ids[r, ends[r] - c: ends[r]]
+        lp = torch.log_softmax(logits[r, logit_ends[r] - c: logit_ends[r]].float(), dim=-1)
+        out.append((float(lp.gather(-1, target[:, None]).sum()), bool((lp.argmax(-1) == target).all())))
+    return out
 
 
 def _cache_kwarg(model) -> str:

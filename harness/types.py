@@ -21,6 +21,7 @@ class Example:
     split: str
     task: str
     doc_ids: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()  # multiple choice: the options; `answers` holds the correct one
 
 
 @dataclass

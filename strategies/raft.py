@@ -2,7 +2,7 @@ import random
 from dataclasses import dataclass
 
 from harness.errors import ConfigError
-from harness.prompts import Prompter
+from harness.prompts import Prompter, show_choices
 from harness.registry import strategy
 from harness.retrieval import chunk_documents
 from strategies.lora_rag import LoraRag, LoraRagConfig
@@ -45,7 +45,7 @@ class Raft(LoraRag):
             context = (gold if use_gold else []) + others
             with_gold += use_gold
             rng.shuffle(context)
-            prompt = rt.encode_chat(prompter.with_context(ex.input, [ch.text for ch in context]))
+            prompt = rt.encode_chat(show_choices(prompter.with_context(ex.input, [ch.text for ch in context]), ex))
             target = rt.tokenizer(ex.answers[0], add_special_tokens=False)["input_ids"] + [end]
             pairs.append((prompt, target))
         self.with_gold = with_gold
