@@ -35,13 +35,20 @@ class Rag:
     def __init__(self, config: RagConfig):
         self.config = config
 
+    @staticmethod
+    def check(name: str, c: RagConfig, benchmark) -> None:
+        """Run before the model loads (chunking is cheap): k above the chunk count is a config error."""
+        n = len(chunk_documents(benchmark.documents, c.chunk_words, c.chunk_overlap))
+        if c.k > n:
+            raise ConfigError(f"{name}.k={c.k} is larger than the number of chunks ({n}) of benchmark "
+                              f"{benchmark.name!r} with chunk_words={c.chunk_words}")
+
     def prepare(self, ctx: PrepareContext) -> dict:
         self.ctx = ctx
         self.prompter = prompts.Prompter.for_benchmark(ctx.benchmark)
         c = self.config
+        self.check(self.name, c, ctx.benchmark)
         chunks = chunk_documents(ctx.benchmark.documents, c.chunk_words, c.chunk_overlap)
-        if c.k > len(chunks):
-            raise ConfigError(f"rag.k={c.k} is larger than the number of chunks ({len(chunks)})")
         self.index = Index(c.embedder, device=ctx.runtime.device)
         self.index.build(chunks, progress=ctx.progress)
         size = self.index.save(ctx.workdir / "index.faiss")
