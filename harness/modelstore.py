@@ -101,6 +101,12 @@ def check_model_dir(path: Path, trust_remote_code: bool = False) -> list[Path]:
                 f"{meta}: the model needs its own Python code (auto_map), which the harness does not run; "
                 "pass --trust-remote-code (or trust_remote_code: true) only if you trust this model's code"
             )
+        if meta.name == "config.json" and not values.get("auto_map"):
+            from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+            if values.get("model_type") not in CONFIG_MAPPING_NAMES:
+                raise HarnessError(f"{meta}: model_type {values.get('model_type')!r} is not an architecture "
+                                   "this transformers version knows")
     weights = sorted(path.glob("*.safetensors"))
     if not weights:
         pickled = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)

@@ -20,7 +20,7 @@ def safe_name(name: str, limit: int = 80) -> str:
     never '..' or hidden). A name that had to change gets a short hash of the original, so two
     different names never map to one folder."""
     clean = _UNSAFE.sub("_", name).lstrip(".")[:limit]
-    if clean == name:
+    if clean == name and clean:
         return clean
     return f"{clean or '_'}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
 

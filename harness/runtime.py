@@ -64,7 +64,8 @@ class Runtime:
             ).to(self.device)
         except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
             # a damaged or foreign model folder is bad input; --debug shows the cause
-            raise HarnessError(f"could not load model from {self.path}: {type(exc).__name__}: {exc}") from exc
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise HarnessError(f"could not load model from {self.path}: {type(exc).__name__}: {first}") from exc
         self.model.eval()
         # Measured defaults. CPU (2 cores): batches of 16, and at most ~4k padded prompt tokens,
         # since prefill of 16 x 480 tokens ran at 377 tok/s against 440 for 8 x 480. H100: decoding
