@@ -176,8 +176,9 @@ def _parse(p: Path) -> tuple[Any, _Where]:
         raise ConfigError(f"{p}: not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read the config file ({exc.strerror or exc})") from None
-    loader = _loader()(text)
+    loader = None
     try:
+        loader = _loader()(text)  # the reader already refuses control characters
         node = loader.get_single_node()
         data = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
@@ -187,7 +188,8 @@ def _parse(p: Path) -> tuple[Any, _Where]:
     except RecursionError:
         raise ConfigError(f"{p}: invalid YAML (nested too deeply)") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, _Where(p, _key_lines(node) if node is not None else {})
 
 
