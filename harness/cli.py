@@ -125,7 +125,9 @@ def main(argv=None) -> int:
     except HarnessError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        # one line, whatever the input held: line breaks and control characters are shown escaped
+        msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))
+        print(f"error: {msg}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted: finished strategies are kept in the run folder's results.json", file=sys.stderr)

@@ -642,3 +642,9 @@ def test_yaml_never_imports(cli, tmp_path, monkeypatch, text):
     line = _one_error(rc, err, reports)
     assert re.match(rf"error: {re.escape(str(path))}:[12]: ", line), line
     assert not marker.exists() and "evil_mod" not in sys.modules and loads == []
+
+
+@rel("bad input", "a path with line breaks and control characters still gives one error line")
+def test_control_characters_in_a_path(cli, tmp_path):
+    line = _one_error(*cli("report", str(tmp_path / "a\rb\nc\x85d\u2028e\x1b[31m"))[:3], "no results.json")
+    assert "\\r" in line and "\\n" in line and "\\x1b" in line
