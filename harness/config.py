@@ -181,6 +181,9 @@ def _parse(p: Path) -> tuple[Any, _Where]:
         loader = _loader()(text)  # the reader already refuses control characters
         node = loader.get_single_node()
         data = None if node is None else loader.construct_document(node)
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise ConfigError(f"{p}:{line}: invalid YAML (control character #x{exc.character:04x})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{p}:{mark.line + 1}" if mark else str(p)

@@ -98,6 +98,7 @@ BAD_CONFIGS = [
     pytest.param("strategies:\n  rag: {k: 2}\n  rag: {k: 3}\n", 3, ["duplicate key 'rag'"],
                  id="duplicate strategy"),
     pytest.param("seeds: [0, 1\nlimit: 5\n", 2, ["invalid YAML"], id="broken YAML syntax"),
+    pytest.param("limit: 5\nmodel: a\x08b\n", 2, ["control character #x0008"], id="control character"),
     pytest.param("limit: 5\nbase: &b {k: 2}\nstrategies: {rag: *b}\n", 2, ["anchors and aliases"],
                  id="YAML anchors and aliases (templating)"),
     pytest.param("limit: 5\nstrategies:\n  rag:\n    <<: {k: 2}\n", 4, ["merge keys"], id="YAML merge key"),
