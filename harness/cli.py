@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, help="seed (overrides the config's seeds)")
     r.add_argument("--out", help="run folder (default reports/<timestamp>/; reports/latest points at the newest)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--trust-remote-code", action="store_true", default=None,
+                   help="run Python code shipped in a model folder (config.json auto_map); off by default")
 
     sub.add_parser("strategies", help="list registered strategies and their options")
     sub.add_parser("benchmarks", help="list built-in benchmarks")
@@ -78,6 +80,7 @@ def cmd_run(args) -> int:
         "limit": args.limit, "train_limit": args.train_limit, "model": args.model, "device": args.device,
         "dtype": args.dtype, "batch_size": args.batch_size, "out": args.out,
         "seeds": (args.seed,) if args.seed is not None else None,
+        "trust_remote_code": args.trust_remote_code,
     }
     cfg = make_config(args.config, overrides)
     if args.strategies and cfg.options:  # options for strategies dropped by --strategies are not errors
@@ -142,7 +145,9 @@ def main(argv=None) -> int:
     except HarnessError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        # one line, whatever the input held: line breaks and control characters are shown escaped
+        msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))
+        print(f"error: {msg}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted: finished strategies are kept in the run folder's results.json", file=sys.stderr)

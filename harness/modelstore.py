@@ -47,7 +47,7 @@ def file_sha256(path: Path, limit: int | None = None) -> str:
     return h.hexdigest()
 
 
-def resolve_model(name: str, progress: bool = True) -> tuple[Path, dict]:
+def resolve_model(name: str, progress: bool = True, trust_remote_code: bool = False) -> tuple[Path, dict]:
     """Return a local directory with safetensors weights and tokenizer, plus provenance."""
     if name in PACKAGED:
         package, filename, install = PACKAGED[name]
@@ -61,18 +61,60 @@ def resolve_model(name: str, progress: bool = True) -> tuple[Path, dict]:
         meta = json.loads((target / "provenance.json").read_text())
         return target, meta
     path = Path(name).expanduser()
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        exists = False
+    if not exists:
         known = ", ".join(PACKAGED)
         raise HarnessError(
             f"model {name!r} is neither a packaged model ({known}) nor an existing local directory"
         )
-    if not (path / "config.json").is_file():
-        raise HarnessError(f"model directory {path} has no config.json: it is not a transformers model")
-    if any(path.glob("*.bin")) and not any(path.glob("*.safetensors")):
-        raise HarnessError(f"model directory {path} has only pickle (.bin) weights; convert it to safetensors")
-    weights = sorted(path.glob("*.safetensors"))
+    weights = check_model_dir(path, trust_remote_code)
     digest = hashlib.sha256("".join(f"{w.name}:{w.stat().st_size}" for w in weights).encode()).hexdigest()
     return path, {"source": str(path.resolve()), "weights_fingerprint": digest}
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def check_model_dir(path: Path, trust_remote_code: bool = False) -> list[Path]:
+    """A local model is a folder with config.json and safetensors weights. Pickle weights are never
+    loaded (unpickling runs code), and neither is Python code the folder names (config.json's
+    auto_map) unless the user passed --trust-remote-code. Returns the weight files."""
+    if not path.is_dir():
+        raise HarnessError(f"model {path} is a file, not a model directory (config.json + *.safetensors)")
+    config = path / "config.json"
+    if not config.is_file():
+        raise HarnessError(f"model directory {path} has no config.json: it is not a transformers model")
+    for meta in (config, path / "tokenizer_config.json"):
+        if not meta.is_file():
+            continue
+        try:
+            values = json.loads(meta.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise HarnessError(f"{meta}: not valid JSON ({exc})") from None
+        if not isinstance(values, dict):
+            raise HarnessError(f"{meta}: must hold a JSON object")
+        if values.get("auto_map") and not trust_remote_code:
+            raise HarnessError(
+                f"{meta}: the model needs its own Python code (auto_map), which the harness does not run; "
+                "pass --trust-remote-code (or trust_remote_code: true) only if you trust this model's code"
+            )
+        if meta.name == "config.json" and not values.get("auto_map"):
+            from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+            if values.get("model_type") not in CONFIG_MAPPING_NAMES:
+                raise HarnessError(f"{meta}: model_type {values.get('model_type')!r} is not an architecture "
+                                   "this transformers version knows")
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        pickled = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickled:
+            raise HarnessError(f"model directory {path} has only pickle weights ({', '.join(pickled)}), which are "
+                               "never loaded (unpickling can run code); convert them to safetensors")
+        raise HarnessError(f"model directory {path} has no *.safetensors weights")
+    return weights
 
 
 def _convert_gguf(gguf: Path, target: Path, progress: bool) -> None:

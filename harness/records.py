@@ -1,16 +1,21 @@
 """Writing run records safely: every file goes to a temporary name first, then is renamed into place."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterable
 
+from .errors import HarnessError
+
 SCHEMA_VERSION = 1
 
 
 def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, fsync it, then rename it over `path`: a reader (or
+    a crash, or a full disk) sees the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -19,9 +24,14 @@ def write_atomic(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise HarnessError(f"{path}: no space left on the device; the previous version of the file "
+                               "is kept") from exc
         raise
 
 

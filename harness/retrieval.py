@@ -96,6 +96,8 @@ def embedder_path(name: str) -> str:
         return str(get_model_path())
     if not Path(name).is_dir():
         raise HarnessError(f"embedder {name!r} is neither {DEFAULT_EMBEDDER} nor a local directory")
+    if not any(Path(name).rglob("*.safetensors")):  # pickle weights are never loaded
+        raise HarnessError(f"embedder directory {name} has no *.safetensors weights")
     return name
 
 

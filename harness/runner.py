@@ -14,8 +14,9 @@ from pathlib import Path
 
 from . import metrics
 from .benchmark import load_benchmark
-from .config import RunConfig
+from .config import RunConfig, check_data
 from .errors import ConfigError, HarnessError, StrategyFailed
+from .paths import claim_folder, inside
 from .records import SCHEMA_VERSION, write_json, write_jsonl
 from .registry import build_config, get_spec
 from .resources import measure
@@ -34,16 +35,13 @@ def plan(cfg: RunConfig):
         raise ConfigError(f"options given for strategies that are not run: {', '.join(extra)}")
     configs = {s.name: build_config(s, cfg.options.get(s.name)) for s in specs}
     benches = [load_benchmark(b, split_seed=cfg.split_seed, test_ratio=cfg.test_ratio) for b in cfg.benchmarks]
+    check_data(specs, configs, benches)  # e.g. rag.k against the chunk count, before the model loads
     return specs, configs, benches
 
 
 def new_run_dir(out: str | None) -> Path:
     if out:
-        path = Path(out)
-        if path.exists() and any(path.iterdir()):
-            raise HarnessError(f"output folder {path} already exists and is not empty; pick another --out")
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return claim_folder(Path(out))  # atomic: two runs given one --out never share it
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     for n in range(100):  # two runs started in the same second get different folders
         path = REPORTS / (stamp if n == 0 else f"{stamp}-{n}")
@@ -134,7 +132,7 @@ def run_cell(spec, config, bench, seed, cfg, runtime, run_dir, progress) -> tupl
     record = {"strategy": spec.name, "benchmark": bench.name, "seed": seed, "status": "ok", "error": None,
               "config": dataclasses.asdict(config)}
     test = bench.split("test")[: cfg.limit] if cfg.limit else bench.split("test")
-    workdir = run_dir / "artifacts" / bench.name / f"{spec.name}-seed{seed}"
+    workdir = inside(run_dir / "artifacts", bench.name, f"{spec.name}-seed{seed}")  # names never lead out
     workdir.mkdir(parents=True, exist_ok=True)
     ctx = PrepareContext(benchmark=bench, runtime=runtime, workdir=workdir, seed=seed,
                          train_limit=cfg.train_limit, batch_size=cfg.batch_size,
@@ -175,7 +173,8 @@ def run(cfg: RunConfig, progress: bool = True, log=print) -> Path:
 
     FineTune._trained.clear()  # models trained by an earlier run in this process are not reused
     with measure() as load:
-        runtime = Runtime(cfg.model, device=cfg.device, dtype=cfg.dtype, progress=progress)
+        runtime = Runtime(cfg.model, device=cfg.device, dtype=cfg.dtype, progress=progress,
+                          trust_remote_code=cfg.trust_remote_code)
     run_dir = new_run_dir(cfg.out)
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     results = {

@@ -48,7 +48,9 @@ def pick_device(device: str) -> str:
 
 
 class Runtime:
-    def __init__(self, model_name: str, device: str = "auto", dtype: str = "auto", progress: bool = True):
+    def __init__(self, model_name: str, device: str = "auto", dtype: str = "auto", progress: bool = True,
+                 trust_remote_code: bool = False):
+        from safetensors import SafetensorError
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if not progress:
@@ -61,14 +63,19 @@ class Runtime:
             # bf16 on GPUs; fp32 on CPU, where bf16 matmuls are not reliably faster and change outputs.
             dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
         self.dtype = getattr(torch, dtype)
-        self.path, self.provenance = resolve_model(model_name, progress=progress)
+        # Weights only from safetensors (never pickle); the folder's own Python code only if asked.
+        self.trust_remote_code = trust_remote_code
+        self.path, self.provenance = resolve_model(model_name, progress=progress,
+                                                   trust_remote_code=trust_remote_code)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=trust_remote_code)
             self.model = AutoModelForCausalLM.from_pretrained(
-                self.path, dtype=self.dtype, use_safetensors=True, trust_remote_code=False
+                self.path, dtype=self.dtype, use_safetensors=True, trust_remote_code=trust_remote_code
             ).to(self.device)
-        except (OSError, ValueError) as exc:
-            raise HarnessError(f"could not load model from {self.path}: {exc}") from None
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
+            # a damaged or foreign model folder is bad input; --debug shows the cause
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise HarnessError(f"could not load model from {self.path}: {type(exc).__name__}: {first}") from exc
         self.model.eval()
         # Measured defaults. CPU (2 cores): batches of 16, and at most ~4k padded prompt tokens,
         # since prefill of 16 x 480 tokens ran at 377 tok/s against 440 for 8 x 480. H100: decoding
@@ -84,7 +91,8 @@ class Runtime:
         """A trainable copy of the base weights (fp32 master weights), independent of self.model."""
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32, use_safetensors=True)
+        model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32, use_safetensors=True,
+                                                     trust_remote_code=self.trust_remote_code)
         return model.to(self.device)
 
     @property

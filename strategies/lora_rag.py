@@ -26,6 +26,8 @@ class LoraRag(LoraAdapter):
         self.rag = Rag(RagConfig(k=c.k, chunk_words=c.chunk_words, chunk_overlap=c.chunk_overlap,
                                  embedder=c.embedder))
 
+    check = staticmethod(Rag.check)  # k against the benchmark's chunks, before the model loads
+
     def prepare(self, ctx) -> dict:
         details = super().prepare(ctx)
         index = self.rag.prepare(ctx)

@@ -58,14 +58,33 @@ class PeftMethodConfig:
 class AnyPeftConfig(PeftMethodConfig):
     method: str = "lora"       # a peft config class name without 'Config' (LoHa, OFT, ...) or a preset
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.method not in METHODS and _peft_class_name(self.method) is None:
+            raise ConfigError(f"peft.method {self.method!r} is neither a preset ({', '.join(METHODS)}) nor a "
+                              f"peft method; peft has: {', '.join(_peft_methods())}")
+
+
+def _peft_methods() -> list[str]:
+    import peft
+
+    return sorted(n[: -len("Config")] for n in dir(peft) if n.endswith("Config") and n != "PeftConfig")
+
+
+def _peft_class_name(method: str) -> str | None:
+    """'loha', 'LoHa' or 'lo_ha' -> 'LoHaConfig'; None if peft has no such method."""
+    import peft
+
+    names = {n[: -len("Config")].lower(): n for n in dir(peft) if n.endswith("Config") and n != "PeftConfig"}
+    return names.get(method.lower().replace("-", "").replace("_", ""))
+
 
 def _peft_config(class_name: str, preset: dict, options: dict, steps: int, who: str):
     import peft
 
     cls = getattr(peft, class_name, None)
     if cls is None:
-        known = sorted(n[: -len("Config")] for n in dir(peft) if n.endswith("Config") and n != "PeftConfig")
-        raise StrategyFailed(f"{who}: peft has no method {class_name[:-6]!r}; known: {', '.join(known)}")
+        raise StrategyFailed(f"{who}: peft has no method {class_name[:-6]!r}; known: {', '.join(_peft_methods())}")
     values = {**preset, **options, "task_type": "CAUSAL_LM"}
     if class_name == "AdaLoraConfig":
         # rank warm-up for the first 10% of steps, fixed ranks for the last 20%, budgeting between
@@ -110,8 +129,5 @@ class AnyPeft(PeftFineTune):
         if m in METHODS:
             class_name, preset = METHODS[m][0], METHODS[m][1]
         else:
-            import peft
-
-            names = {n[: -len("Config")].lower(): n for n in dir(peft) if n.endswith("Config")}
-            class_name, preset = names.get(m.lower().replace("-", "").replace("_", ""), f"{m}Config"), {}
+            class_name, preset = _peft_class_name(m) or f"{m}Config", {}
         return _peft_config(class_name, preset, self.config.options, steps, self.name)

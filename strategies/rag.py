@@ -35,14 +35,21 @@ class Rag:
     def __init__(self, config: RagConfig):
         self.config = config
 
+    @staticmethod
+    def check(name: str, c: RagConfig, benchmark) -> int:
+        """Run before the model loads (chunking is cheap): k above the chunk count is a config error."""
+        n = count_chunks(benchmark.documents, c.chunk_words, c.chunk_overlap)
+        if c.k > n:
+            raise ConfigError(f"{name}.k={c.k} is larger than the number of chunks ({n}) of benchmark "
+                              f"{benchmark.name!r} with chunk_words={c.chunk_words}")
+        return n
+
     def prepare(self, ctx: PrepareContext) -> dict:
         self.ctx = ctx
         self.prompter = prompts.Prompter.for_benchmark(ctx.benchmark)
         c = self.config
         docs = ctx.benchmark.documents
-        n_chunks = count_chunks(docs, c.chunk_words, c.chunk_overlap)
-        if c.k > n_chunks:
-            raise ConfigError(f"rag.k={c.k} is larger than the number of chunks ({n_chunks})")
+        n_chunks = self.check(self.name, c, ctx.benchmark)
         self.index = Index(c.embedder, device=ctx.runtime.device)
         self.index.build(docs, c.chunk_words, c.chunk_overlap, n_chunks=n_chunks, progress=ctx.progress)
         size = self.index.save(ctx.workdir / "index.faiss")

@@ -155,14 +155,14 @@ def test_config_errors_are_harness_errors():
 # -- scalars, lists, overrides ------------------------------------------------------------------
 
 def test_scalar_seed_and_benchmark(tmp_path):
-    cfg = make_config(str(_yaml(tmp_path, "seed: 3\nbenchmark: x\n")), {})
+    cfg = make_config(str(_yaml(tmp_path, "seed: 3\nbenchmark: boolq\n")), {})
     assert cfg.seeds == (3,)
-    assert cfg.benchmarks == ("x",)
+    assert cfg.benchmarks == ("boolq",)
 
 
 def test_lists_become_tuples(tmp_path):
-    cfg = make_config(str(_yaml(tmp_path, "seeds: [1, 2]\nbenchmarks: [a, b]\nstrategies: [rag, lora]\n")), {})
-    assert cfg.seeds == (1, 2) and cfg.benchmarks == ("a", "b") and cfg.strategies == ("rag", "lora")
+    cfg = make_config(str(_yaml(tmp_path, "seeds: [1, 2]\nbenchmarks: [boolq, intents]\nstrategies: [rag, lora]\n")), {})
+    assert cfg.seeds == (1, 2) and cfg.benchmarks == ("boolq", "intents") and cfg.strategies == ("rag", "lora")
     assert cfg.options == {}
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from harness.config import RunConfig
+from harness.errors import ConfigError
 from harness.records import read_jsonl
 from harness.runner import run
 from strategies.peft_methods import METHODS
@@ -77,9 +78,15 @@ def test_any_peft_method_by_name_and_bad_names(tiny_model, tiny_corpus, tmp_path
                     model=str(tiny_model), device="cpu", max_new_tokens=4, out=str(tmp_path / "a"))
     cell = json.loads((run(cfg, progress=False, log=lambda m: None) / "results.json").read_text())["cells"][0]
     assert cell["status"] == "ok" and cell["prepare"]["peft_type"] == "loha"
-    for opts, message in ((
-            {"method": "NoSuchMethod"}, "peft has no method"),
-            ({"method": "lora", "options": {"target_modules": ["nope_proj"]}}, "nope_proj")):
+    # an unknown method is a config error, found before the model loads and before any run folder
+    bad = RunConfig(benchmarks=(str(tiny_corpus),), strategies=("zero-shot", "peft"),
+                    options={"peft": {"method": "NoSuchMethod"}}, model=str(tiny_model), out=str(tmp_path / "x"))
+    with pytest.raises(ConfigError, match="peft.method 'NoSuchMethod'"):
+        run(bad, progress=False, log=lambda m: None)
+    assert not (tmp_path / "x").exists()
+    # options peft rejects show only when the adapter is built: that strategy fails, the others run
+    for opts, message in (
+            ({"method": "lora", "options": {"target_modules": ["nope_proj"]}}, "nope_proj"),):
         cfg = RunConfig(benchmarks=(str(tiny_corpus),), strategies=("zero-shot", "peft"), options={"peft": opts},
                         model=str(tiny_model), device="cpu", max_new_tokens=4, out=str(tmp_path / opts["method"]))
         cells = json.loads((run(cfg, progress=False, log=lambda m: None) / "results.json").read_text())["cells"]
