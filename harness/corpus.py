@@ -3,8 +3,8 @@
 Layout (README, "Bring your own corpus"):
     PATH/documents/*.txt|*.md   one document per file, file name without suffix = document id
       or PATH/documents.jsonl   {"id", "title"?, "text"} per line
-    PATH/questions.jsonl        {"id", "question", "answers": [...], "split"?, "doc_ids"?} per line
-      or PATH/questions.csv     the same columns; answers and doc_ids separated by "|"
+    PATH/questions.jsonl        {"id", "question", "answers": [...], "split"?, "doc_ids"?, "choices"?} per line
+      or PATH/questions.csv     the same columns; answers, doc_ids and choices separated by "|"
     PATH/benchmark.json         optional: {"name"?, "task"?, ...}
 Questions without a split are split by a seeded hash of their id, so the split is stable when
 questions are added. Ids are never turned into paths, and an id that could name one elsewhere
@@ -13,6 +13,7 @@ questions are added. Ids are never turned into paths, and an id that could name 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -26,7 +27,7 @@ DEFAULT_SPLIT_SEED = 0
 DEFAULT_TEST_RATIO = 0.3  # near the built-in benchmarks' test share (NYT: 200 of 746); the rest trains
 SPLITS = ("train", "dev", "test")
 CSV_REQUIRED = ("id", "question", "answers")
-CSV_COLUMNS = (*CSV_REQUIRED, "split", "doc_ids")
+CSV_COLUMNS = (*CSV_REQUIRED, "split", "doc_ids", "choices")
 MAX_SHOWN = 500  # problems printed; the count says how many more there are
 
 
@@ -359,10 +360,27 @@ class _Loader:
             missing = [d for d in refs if d not in doc_ids]
             if missing:
                 self.problem(path, n, f"doc_ids name no document: {', '.join(missing)}")
-        if qid is None or question is None or answers is None or refs is None:
+        choices = self._choices(obj, answers, task, path, n)
+        if qid is None or question is None or answers is None or refs is None or choices is None:
             return None
         return Example(id=qid, input=question, answers=tuple(answers), split=split, task=task,
-                       doc_ids=tuple(refs))
+                       doc_ids=tuple(refs), choices=choices)
+
+    def _choices(self, obj, answers, task, path, n) -> tuple[str, ...] | None:
+        """Multiple choice: at least two distinct non-empty options, and the answer among them."""
+        choices = obj.get("choices")
+        if choices is None and task != "multiple_choice":
+            return ()
+        if not isinstance(choices, list) or not all(isinstance(c, str) and c.strip() for c in choices):
+            self.problem(path, n, "field 'choices' must be a list of non-empty strings")
+            return None
+        if len(choices) < 2 or len(set(choices)) < len(choices):
+            self.problem(path, n, "field 'choices' needs at least two options, all different")
+            return None
+        if task == "multiple_choice" and answers is not None and not all(a in choices for a in answers):
+            self.problem(path, n, "the answer of a multiple-choice question must be one of its choices")
+            return None
+        return tuple(choices)
 
     def _csv_rows(self, path: Path, data: bytes):
         """Rows of questions.csv as question dicts (answers and doc_ids split on '|'), with their line."""
@@ -402,6 +420,8 @@ class _Loader:
                     obj["split"] = row[col["split"]].strip()
                 if "doc_ids" in col:
                     obj["doc_ids"] = [d.strip() for d in row[col["doc_ids"]].split("|") if d.strip()]
+                if "choices" in col:
+                    obj["choices"] = [c.strip() for c in row[col["choices"]].split("|") if c.strip()]
                 yield n, obj
         except csv.Error as exc:
             self.problem(path, reader.line_num or None, f"invalid CSV ({exc})")
@@ -416,8 +436,7 @@ class _Loader:
         rank = sorted(free, key=lambda e: hashlib.sha256(f"{self.split_seed}\0{e.id}".encode()).digest())
         test = {e.id for e in rank[:n_test]}
         return [e if e.split is not None else
-                Example(id=e.id, input=e.input, answers=e.answers, split="test" if e.id in test else "train",
-                        task=e.task, doc_ids=e.doc_ids) for e in examples]
+                dataclasses.replace(e, split="test" if e.id in test else "train") for e in examples]
 
 
 def summary(result: CheckResult, chunk_words: int, chunk_overlap: int) -> str:
