@@ -75,6 +75,15 @@ class Index:
         faiss.write_index(self.index, str(path))
         return path.stat().st_size
 
+    def load(self, path: Path, chunks: list[Chunk]) -> None:
+        """A saved index of exactly these chunks (the caller's cache key guarantees the match)."""
+        import faiss
+
+        self.index = faiss.read_index(str(path))
+        if self.index.ntotal != len(chunks):
+            raise HarnessError(f"{path} holds {self.index.ntotal} vectors for {len(chunks)} chunks")
+        self.chunks = chunks
+
     def search(self, queries: Sequence[str], k: int) -> tuple[list[list[Chunk]], list[float]]:
         """Top-k chunks per query, and each query's share of the batched search time."""
         t0 = time.perf_counter()

@@ -1,10 +1,12 @@
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
 from harness import prompts
+from harness.cache import code_version, documents_hash, library_versions, stage
 from harness.errors import ConfigError
 from harness.registry import strategy
-from harness.retrieval import DEFAULT_EMBEDDER, Index, chunk_documents, recall_at
+from harness.retrieval import DEFAULT_EMBEDDER, Index, chunk_documents, embedder_path, recall_at
 from harness.strategy import PrepareContext, answer_prompts
 from harness.types import Example, Prediction
 
@@ -43,10 +45,27 @@ class Rag:
         if c.k > len(chunks):
             raise ConfigError(f"rag.k={c.k} is larger than the number of chunks ({len(chunks)})")
         self.index = Index(c.embedder, device=ctx.runtime.device)
-        self.index.build(chunks, progress=ctx.progress)
-        size = self.index.save(ctx.workdir / "index.faiss")
+
+        def build(folder):
+            t0 = time.perf_counter()
+            self.index.build(chunks, progress=ctx.progress)
+            self.index.save(folder / "index.faiss")
+            return {"index_seconds": round(time.perf_counter() - t0, 3)}
+
+        # Once per corpus + embedder + chunking: rag, lora-rag and raft share one index.
+        parts = {"documents": documents_hash(ctx.benchmark.documents), "embedder": c.embedder,
+                 "embedder_sha256": ctx.cache.tree_hash(embedder_path(c.embedder)) if ctx.cache else None,
+                 "chunk_words": c.chunk_words, "chunk_overlap": c.chunk_overlap, "device": ctx.runtime.device,
+                 "libraries": library_versions(), "code": code_version(Index)}
+        folder, meta, hit = stage(ctx, "index", parts, build)
+        if hit:
+            self.index.load(folder / "index.faiss", chunks)
+        size = (folder / "index.faiss").stat().st_size
         return {"chunks": len(chunks), "documents": len(ctx.benchmark.documents),
-                "artifact_bytes": size, "artifact": "faiss IndexFlatIP", "embedder": c.embedder}
+                "artifact_bytes": size, "artifact": "faiss IndexFlatIP", "embedder": c.embedder,
+                "index": {"type": "IndexFlatIP (cosine)", "chunk_words": c.chunk_words,
+                          "chunk_overlap": c.chunk_overlap, "embedder_sha256": parts["embedder_sha256"],
+                          "path": str(folder), "cached": hit, **meta}}
 
     def answer(self, examples: Sequence[Example], model=None, desc: str = "answering rag") -> list[Prediction]:
         hits, seconds = self.index.search([e.input for e in examples], self.config.k)
