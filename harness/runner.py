@@ -319,15 +319,27 @@ def run(cfg: RunConfig | None = None, progress: bool = True, log=print, *, cache
     runtime = LazyRuntime(cfg, progress)
     stages = StageCache(enabled=cache)
     model_sha = stages.tree_hash(runtime.path)
+    keys = {(b.name, seed, s.name): cell_key(s, configs[s.name], b, seed, cfg, runtime, stages)
+            for b in benches for seed in cfg.seeds for s in specs}
+    done = {(c["benchmark"], c["seed"], c["strategy"]) for c in (previous or {}).get("cells", [])
+            if c.get("status") in ("ok", "failed")}
+    limit = {b.name: [e.id for e in b.split("test")][: cfg.limit or None] for b in benches}
+    if any(not _all_cached(stages, key, limit[k[0]]) for k, key in keys.items() if k not in done):
+        runtime.get()  # something to compute: load the model now, so a bad model stops the run before any output
     if previous is None:
         run_dir = new_run_dir(cfg.out)
     with locked(run_dir):
         remove_stale_temps(run_dir)
-        return _run_cells(cfg, specs, configs, benches, runtime, stages, model_sha, run_dir, previous,
+        return _run_cells(cfg, specs, configs, benches, runtime, stages, model_sha, keys, run_dir, previous,
                           progress, log)
 
 
-def _run_cells(cfg, specs, configs, benches, runtime, stages, model_sha, run_dir, previous, progress, log):
+def _all_cached(stages: StageCache, key: str, ids: list[str]) -> bool:
+    cell = stages.load_cell(key)
+    return cell is not None and all(i in cell["predictions"] for i in ids)
+
+
+def _run_cells(cfg, specs, configs, benches, runtime, stages, model_sha, keys, run_dir, previous, progress, log):
     results = {
         "schema_version": SCHEMA_VERSION,
         "run": {"id": run_dir.name, "started": _now(), "finished": None, "argv": sys.argv[1:]},
@@ -369,9 +381,8 @@ def _run_cells(cfg, specs, configs, benches, runtime, stages, model_sha, run_dir
                 log(f"{where}: finished before, kept")
             else:
                 log(f"{where}: running")
-                key = cell_key(spec, configs[spec.name], bench, seed, cfg, runtime, stages)
                 record, rows = run_cell(spec, configs[spec.name], bench, seed, cfg, runtime, run_dir, progress,
-                                        cache=stages, key=key)
+                                        cache=stages, key=keys[k])
                 _log_cell(log, where, record)
             results["cells"].append(record)
             all_rows += rows
