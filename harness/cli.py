@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="run Python code shipped in a model folder (config.json auto_map); off by default")
+    r.add_argument("--no-cache", action="store_true", help="recompute every stage instead of reusing cached ones")
+    r.add_argument("--resume", nargs="?", const="latest", metavar="RUN_DIR",
+                   help="continue a killed or interrupted run (default: reports/latest) with its own config")
 
     sub.add_parser("strategies", help="list registered strategies and their options")
     sub.add_parser("benchmarks", help="list built-in benchmarks")
@@ -60,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--split-seed", type=int, help="seed of that split (default 0)")
     chk.add_argument("--chunk-words", type=_positive, help="chunk size in words for the count (rag's default)")
     chk.add_argument("--chunk-overlap", type=int, help="chunk overlap in words (rag's default)")
+    g = sub.add_parser("gate", help="fail (exit 1) when current results are worse than a baseline's")
+    g.add_argument("--baseline", required=True, help="baseline run folder or its results.json")
+    g.add_argument("--current", required=True, help="current run folder or its results.json")
+    g.add_argument("--margin", type=float, default=0.02, help="allowed drop of the metric (default 0.02)")
+    g.add_argument("--metric", default="f1", help="per-question metric: f1 (default), exact_match, contains")
+    g.add_argument("--max-latency-ratio", type=float, help="fail when latency p95 rises beyond this ratio")
+    g.add_argument("--max-cost-ratio", type=float, help="fail when cost per query rises beyond this ratio")
+    g.add_argument("--junit", help="write JUnit XML here for CI systems")
     rep = sub.add_parser("report", help="rebuild report.md/html/csv of a run folder from its records")
     rep.add_argument("run_dir")
     return p
@@ -68,9 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args) -> int:
     from .config import make_config
     from .registry import all_strategies
-    from .report import console_table
     from .runner import run
 
+    if args.resume is not None:
+        given = [f"--{k.replace('_', '-')}" for k in ("config", "benchmark", "strategies", "limit", "train_limit",
+                 "model", "device", "dtype", "batch_size", "seed", "out") if getattr(args, k) is not None]
+        if given:
+            raise HarnessError(f"--resume continues a run with its own config; drop {', '.join(given)}")
+        return _finish_run(run(resume=args.resume, cache=not args.no_cache, progress=_progress(args),
+                               log=lambda m: print(m, flush=True)))
     strategies = args.strategies
     if strategies == ("all",):
         strategies = tuple(all_strategies())
@@ -85,12 +102,28 @@ def cmd_run(args) -> int:
     cfg = make_config(args.config, overrides)
     if args.strategies and cfg.options:  # options for strategies dropped by --strategies are not errors
         object.__setattr__(cfg, "options", {k: v for k, v in cfg.options.items() if k in cfg.strategies})
-    run_dir = run(cfg, progress=not args.quiet and sys.stderr.isatty() or bool(os.environ.get("HARNESS_PROGRESS")),
-                  log=lambda m: print(m, flush=True))
+    return _finish_run(run(cfg, progress=_progress(args), log=lambda m: print(m, flush=True),
+                           cache=not args.no_cache))
+
+
+def _progress(args) -> bool:
+    return not args.quiet and sys.stderr.isatty() or bool(os.environ.get("HARNESS_PROGRESS"))
+
+
+def _finish_run(run_dir) -> int:
+    from .report import console_table
+
     print()
     print(console_table(run_dir))
     print(f"\nreport: {run_dir / 'report.md'}  (also report.html, summary.csv, results.json, predictions.jsonl)")
     return 0
+
+
+def cmd_gate(args) -> int:
+    from .gate import gate
+
+    return gate(args.baseline, args.current, margin=args.margin, metric=args.metric,
+                max_latency_ratio=args.max_latency_ratio, max_cost_ratio=args.max_cost_ratio, junit=args.junit)
 
 
 def cmd_strategies(_args) -> int:
@@ -139,7 +172,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     commands = {"run": cmd_run, "strategies": cmd_strategies, "benchmarks": cmd_benchmarks, "report": cmd_report,
-                "corpus": cmd_corpus}
+                "corpus": cmd_corpus, "gate": cmd_gate}
     try:
         return commands[args.command](args)
     except HarnessError as exc:
@@ -150,7 +183,8 @@ def main(argv=None) -> int:
         print(f"error: {msg}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted: finished strategies are kept in the run folder's results.json", file=sys.stderr)
+        print("interrupted: finished cells are kept in the run folder's results.json; "
+              "`harness run --resume` continues it", file=sys.stderr)
         return 130
 
 

@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 
 from . import prompts
+from .cache import code_version, library_versions, stage
 from .errors import StrategyFailed
 from .strategy import PrepareContext, answer_prompts
 from .train import Pair, TrainSettings, total_steps, train
@@ -74,13 +75,20 @@ class FineTune:
     # the adapter `lora` trained moments before instead of training the same one again.
     _trained: dict[str, tuple[object, dict]] = {}
 
-    def _training_key(self, ctx: PrepareContext, settings: TrainSettings, phases) -> str:
+    def _training_what(self, ctx: PrepareContext, settings: TrainSettings, phases) -> tuple:
         steps = sum(total_steps(len(pairs), settings) for _, pairs in phases)
         method = repr(self.peft_config(steps)) if hasattr(self, "peft_config") else repr(self.config)
+        data = hashlib.sha256(repr(phases).encode()).hexdigest()  # the token ids trained on
+        return (type(self).wrap.__qualname__, method, repr(settings), ctx.seed, str(ctx.runtime.path),
+                ctx.runtime.device, data)
+
+    def _training_key(self, ctx: PrepareContext, settings: TrainSettings, phases) -> str:
         # The benchmark's artifact folder is part of the key: reuse stays within one run and benchmark.
-        what = (type(self).wrap.__qualname__, method, repr(settings), ctx.seed, str(ctx.runtime.path),
-                ctx.runtime.device, str(ctx.workdir.parent), repr(phases))
+        what = (*self._training_what(ctx, settings, phases), str(ctx.workdir.parent))
         return hashlib.sha256(repr(what).encode()).hexdigest()
+
+    def load(self, base, path: Path):  # pragma: no cover - each kind defines it
+        raise NotImplementedError
 
     def prepare(self, ctx: PrepareContext) -> dict:
         self.ctx = ctx
@@ -92,6 +100,32 @@ class FineTune:
             self.prompt_learning = details.get("prompt_learning", False)
             self.model = model
             return {**details, "method": self.name, "training_reused_from": details["method"]}
+        trained = {}
+
+        def build(folder: Path) -> dict:
+            details = self._train(ctx, settings, phases, folder / "checkpoint")
+            trained["model"] = details.pop("model")
+            return {**details, "prompt_learning": self.prompt_learning}
+
+        # Once per method + data + seed + settings (+ model content, libraries, training code).
+        parts = {"what": self._training_what(ctx, settings, phases),
+                 "model_sha256": ctx.cache.tree_hash(ctx.runtime.path) if ctx.cache else None,
+                 "dtype": str(ctx.runtime.dtype), "libraries": library_versions(), "code": code_version(type(self))}
+        folder, details, hit = stage(ctx, "train", parts, build)
+        if hit:
+            self.prompt_learning = details.get("prompt_learning", False)
+            model = self.load(ctx.runtime.fresh_model(), folder / "checkpoint")
+        else:
+            model = trained["model"]
+        self.model = self.finish(model).to(ctx.runtime.dtype).eval()
+        if hit and details.get("method") != self.name:  # lora-rag finding the adapter lora trained
+            details = {**details, "training_reused_from": details.get("method")}
+        details = {**details, "method": self.name, "artifact_bytes": dir_bytes(folder / "checkpoint"),
+                   "artifact_path": str(folder / "checkpoint"), "artifact_cached": hit}
+        FineTune._trained[key] = (self.model, details)
+        return {k: v for k, v in details.items() if k != "prompt_learning"}
+
+    def _train(self, ctx: PrepareContext, settings: TrainSettings, phases, artifact: Path) -> dict:
         base = ctx.runtime.fresh_model()
         total_params = sum(p.numel() for p in base.parameters())
         torch.manual_seed(ctx.seed)  # adapter initialisation is random: seed it for reproducible runs
@@ -111,14 +145,9 @@ class FineTune:
         if len(phases) > 1:
             details["phases"] = [{"task": name, "examples": len(pairs)} for name, pairs in phases]
         details.update(measured)
-        artifact = ctx.workdir / "checkpoint"
         self.save(model, artifact)
-        self.model = self.finish(model).to(ctx.runtime.dtype).eval()
-        details = {"method": self.name, **details, "trainable_params": trainable, "total_params": total_params,
-                   "artifact_bytes": dir_bytes(artifact), **rec.as_dict(),
-                   "epochs": settings.epochs, "lr": settings.lr, "seed": ctx.seed}
-        FineTune._trained[key] = (self.model, {**details, "prompt_learning": self.prompt_learning})
-        return details
+        return {"method": self.name, **details, "trainable_params": trainable, "total_params": total_params,
+                **rec.as_dict(), "epochs": settings.epochs, "lr": settings.lr, "seed": ctx.seed, "model": model}
 
     def answer(self, examples: Sequence[Example]) -> list[Prediction]:
         if self.model is None:
@@ -150,6 +179,11 @@ class PeftFineTune(FineTune):
 
     def save(self, model, path: Path) -> None:
         model.save_pretrained(path)
+
+    def load(self, base, path: Path):
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(base, path)
 
     def finish(self, model):
         # Merging makes answering exactly as fast as the base model; the saved adapter is the artifact.

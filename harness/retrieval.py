@@ -110,11 +110,18 @@ def new_faiss_index(dim: int, n_chunks: int, exact_max: int = EXACT_MAX_CHUNKS):
     import faiss
 
     if n_chunks <= exact_max:
-        return faiss.IndexFlatIP(dim), "IndexFlatIP (exact)"
-    index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-    index.hnsw.efSearch = HNSW_EF_SEARCH
-    return index, f"IndexHNSWFlat (approximate; M={HNSW_M}, efSearch={HNSW_EF_SEARCH})"
+        index = faiss.IndexFlatIP(dim)
+    else:
+        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+    return index, describe_index(index)
+
+
+def describe_index(index) -> str:
+    if hasattr(index, "hnsw"):
+        return f"IndexHNSWFlat (approximate; M={HNSW_M}, efSearch={HNSW_EF_SEARCH})"
+    return "IndexFlatIP (exact)"
 
 
 class Index:
@@ -194,6 +201,21 @@ class Index:
 
         faiss.write_index(self.index, str(path))
         return path.stat().st_size
+
+    def load(self, path: Path, docs: Sequence[Document], words: int, overlap: int) -> None:
+        """A saved index of exactly these chunks of `docs` (the caller's cache key guarantees the match)."""
+        import faiss
+
+        self.index = faiss.read_index(str(path))
+        self.docs = docs
+        self.rows = rows = (array("i"), array("q"), array("q"))
+        for d, s, e in iter_chunks(docs, words, overlap):
+            rows[0].append(d)
+            rows[1].append(s)
+            rows[2].append(e)
+        if self.index.ntotal != len(self):
+            raise HarnessError(f"{path} holds {self.index.ntotal} vectors for {len(self)} chunks")
+        self.kind = describe_index(self.index)
 
     def search(self, queries: Sequence[str], k: int) -> tuple[list[list[Chunk]], list[float]]:
         """Top-k chunks per query, and each query's share of the batched search time."""

@@ -1,27 +1,38 @@
-"""Run every (benchmark, seed, strategy) cell: prepare, answer, score, and record as it goes."""
+"""Run every (benchmark, seed, strategy) cell: prepare, answer, score, and record as it goes.
+
+Each cell's prepare record and answers are cached under a fingerprint of everything that decides
+them (harness/cache.py), so a rerun recomputes only what changed. results.json is rewritten after
+every cell: a killed run loses at most the cell in flight and `run(resume=...)` continues it;
+Ctrl-C writes the records and reports, with the cells not done marked "unfinished".
+"""
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
 import platform
 import random
 import subprocess
 import sys
 import traceback
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
 from . import metrics
 from .benchmark import load_benchmark
+from .cache import FORMAT as CACHE_FORMAT
+from .cache import StageCache, code_version, fingerprint, library_versions
 from .config import RunConfig, check_data
 from .errors import ConfigError, HarnessError, StrategyFailed
 from .paths import claim_folder, inside
-from .records import SCHEMA_VERSION, write_json, write_jsonl
+from .records import SCHEMA_VERSION, read_jsonl, remove_stale_temps, write_json, write_jsonl
 from .registry import build_config, get_spec
-from .resources import measure
+from .resources import Measured, measure
 from .retrieval import recall_at
 from .strategy import PrepareContext
+from .types import Prediction, Usage
 
 REPO = Path(__file__).resolve().parent.parent
 REPORTS = Path(os.environ.get("HARNESS_REPORTS", REPO / "reports"))
@@ -64,7 +75,7 @@ def point_latest(run_dir: Path) -> None:
     os.replace(tmp, link)
 
 
-def environment(runtime) -> dict:
+def environment(device: str, dtype: str) -> dict:
     def version(pkg):
         try:
             return metadata.version(pkg)
@@ -87,14 +98,14 @@ def environment(runtime) -> dict:
         pass
     import torch
 
-    gpu = torch.cuda.get_device_name(0) if runtime.device.startswith("cuda") else None
+    gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else None
     return {
         "python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu,
-        "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": runtime.device,
-        "gpu": gpu, "dtype": str(runtime.dtype).replace("torch.", ""),
+        "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device,
+        "gpu": gpu, "dtype": dtype,
         "git_commit": git("rev-parse", "HEAD") or None, "git_dirty": bool(git("status", "--porcelain")),
         "packages": {p: version(p) for p in ("torch", "transformers", "peft", "sentence-transformers",
-                                              "faiss-cpu", "lm_eval", "numpy")},
+                                              "faiss-cpu", "lm_eval", "numpy", "tokenizers", "safetensors")},
     }
 
 
@@ -128,62 +139,214 @@ def summarize(preds, scores, measured, examples, price) -> dict:
     return out
 
 
-def run_cell(spec, config, bench, seed, cfg, runtime, run_dir, progress) -> tuple[dict, list[dict]]:
+class LazyRuntime:
+    """The model runtime, loaded on first use: a rerun whose every cell is cached never loads the model.
+
+    What fingerprints need (device, dtype, model path, default batch size) is known without loading;
+    any other attribute loads the one Runtime of the run and is read from it.
+    """
+
+    def __init__(self, cfg: RunConfig, progress: bool):
+        from .modelstore import resolve_model
+        from .runtime import default_batch_size, pick_device, resolve_dtype
+
+        self._cfg, self._progress, self._runtime = cfg, progress, None
+        self.device = pick_device(cfg.device)
+        self.dtype_name = resolve_dtype(self.device, cfg.dtype)
+        self.path, self.provenance = resolve_model(cfg.model, progress=progress,
+                                                   trust_remote_code=cfg.trust_remote_code)
+        self.default_batch_size = default_batch_size(self.device)
+        self.load_measured = None
+
+    def get(self):
+        if self._runtime is None:
+            from .runtime import Runtime
+
+            with measure() as m:
+                self._runtime = Runtime(self._cfg.model, device=self._cfg.device, dtype=self._cfg.dtype,
+                                        progress=self._progress, trust_remote_code=self._cfg.trust_remote_code)
+            self.load_measured = m.as_dict()
+        return self._runtime
+
+    def __getattr__(self, name):  # only reached for what __init__ did not set
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.get(), name)
+
+
+def cell_key(spec, config, bench, seed, cfg: RunConfig, runtime, cache: StageCache) -> str:
+    """Everything that determines a cell's prepare record and its answers (not --limit: predictions
+    are stored per question, so a larger limit answers only the new questions)."""
+    from .benchmark import builtin_benchmarks
+
+    values = json.dumps(dataclasses.asdict(config), default=repr)
+    other = {b: load_benchmark(b).meta["data_sha256"] for b in builtin_benchmarks() if f'"{b}"' in values}
+    return fingerprint({
+        "strategy": spec.name, "config": dataclasses.asdict(config), "benchmark": bench.name,
+        "data_sha256": bench.meta.get("data_sha256"), "other_benchmarks": other, "seed": seed,
+        "train_limit": cfg.train_limit, "max_new_tokens": cfg.max_new_tokens,
+        "batch_size": cfg.batch_size or runtime.default_batch_size, "device": runtime.device,
+        "dtype": runtime.dtype_name, "model_sha256": cache.tree_hash(runtime.path),
+        "libraries": library_versions(), "code": code_version(spec.cls), "format": CACHE_FORMAT,
+    })
+
+
+def run_cell(spec, config, bench, seed, cfg, runtime, run_dir, progress, cache: StageCache | None = None,
+             key: str | None = None) -> tuple[dict, list[dict]]:
     record = {"strategy": spec.name, "benchmark": bench.name, "seed": seed, "status": "ok", "error": None,
-              "config": dataclasses.asdict(config)}
+              "config": dataclasses.asdict(config), "cached": False}
     test = bench.split("test")[: cfg.limit] if cfg.limit else bench.split("test")
     workdir = inside(run_dir / "artifacts", bench.name, f"{spec.name}-seed{seed}")  # names never lead out
     workdir.mkdir(parents=True, exist_ok=True)
-    ctx = PrepareContext(benchmark=bench, runtime=runtime, workdir=workdir, seed=seed,
-                         train_limit=cfg.train_limit, batch_size=cfg.batch_size,
-                         max_new_tokens=cfg.max_new_tokens, progress=progress)
-    random.seed(seed)
-    import torch
-
-    torch.manual_seed(seed)
-    rows = []
+    stored_cell = cache.load_cell(key) if cache is not None and key else None
+    stored = dict((stored_cell or {}).get("predictions", {}))
+    missing = [e for e in test if e.id not in stored]
+    record["cache"] = {"key": key, "predictions_hit": len(test) - len(missing), "predictions_computed": len(missing)}
+    rows, fresh = [], {}
     try:
-        strat = spec.cls(config)
-        with measure() as m:
-            details = strat.prepare(ctx) or {}
-        record["prepare"] = {**m.as_dict(), "usd": m.wall_s * cfg.usd_per_hour / 3600, **details}
-        with measure() as m:
-            preds = strat.answer(test)
-        if len(preds) != len(test):
-            raise StrategyFailed(f"{spec.name} returned {len(preds)} predictions for {len(test)} questions")
+        peak = (stored_cell or {}).get("answer_peak_rss_mb", 0.0)
+        if missing:
+            ctx = PrepareContext(benchmark=bench, runtime=runtime, workdir=workdir, seed=seed,
+                                 train_limit=cfg.train_limit, batch_size=cfg.batch_size,
+                                 max_new_tokens=cfg.max_new_tokens, progress=progress,
+                                 cache=cache if cache is not None and cache.enabled else None)
+            random.seed(seed)
+            import torch
+
+            torch.manual_seed(seed)
+            strat = spec.cls(config)
+            with measure() as m:
+                details = strat.prepare(ctx) or {}
+            prepare = {**m.as_dict(), **details}
+            if stored_cell:  # answering questions the cache lacks: the one-time cost is the original one
+                prepare = {**stored_cell["prepare"], "cached": True, "reload": m.as_dict()}
+            with measure() as m:
+                preds = strat.answer(missing)
+            if len(preds) != len(missing):
+                raise StrategyFailed(f"{spec.name} returned {len(preds)} predictions for {len(missing)} questions")
+            n = len(missing)
+            for p, e in zip(preds, missing):
+                fresh[e.id] = p
+                stored[e.id] = {"output": p.output, "usage": dataclasses.asdict(p.usage), "trace": p.trace,
+                                "wall_s": m.wall_s / n, "cpu_s": m.cpu_s / n}
+            peak = max(peak, m.peak_rss_mb)
+            if cache is not None:
+                cache.store_cell(key, {"prepare": {k: v for k, v in prepare.items() if k not in ("cached", "reload")},
+                                       "answer_peak_rss_mb": peak, "predictions": stored,
+                                       "computed": (stored_cell or {}).get("computed")
+                                       or {"run": run_dir.name, "at": _now()}})
+        else:
+            prepare = {**stored_cell["prepare"], "cached": True}
+            record["cached"] = True
+        if stored_cell:
+            record["cache"]["computed"] = stored_cell.get("computed")
+        record["prepare"] = {**prepare, "usd": prepare["wall_s"] * cfg.usd_per_hour / 3600}
+        preds = [fresh.get(e.id) or Prediction(example_id=e.id, output=stored[e.id]["output"],
+                                                usage=Usage(**stored[e.id]["usage"]), cached=True,
+                                                trace=stored[e.id]["trace"]) for e in test]
+        # Cached answers keep the time measured when they were computed, never zero.
+        measured = Measured(wall_s=sum(stored[e.id]["wall_s"] for e in test),
+                            cpu_s=sum(stored[e.id]["cpu_s"] for e in test), peak_rss_mb=peak)
         scores = [metrics.score(p.output, e.answers, e.input, e.task, p.trace) for p, e in zip(preds, test)]
-        record.update(summarize(preds, scores, m, test, cfg.usd_per_hour))
+        record.update(summarize(preds, scores, measured, test, cfg.usd_per_hour))
         for p, e, s in zip(preds, test, scores):
             rows.append({"strategy": spec.name, "benchmark": bench.name, "seed": seed, "id": e.id,
                          "question": e.input, "answers": list(e.answers), "output": p.output, **s,
                          "usage": dataclasses.asdict(p.usage), "cached": p.cached, "trace": p.trace})
     except (StrategyFailed, HarnessError) as exc:
         record.update(status="failed", error=str(exc))
+        rows = []
     except Exception as exc:  # a strategy's bug must not cost the other strategies' results
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=8))
+        rows = []
     return record, rows
 
 
-def run(cfg: RunConfig, progress: bool = True, log=print) -> Path:
-    from .runtime import Runtime
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
+
+@contextmanager
+def locked(run_dir: Path):
+    """One writer per run folder: a second run or --resume of the same folder stops at once."""
+    import fcntl
+
+    path = run_dir / ".lock"
+    f = open(path, "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise HarnessError(f"{run_dir} is being written by another harness process") from None
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        f.close()
+
+
+def resume_target(arg: str) -> tuple[Path, dict, RunConfig]:
+    """The run folder to continue (a folder, or 'latest'), its records so far, and its config."""
+    run_dir = REPORTS / "latest" if arg in ("", "latest") else Path(arg)
+    run_dir = run_dir.resolve() if run_dir.exists() else run_dir
+    path = run_dir / "results.json"
+    if not path.is_file():
+        raise HarnessError(f"cannot resume {run_dir}: no results.json there")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+        known = {f.name for f in dataclasses.fields(RunConfig)}
+        values = {k: v for k, v in results["config"].items() if k in known}
+        for k in ("benchmarks", "strategies", "seeds"):
+            values[k] = tuple(values[k])
+        cfg = RunConfig(**{**values, "out": str(run_dir)})
+    except (ValueError, KeyError, TypeError) as exc:
+        raise HarnessError(f"cannot resume {run_dir}: its results.json is not a run record ({exc})") from None
+    return run_dir, results, cfg
+
+
+def run(cfg: RunConfig | None = None, progress: bool = True, log=print, *, cache: bool = True,
+        resume: str | None = None) -> Path:
+    """Run every cell of cfg. `cache=False` recomputes everything; `resume` (a run folder, or
+    'latest') continues that run with its own config, keeping every cell it finished."""
+    previous = None
+    if resume is not None:
+        run_dir, previous, cfg = resume_target(resume)
     specs, configs, benches = plan(cfg)
     from .finetune import FineTune
 
     FineTune._trained.clear()  # models trained by an earlier run in this process are not reused
-    with measure() as load:
-        runtime = Runtime(cfg.model, device=cfg.device, dtype=cfg.dtype, progress=progress,
-                          trust_remote_code=cfg.trust_remote_code)
-    run_dir = new_run_dir(cfg.out)
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    runtime = LazyRuntime(cfg, progress)
+    stages = StageCache(enabled=cache)
+    model_sha = stages.tree_hash(runtime.path)
+    keys = {(b.name, seed, s.name): cell_key(s, configs[s.name], b, seed, cfg, runtime, stages)
+            for b in benches for seed in cfg.seeds for s in specs}
+    done = {(c["benchmark"], c["seed"], c["strategy"]) for c in (previous or {}).get("cells", [])
+            if c.get("status") in ("ok", "failed")}
+    limit = {b.name: [e.id for e in b.split("test")][: cfg.limit or None] for b in benches}
+    if any(not _all_cached(stages, key, limit[k[0]]) for k, key in keys.items() if k not in done):
+        runtime.get()  # something to compute: load the model now, so a bad model stops the run before any output
+    if previous is None:
+        run_dir = new_run_dir(cfg.out)
+    with locked(run_dir):
+        remove_stale_temps(run_dir)
+        return _run_cells(cfg, specs, configs, benches, runtime, stages, model_sha, keys, run_dir, previous,
+                          progress, log)
+
+
+def _all_cached(stages: StageCache, key: str, ids: list[str]) -> bool:
+    cell = stages.load_cell(key)
+    return cell is not None and all(i in cell["predictions"] for i in ids)
+
+
+def _run_cells(cfg, specs, configs, benches, runtime, stages, model_sha, keys, run_dir, previous, progress, log):
     results = {
         "schema_version": SCHEMA_VERSION,
-        "run": {"id": run_dir.name, "started": started, "finished": None, "argv": sys.argv[1:]},
+        "run": {"id": run_dir.name, "started": _now(), "finished": None, "argv": sys.argv[1:]},
         "config": {**cfg.to_dict(), "batch_size": cfg.batch_size or runtime.default_batch_size},
-        "environment": environment(runtime),
+        "environment": environment(runtime.device, runtime.dtype_name),
         "model": {"name": cfg.model, "path": str(runtime.path), **runtime.provenance,
-                  "load": load.as_dict()},
+                  "content_sha256": model_sha, "load": None},
         "benchmarks": [{"name": b.name, "task": b.task, "documents": len(b.documents),
                         "train": len(b.split("train")), "test": len(b.split("test")),
                         "test_used": min(len(b.split("test")), cfg.limit or 10**9),
@@ -191,29 +354,84 @@ def run(cfg: RunConfig, progress: bool = True, log=print) -> Path:
                         "source": b.meta.get("source")} for b in benches],
         "pricing": {"usd_per_hour": cfg.usd_per_hour},
         "answer_extraction": metrics.EXTRACTION_RULE,
+        "cache": {"enabled": stages.enabled, "root": str(stages.root)},
         "cells": [],
     }
+    kept: dict[tuple, tuple[dict, list[dict]]] = {}
+    if previous is not None:
+        old_rows = read_jsonl(run_dir / "predictions.jsonl") if (run_dir / "predictions.jsonl").exists() else []
+        for c in previous.get("cells", []):
+            if c.get("status") in ("ok", "failed"):
+                k = (c["benchmark"], c["seed"], c["strategy"])
+                kept[k] = (c, [r for r in old_rows if (r["benchmark"], r["seed"], r["strategy"]) == k])
+        results["run"] = {**previous["run"], "finished": None, "interrupted": None,
+                          "resumed": previous["run"].get("resumed", []) + [_now()]}
+        results["environment"] = previous.get("environment", results["environment"])
+        results["model"]["load"] = previous.get("model", {}).get("load")
+        results["cache"] = previous.get("cache", results["cache"])
+    order = [(b, seed, spec) for b in benches for seed in cfg.seeds for spec in specs]
     all_rows: list[dict] = []
     write_json(run_dir / "results.json", results)
-    for bench in benches:
-        for seed in cfg.seeds:
-            for spec in specs:
-                log(f"[{bench.name} seed={seed}] {spec.name}: running")
-                record, rows = run_cell(spec, configs[spec.name], bench, seed, cfg, runtime, run_dir, progress)
-                results["cells"].append(record)
-                all_rows += rows
-                write_jsonl(run_dir / "predictions.jsonl", all_rows)
-                write_json(run_dir / "results.json", results)
-                if record["status"] == "ok":
-                    f1 = record["metrics"]["f1"]["mean"]
-                    log(f"[{bench.name} seed={seed}] {spec.name}: F1 {f1:.3f}, "
-                        f"prepare {record['prepare']['wall_s']:.1f}s, answer {record['answer']['wall_s']:.1f}s")
-                else:
-                    log(f"[{bench.name} seed={seed}] {spec.name}: FAILED: {record['error']}")
-    results["run"]["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    try:
+        for bench, seed, spec in order:
+            k = (bench.name, seed, spec.name)
+            where = f"[{bench.name} seed={seed}] {spec.name}"
+            if k in kept:
+                record, rows = kept[k]
+                log(f"{where}: finished before, kept")
+            else:
+                log(f"{where}: running")
+                record, rows = run_cell(spec, configs[spec.name], bench, seed, cfg, runtime, run_dir, progress,
+                                        cache=stages, key=keys[k])
+                _log_cell(log, where, record)
+            results["cells"].append(record)
+            all_rows += rows
+            write_jsonl(run_dir / "predictions.jsonl", all_rows)
+            write_json(run_dir / "results.json", _with_totals(results, runtime, stages))
+    except KeyboardInterrupt:
+        done = {(c["benchmark"], c["seed"], c["strategy"]) for c in results["cells"]}
+        for bench, seed, spec in order:
+            if (bench.name, seed, spec.name) not in done:
+                results["cells"].append({
+                    "strategy": spec.name, "benchmark": bench.name, "seed": seed, "status": "unfinished",
+                    "config": dataclasses.asdict(configs[spec.name]),
+                    "error": f"not finished: the run was interrupted; `harness run --resume {run_dir}` finishes it"})
+        results["run"]["interrupted"] = _now()
+        _finish(run_dir, _with_totals(results, runtime, stages), all_rows)
+        log(f"interrupted: {len(done)} of {len(order)} cells finished and kept in {run_dir}")
+        raise
+    results["run"]["finished"] = _now()
+    _finish(run_dir, _with_totals(results, runtime, stages), all_rows)
+    return run_dir
+
+
+def _with_totals(results: dict, runtime, stages: StageCache) -> dict:
+    cells = [c for c in results["cells"] if "cache" in c]
+    if runtime.load_measured is not None:
+        results["model"]["load"] = runtime.load_measured
+    results["cache"] = {**results["cache"],
+                        "cells_fully_cached": sum(1 for c in cells if c.get("cached")),
+                        "predictions_hit": sum(c["cache"]["predictions_hit"] for c in cells),
+                        "predictions_computed": sum(c["cache"]["predictions_computed"] for c in cells),
+                        "artifacts_hit": stages.counts["hit"], "artifacts_built": stages.counts["miss"]}
+    return results
+
+
+def _finish(run_dir: Path, results: dict, rows: list[dict]) -> None:
+    write_jsonl(run_dir / "predictions.jsonl", rows)
     write_json(run_dir / "results.json", results)
     from .report import write_reports
 
     write_reports(run_dir)
     point_latest(run_dir)
-    return run_dir
+
+
+def _log_cell(log, where: str, record: dict) -> None:
+    if record["status"] != "ok":
+        log(f"{where}: FAILED: {record['error']}")
+        return
+    c = record["cache"]
+    how = "cached" if record["cached"] else (
+        f"{c['predictions_computed']} answers computed, {c['predictions_hit']} cached" if c["predictions_hit"] else "")
+    log(f"{where}: F1 {record['metrics']['f1']['mean']:.3f}, prepare {record['prepare']['wall_s']:.1f}s, "
+        f"answer {record['answer']['wall_s']:.1f}s" + (f" ({how}; times as first measured)" if how else ""))

@@ -22,6 +22,7 @@ class PrepareContext:
     batch_size: int | None = None  # None: the runtime's default for its device
     max_new_tokens: int = 24
     progress: bool = True
+    cache: Any = None  # harness.cache.StageCache: strategies keep indexes and adapters there (None: workdir)
 
     def train_examples(self) -> list[Example]:
         train = self.benchmark.split("train")

@@ -49,3 +49,13 @@ class FullFineTune(FineTune):
                 seen.add(p.data_ptr())
                 tensors[name] = p.detach().contiguous().cpu()
         save_file(tensors, str(path / "trained.safetensors"))
+
+    def load(self, base, path: Path):
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(path / "trained.safetensors"))
+        missing = set(tensors) - set(base.state_dict())
+        if missing:
+            raise StrategyFailed(f"full-ft: saved weights {sorted(missing)[:3]} are not in the model")
+        base.load_state_dict(tensors, strict=False)
+        return base

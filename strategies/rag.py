@@ -1,10 +1,12 @@
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
 from harness import prompts
+from harness.cache import code_version, documents_hash, library_versions, stage
 from harness.errors import ConfigError
 from harness.registry import strategy
-from harness.retrieval import DEFAULT_EMBEDDER, Index, count_chunks, recall_at
+from harness.retrieval import DEFAULT_EMBEDDER, Index, count_chunks, embedder_path, recall_at
 from harness.strategy import PrepareContext, answer_prompts
 from harness.types import Example, Prediction
 
@@ -51,10 +53,27 @@ class Rag:
         docs = ctx.benchmark.documents
         n_chunks = self.check(self.name, c, ctx.benchmark)
         self.index = Index(c.embedder, device=ctx.runtime.device)
-        self.index.build(docs, c.chunk_words, c.chunk_overlap, n_chunks=n_chunks, progress=ctx.progress)
-        size = self.index.save(ctx.workdir / "index.faiss")
+
+        def build(folder):
+            t0 = time.perf_counter()
+            self.index.build(docs, c.chunk_words, c.chunk_overlap, n_chunks=n_chunks, progress=ctx.progress)
+            self.index.save(folder / "index.faiss")
+            return {"index_seconds": round(time.perf_counter() - t0, 3), "type": self.index.kind}
+
+        # Once per corpus + embedder + chunking: rag, lora-rag and raft share one index.
+        parts = {"documents": documents_hash(docs), "embedder": c.embedder,
+                 "embedder_sha256": ctx.cache.tree_hash(embedder_path(c.embedder)) if ctx.cache else None,
+                 "chunk_words": c.chunk_words, "chunk_overlap": c.chunk_overlap, "device": ctx.runtime.device,
+                 "libraries": library_versions(), "code": code_version(Index)}
+        folder, meta, hit = stage(ctx, "index", parts, build)
+        if hit:
+            self.index.load(folder / "index.faiss", docs, c.chunk_words, c.chunk_overlap)
+        size = (folder / "index.faiss").stat().st_size
         return {"chunks": n_chunks, "documents": len(docs),
-                "artifact_bytes": size, "artifact": f"faiss {self.index.kind}", "embedder": c.embedder}
+                "artifact_bytes": size, "artifact": f"faiss {self.index.kind}", "embedder": c.embedder,
+                "index": {"type": self.index.kind, "chunk_words": c.chunk_words,
+                          "chunk_overlap": c.chunk_overlap, "embedder_sha256": parts["embedder_sha256"],
+                          "path": str(folder), "cached": hit, **meta}}
 
     def answer(self, examples: Sequence[Example], model=None, desc: str = "answering rag") -> list[Prediction]:
         hits, seconds = self.index.search([e.input for e in examples], self.config.k)

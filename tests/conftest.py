@@ -62,6 +62,25 @@ def write_corpus(root: Path, docs=DOCS, questions=QUESTIONS) -> Path:
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def stage_cache(tmp_path_factory):
+    """Tests cache their stages in a fresh folder, never the user's; the converted packaged model
+    stays where it is (a link), so the real-model tests do not convert it again."""
+    from harness.modelstore import cache_dir
+
+    real = cache_dir()
+    root = tmp_path_factory.mktemp("harness-cache")
+    if (real / "models").is_dir():
+        (root / "models").symlink_to(real / "models")
+    old = os.environ.get("HARNESS_CACHE")
+    os.environ["HARNESS_CACHE"] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop("HARNESS_CACHE", None)
+    else:
+        os.environ["HARNESS_CACHE"] = old
+
+
 @pytest.fixture
 def tiny_corpus(tmp_path) -> Path:
     return write_corpus(tmp_path / "tiny")
