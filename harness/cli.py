@@ -1,4 +1,4 @@
-"""Command line: `harness run`, `harness strategies`, `harness benchmarks`, `harness report`."""
+"""Command line: `harness run`, `harness strategies`, `harness benchmarks`, `harness report`, `harness compare`."""
 from __future__ import annotations
 
 import argparse
@@ -43,12 +43,43 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, help="seed (overrides the config's seeds)")
     r.add_argument("--out", help="run folder (default reports/<timestamp>/; reports/latest points at the newest)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    _decision_args(r)
 
     sub.add_parser("strategies", help="list registered strategies and their options")
     sub.add_parser("benchmarks", help="list built-in benchmarks")
     rep = sub.add_parser("report", help="rebuild report.md/html/csv of a run folder from its records")
     rep.add_argument("run_dir")
+    rep.add_argument("--prices", help="price table YAML (default configs/prices.yaml)")
+    _decision_args(rep)
+    cmp = sub.add_parser("compare", help="paired differences between two runs of the same benchmark")
+    cmp.add_argument("run_a")
+    cmp.add_argument("run_b")
+    cmp.add_argument("--out", help="also write the comparison to this file (.md, or .html)")
+    cmp.add_argument("--prices", help="price table YAML (default configs/prices.yaml)")
     return p
+
+
+def _nonneg(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not x >= 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
+    return x
+
+
+def _decision_args(parser) -> None:
+    g = parser.add_argument_group("decision inputs (override the run YAML's decision: block)")
+    g.add_argument("--monthly-queries", type=int, help="expected queries per month (default 100000)")
+    g.add_argument("--refresh-days", type=_nonneg, help="days between knowledge refreshes, 0 = never (default 30)")
+    g.add_argument("--latency-target", type=_nonneg, help="p95 latency target in seconds (default: none)")
+
+
+def _decision_flags(args) -> dict:
+    flags = {"monthly_queries": args.monthly_queries, "refresh_days": args.refresh_days,
+             "latency_target_s": args.latency_target}
+    return {k: v for k, v in flags.items() if v is not None}
 
 
 def cmd_run(args) -> int:
@@ -67,6 +98,12 @@ def cmd_run(args) -> int:
         "seeds": (args.seed,) if args.seed is not None else None,
     }
     cfg = make_config(args.config, overrides)
+    if _decision_flags(args):
+        from .decision import DecisionConfig
+
+        decision = {**cfg.decision, **_decision_flags(args)}
+        DecisionConfig.from_dict(decision)
+        object.__setattr__(cfg, "decision", decision)
     if args.strategies and cfg.options:  # options for strategies dropped by --strategies are not errors
         object.__setattr__(cfg, "options", {k: v for k, v in cfg.options.items() if k in cfg.strategies})
     run_dir = run(cfg, progress=not args.quiet and sys.stderr.isatty() or bool(os.environ.get("HARNESS_PROGRESS")),
@@ -106,8 +143,20 @@ def cmd_report(args) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / "results.json").is_file():
         raise HarnessError(f"{run_dir}: no results.json here; is it a run folder?")
-    write_reports(run_dir)
-    print(f"wrote {run_dir / 'report.md'}, report.html, summary.csv")
+    write_reports(run_dir, args.prices, _decision_flags(args))
+    print(f"wrote {run_dir / 'report.html'}, report.md, summary.csv, results.json")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare, write_compare
+    from .report import render_markdown
+
+    doc = compare(args.run_a, args.run_b, args.prices)
+    print(render_markdown(doc))
+    if args.out:
+        write_compare(doc, args.out)
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -116,7 +165,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from a hub at run time
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    commands = {"run": cmd_run, "strategies": cmd_strategies, "benchmarks": cmd_benchmarks, "report": cmd_report}
+    commands = {"run": cmd_run, "strategies": cmd_strategies, "benchmarks": cmd_benchmarks, "report": cmd_report,
+                "compare": cmd_compare}
     try:
         return commands[args.command](args)
     except HarnessError as exc:

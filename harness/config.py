@@ -28,6 +28,7 @@ class RunConfig:
     max_new_tokens: int = 24        # short-answer QA; answers past 24 tokens are sentences anyway
     usd_per_hour: float = 0.085     # on-demand price of a 2-vCPU cloud machine (AWS c6i.large, us-east-1, 2026)
     out: str | None = None
+    decision: dict = field(default_factory=dict)  # report's decision inputs (harness.decision.DecisionConfig)
 
     def __post_init__(self):
         for name in ("limit", "train_limit"):
@@ -51,6 +52,9 @@ class RunConfig:
             raise ConfigError("no seeds to run")
         if self.out is not None and not isinstance(self.out, str):
             raise ConfigError(f"out must be a folder path, got {self.out!r}")
+        from .decision import DecisionConfig
+
+        DecisionConfig.from_dict(self.decision)  # unknown keys and bad values fail before any work
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
 
@@ -126,6 +130,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
                 out["options"] = {k: dict(v or {}) for k, v in value.items()}
             else:
                 raise ConfigError(f"{p}: 'strategies' must be a list of names or a mapping name -> options")
+        elif key == "decision":
+            from .decision import DecisionConfig
+
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(f"{p}: 'decision' must be a mapping (monthly_queries, refresh_days, latency_target_s)")
+            DecisionConfig.from_dict(value, f"{p}: decision")
+            out[key] = dict(value or {})
         elif key in _OPTIONAL_TYPES:
             kind = _OPTIONAL_TYPES[key]
             if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
