@@ -47,11 +47,22 @@ class DecisionConfig:
         return f"{self.monthly_queries:,} queries a month, {refresh}, {target}"
 
 
-def _choose(entries: list[dict], scores: dict, primary: str, dc: DecisionConfig) -> dict:
+def _vs_best(cmp: dict) -> list[dict]:
+    """Every strategy's row against the best; zero-shot's is the best's "vs zero-shot" row turned round."""
+    rows = [r for r in cmp["rows"] if r["role"] == "vs best"]
+    for r in cmp["rows"]:
+        if r["strategy"] == cmp["best"] and r["role"] == "vs zero-shot":
+            rows.append({**r, "strategy": r["baseline"], "baseline": r["strategy"], "diff": -r["diff"]})
+    return rows
+
+
+def _choose(entries: list[dict], scores: dict, primary: str, dc: DecisionConfig, main: dict | None = None) -> dict:
     fast = [e for e in entries if not dc.latency_target_s or e["p95"] <= dc.latency_target_s]
     pool = fast or entries
-    cmp = stats.comparisons({e["strategy"]: scores[e["strategy"]] for e in pool}, primary,
-                            zero_shot="\0")  # only "vs best" rows: the pool's own best is the reference
+    if main and main.get("rows") and {e["strategy"] for e in pool} == set(scores):
+        cmp = {**main, "rows": _vs_best(main)}  # the report's own table, same Holm adjustment
+    else:  # a latency target removed some: the fastest pool's own best is the reference
+        cmp = stats.comparisons({e["strategy"]: scores[e["strategy"]] for e in pool}, primary, zero_shot="\0")
     worse = {r["strategy"] for r in cmp["rows"] if r["significant"] and r["diff"] < 0}
     contenders = [e for e in pool if e["strategy"] not in worse]
     monthly = {e["strategy"]: e["costs"].monthly(dc.monthly_queries, dc.refresh_days) for e in entries}
@@ -74,7 +85,7 @@ def recommend(entries: list[dict], scores: dict, primary: str, metric_label: str
     if not entries:
         return {"winner": None, "why": ["No strategy finished with measured costs and latency: nothing to recommend."],
                 "changes": []}
-    ch = _choose(entries, scores, primary, dc)
+    ch = _choose(entries, scores, primary, dc, cmp)
     w, top, m = ch["winner"], ch["top"], ch["monthly"]
     c: Costs = w["costs"]
     why = [f"For {dc.describe()}: **{w['strategy']}**."]
@@ -123,12 +134,12 @@ def recommend(entries: list[dict], scores: dict, primary: str, metric_label: str
     for key, value, label in scenarios:
         if getattr(dc, key) == value:
             continue
-        alt = _choose(entries, scores, primary, dataclasses.replace(dc, **{key: value}))["winner"]
+        alt = _choose(entries, scores, primary, dataclasses.replace(dc, **{key: value}), cmp)["winner"]
         if alt is not w:
             changes.append(f"With {label}, {alt['strategy']} would win instead.")
     better_slow = [e for e in slow if e["acc"] > w["acc"]]
     for e in sorted(better_slow, key=lambda e: e["p95"]):
-        alt = _choose(entries, scores, primary, dataclasses.replace(dc, latency_target_s=e["p95"]))["winner"]
+        alt = _choose(entries, scores, primary, dataclasses.replace(dc, latency_target_s=e["p95"]), cmp)["winner"]
         if alt is not w:
             changes.append(f"A latency target of {e['p95']:.2f} s or more would let {alt['strategy']} win.")
             break

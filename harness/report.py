@@ -390,7 +390,8 @@ def render_markdown(doc: Doc) -> str:
 
 def _inline(text: str) -> str:
     """Escape, then turn **x** into bold: the markup is added after escaping, so text cannot inject any."""
-    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text))
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text))
+    return re.sub(r"`([^`<>]+)`", r"<code>\1</code>", text)
 
 
 def _samples_html(name, cells, brows) -> str:
