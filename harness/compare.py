@@ -69,5 +69,5 @@ def compare(run_a: Path, run_b: Path, prices=None) -> Doc:
 
 def write_compare(doc: Doc, out: Path) -> None:
     out = Path(out)
-    text = render_html(doc, [], "Run comparison") if out.suffix.lower() in (".html", ".htm") else render_markdown(doc)
+    text = render_html(doc, "Run comparison") if out.suffix.lower() in (".html", ".htm") else render_markdown(doc)
     write_atomic(out, text)

@@ -66,9 +66,10 @@ def pareto(entries: list[dict], xkey: str, xlabel: str, ylabel: str, logx: bool 
     for i, e in enumerate(entries):
         ax.errorbar(e[xkey], e["acc"], yerr=[[e["acc"] - e["low"]], [e["high"] - e["acc"]]], fmt="o",
                     color=COLORS[i % len(COLORS)], capsize=3, label=_t(e["strategy"]))
-        ax.annotate(_t(e["strategy"]), (e[xkey], e["acc"]), textcoords="offset points", xytext=(5, 4), fontsize=7,
-                    color="#333")
     front = _frontier(pts)
+    for i in front:  # name the frontier's points; the rest cluster below it and are told apart by colour
+        ax.annotate(_t(entries[i]["strategy"]), pts[i], textcoords="offset points", xytext=(6, 4), fontsize=7,
+                    color="#333")
     ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "--", color="#888", lw=1,
             label="Pareto frontier", zorder=0)
     if vline:
@@ -130,7 +131,7 @@ def latency(split: dict[str, tuple[list[float], list[float]]]) -> bytes:
     if ret_names:
         ret = ax.boxplot([[max(x, 1e-6) for x in split[names[i]][1]] for i in ret_names],
                          positions=[i - .18 for i in ret_names], widths=.3, orientation="horizontal",
-                         patch_artist=True, medianprops={"color": "black"})
+                         patch_artist=True, medianprops={"color": "#f58518", "linewidth": 2.5})
         for patch in ret["boxes"]:
             patch.set_facecolor("#f58518")
         handles.append(ret["boxes"][0])

@@ -300,7 +300,7 @@ def _benchmark(doc, results, b, rows, analysis, png: bool):
                         f"{_num(r['acc_gold_missed'], '{:.3f}')} ({r['n_gold_missed']})"] for s, r in rag.items()])
             if png:
                 doc.img(plots.retrieval(rag, label), "Recall at k and accuracy by retrieval outcome")
-        yield cells, brows
+        doc.blocks.append(("samples", cells, brows))  # HTML only: a few questions side by side
 
 
 def _cheaper_past(x: dict, costs: list) -> str:
@@ -333,7 +333,7 @@ def _training_line(c) -> str:
     return out + "."
 
 
-def build(results: dict, rows: list[dict], png: bool = True) -> tuple[Doc, list]:
+def build(results: dict, rows: list[dict], png: bool = True) -> Doc:
     doc = Doc()
     run, env, model = results.get("run", {}), results.get("environment", {}), results.get("model", {})
     doc.h(1, f"Comparison report: {run.get('id', '?')}")
@@ -342,10 +342,8 @@ def build(results: dict, rows: list[dict], png: bool = True) -> tuple[Doc, list]
           f"git {str(env.get('git_commit'))[:10]}{' (dirty)' if env.get('git_dirty') else ''}; "
           f"started {run.get('started', '?')}. Decision inputs: "
           f"{DecisionConfig.from_dict(results['analysis']['decision']).describe()}.")
-    samples = []
     for b in results["benchmarks"]:
-        for cells, brows in _benchmark(doc, results, b, rows, results["analysis"], png):
-            samples.append((b["name"], cells, brows))
+        _benchmark(doc, results, b, rows, results["analysis"], png)
     doc.h(2, "How to read the figures")
     doc.ul([
         f"Answers are scored after extraction ({results.get('answer_extraction', metrics.EXTRACTION_RULE)}). EM "
@@ -356,7 +354,7 @@ def build(results: dict, rows: list[dict], png: bool = True) -> tuple[Doc, list]
         "Recommendation rule: among strategies meeting the latency target, those not significantly less accurate "
         "than the best (Holm-corrected paired test at 5%) compete on cost per month; the cheapest wins.",
     ])
-    return doc, samples
+    return doc
 
 
 # ---- renderers --------------------------------------------------------------------------------
@@ -394,7 +392,7 @@ def _inline(text: str) -> str:
     return re.sub(r"`([^`<>]+)`", r"<code>\1</code>", text)
 
 
-def _samples_html(name, cells, brows) -> str:
+def _samples_html(cells, brows) -> str:
     e = html.escape
     ok = [c for c in cells if c["status"] == "ok" and "metrics" in c]
     by = {(r["strategy"], r["id"]): r for r in brows}
@@ -427,20 +425,14 @@ STYLE = (
 )
 
 
-def render_html(doc: Doc, samples, title: str) -> str:
+def render_html(doc: Doc, title: str) -> str:
     e = html.escape
     body = []
-    sample_at = {}
-    for name, cells, brows in samples:
-        sample_at[name] = _samples_html(name, cells, brows)
-    current = None
     for blk in doc.blocks:
         kind = blk[0]
-        if kind == "h":
-            if blk[1] == 2 and current in sample_at:  # sample answers close each benchmark's section
-                body.append(sample_at.pop(current))
-            if blk[1] == 2:
-                current = blk[2]
+        if kind == "samples":
+            body.append(_samples_html(blk[1], blk[2]))
+        elif kind == "h":
             body.append(f"<h{blk[1]}>{_inline(blk[2])}</h{blk[1]}>")
         elif kind == "p":
             cls = f" class={blk[2]}" if blk[2] else ""
@@ -461,7 +453,6 @@ def render_html(doc: Doc, samples, title: str) -> str:
         elif kind == "img":
             data = base64.b64encode(blk[1]).decode("ascii")
             body.append(f'<img alt="{e(blk[2])}" src="data:image/png;base64,{data}">')
-    body += list(sample_at.values())
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{e(title)}</title>"
             f"<meta http-equiv=Content-Security-Policy content=\"{CSP}\">"
             f"<meta name=viewport content=\"width=device-width,initial-scale=1\">"
@@ -512,9 +503,9 @@ def write_reports(run_dir: Path, prices=None, decision: dict | None = None) -> d
     """Recompute everything from the records and write all four formats; returns the new results."""
     run_dir = Path(run_dir)
     results, rows = analyze(run_dir, prices, decision)
-    doc, samples = build(results, rows)
+    doc = build(results, rows)
     write_atomic(run_dir / "report.md", render_markdown(doc))
-    write_atomic(run_dir / "report.html", render_html(doc, samples, f"Comparison report: {results['run']['id']}"))
+    write_atomic(run_dir / "report.html", render_html(doc, f"Comparison report: {results['run'].get('id', run_dir.name)}"))
     write_atomic(run_dir / "summary.csv", render_csv(results))
     write_json(run_dir / "results.json", results)
     return results
@@ -523,7 +514,7 @@ def write_reports(run_dir: Path, prices=None, decision: dict | None = None) -> d
 def console_table(run_dir: Path) -> str:
     """The summary tables as plain text, for the terminal after a run."""
     results, rows = analyze(Path(run_dir))
-    doc, _ = build(results, rows, png=False)
+    doc = build(results, rows, png=False)
     lines, name, last = [], None, None
     for blk in doc.blocks:
         if blk[0] == "h" and blk[1] == 2:
