@@ -145,6 +145,10 @@ def analyze(run_dir: Path, prices_path=None, decision: dict | None = None) -> tu
     prices = load_prices(prices_path)
     dc = DecisionConfig.from_dict({**(results.get("config", {}).get("decision") or {}), **(decision or {})})
     usd_h, kind = machine_price(results, prices)
+    present = set((r["benchmark"], r["seed"], r["strategy"]) for r in rows)
+    # a cell an earlier rebuild made for lines since removed from predictions.jsonl goes with them
+    results["cells"] = [c for c in results["cells"] if not str(c.get("source", "")).startswith("predictions.jsonl only")
+                        or (c["benchmark"], c.get("seed"), c["strategy"]) in present]
     cells = results["cells"]
     for (b, seed, s) in dict.fromkeys((r["benchmark"], r["seed"], r["strategy"]) for r in rows):
         if not any(c["benchmark"] == b and c.get("seed") == seed and c["strategy"] == s for c in cells):

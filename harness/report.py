@@ -120,7 +120,7 @@ def _summary(doc, cells, seeds, primary, diag):
         peak = max([x for x in (p.get("peak_rss_mb"), a.get("peak_rss_mb")) if x is not None], default=None)
         per1k = costs["per_query_usd"] * 1000 if costs.get("per_query_usd") is not None else None
         vals = {"acc": c["metrics"][primary]["mean"], "one": costs.get("one_time_usd"), "per1k": per1k,
-                "p50": lat.get("p50"), "p95": lat.get("p95"), "peak": peak,
+                "p50": lat.get("p50", a.get("latency_p50_s")), "p95": lat.get("p95", a.get("latency_p95_s")), "peak": peak,
                 "art": p.get("artifact_bytes", 0) if p else None}
         data.append(vals)
         rows.append([_label(c, seeds), _ci(c["metrics"][primary])] + [_num(c["metrics"][m]["mean"], "{:.3f}")
@@ -489,7 +489,8 @@ def render_csv(results: dict) -> str:
         w.writerow([c["benchmark"], c["strategy"], c.get("seed"), "ok",
                     m["exact_match"]["mean"], m["exact_match"]["low"], m["exact_match"]["high"],
                     m["f1"]["mean"], m["f1"]["low"], m["f1"]["high"], m["contains"]["mean"],
-                    p.get("wall_s", ""), co.one_time_usd if co and not p.get("training_reused_from") else p.get("usd", ""),
+                    p.get("wall_s", ""),
+                    p["wall_s"] * a["prices"]["usd_per_hour"] / 3600 if p.get("wall_s") is not None else "",
                     p.get("artifact_bytes", 0) if p else "", ans.get("prompt_tokens_mean", ""),
                     ans.get("output_tokens_mean", ""), lat.get("p50", ""), lat.get("p95", ""), per1k, peak, "",
                     primary, m[primary]["mean"], m[primary]["low"], m[primary]["high"],

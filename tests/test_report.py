@@ -100,6 +100,16 @@ def test_external_predictions_with_only_id_and_output(tmp_path):
     cell = next(c for c in results["cells"] if c["strategy"] == "external")
     assert cell["metrics"]["exact_match"]["mean"] == pytest.approx(len(ids[::2]) / len(ids))
     assert "external" in (run / "report.md").read_text()
+    write_jsonl(run / "predictions.jsonl", rows)  # the external lines removed: their cell goes too
+    assert cli.main(["report", str(run)]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert "external" not in {c["strategy"] for c in results["cells"]}
+
+
+def test_bad_decision_flags_exit_2_before_any_work(capsys):
+    assert cli.main(["run", "--monthly-queries", "-5"]) == 2
+    assert "monthly_queries" in capsys.readouterr().err
+    assert cli.main(["report", str(EXAMPLE), "--monthly-queries", "-5"]) == 2
 
 
 def test_bad_prediction_lines_fail_with_file_and_line(tmp_path, capsys):
