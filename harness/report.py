@@ -11,6 +11,7 @@ import base64
 import csv
 import html
 import io
+import math
 import re
 from pathlib import Path
 
@@ -237,7 +238,7 @@ def _benchmark(doc, results, b, rows, analysis, png: bool):
                            for x in a["crossovers"]])
             if png:
                 top = max(dc.monthly_queries * 100, 10_000)
-                vols = [10 ** (i / 20) for i in range(0, int(20 * __import__("math").log10(top)) + 1)]
+                vols = [10 ** (i / 20) for i in range(0, int(20 * math.log10(top)) + 1)]
                 doc.img(plots.break_even(costs, dc.monthly_queries, dc.refresh_days, vols),
                         "Cost per month against queries per month")
         doc.p(f"Prices: {analysis['prices']['machine_kind']} machine at ${analysis['prices']['usd_per_hour']:g}/hour"
