@@ -1,4 +1,4 @@
-"""Command line: `harness run`, `harness strategies`, `harness benchmarks`, `harness report`."""
+"""Command line: `harness run`, `harness strategies`, `harness benchmarks`, `harness report`, `harness compare`."""
 from __future__ import annotations
 
 import argparse
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-cache", action="store_true", help="recompute every stage instead of reusing cached ones")
     r.add_argument("--resume", nargs="?", const="latest", metavar="RUN_DIR",
                    help="continue a killed or interrupted run (default: reports/latest) with its own config")
+    _decision_args(r)
 
     sub.add_parser("strategies", help="list registered strategies and their options")
     sub.add_parser("benchmarks", help="list built-in benchmarks")
@@ -73,7 +74,37 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--junit", help="write JUnit XML here for CI systems")
     rep = sub.add_parser("report", help="rebuild report.md/html/csv of a run folder from its records")
     rep.add_argument("run_dir")
+    rep.add_argument("--prices", help="price table YAML (default configs/prices.yaml)")
+    _decision_args(rep)
+    cmp = sub.add_parser("compare", help="paired differences between two runs of the same benchmark")
+    cmp.add_argument("run_a")
+    cmp.add_argument("run_b")
+    cmp.add_argument("--out", help="also write the comparison to this file (.md, or .html)")
+    cmp.add_argument("--prices", help="price table YAML (default configs/prices.yaml)")
     return p
+
+
+def _nonneg(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not x >= 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
+    return x
+
+
+def _decision_args(parser) -> None:
+    g = parser.add_argument_group("decision inputs (override the run YAML's decision: block)")
+    g.add_argument("--monthly-queries", type=int, help="expected queries per month (default 100000)")
+    g.add_argument("--refresh-days", type=_nonneg, help="days between knowledge refreshes, 0 = never (default 30)")
+    g.add_argument("--latency-target", type=_nonneg, help="p95 latency target in seconds (default: none)")
+
+
+def _decision_flags(args) -> dict:
+    flags = {"monthly_queries": args.monthly_queries, "refresh_days": args.refresh_days,
+             "latency_target_s": args.latency_target}
+    return {k: v for k, v in flags.items() if v is not None}
 
 
 def cmd_run(args) -> int:
@@ -100,6 +131,12 @@ def cmd_run(args) -> int:
         "trust_remote_code": args.trust_remote_code,
     }
     cfg = make_config(args.config, overrides)
+    if _decision_flags(args):
+        from .decision import DecisionConfig
+
+        decision = {**cfg.decision, **_decision_flags(args)}
+        DecisionConfig.from_dict(decision)
+        object.__setattr__(cfg, "decision", decision)
     if args.strategies and cfg.options:  # options for strategies dropped by --strategies are not errors
         object.__setattr__(cfg, "options", {k: v for k, v in cfg.options.items() if k in cfg.strategies})
     return _finish_run(run(cfg, progress=_progress(args), log=lambda m: print(m, flush=True),
@@ -161,8 +198,20 @@ def cmd_report(args) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / "results.json").is_file():
         raise HarnessError(f"{run_dir}: no results.json here; is it a run folder?")
-    write_reports(run_dir)
-    print(f"wrote {run_dir / 'report.md'}, report.html, summary.csv")
+    write_reports(run_dir, args.prices, _decision_flags(args))
+    print(f"wrote {run_dir / 'report.html'}, report.md, summary.csv, results.json")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare, write_compare
+    from .report import render_markdown
+
+    doc = compare(args.run_a, args.run_b, args.prices)
+    print(render_markdown(doc))
+    if args.out:
+        write_compare(doc, args.out)
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -172,7 +221,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     commands = {"run": cmd_run, "strategies": cmd_strategies, "benchmarks": cmd_benchmarks, "report": cmd_report,
-                "corpus": cmd_corpus, "gate": cmd_gate}
+                "corpus": cmd_corpus, "gate": cmd_gate, "compare": cmd_compare}
     try:
         return commands[args.command](args)
     except HarnessError as exc:

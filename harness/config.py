@@ -35,6 +35,7 @@ class RunConfig:
     # Off: a model folder whose config.json names its own Python code (auto_map) is refused.
     # `--trust-remote-code` runs that code, with the user's rights; only for models one trusts.
     trust_remote_code: bool = False
+    decision: dict = field(default_factory=dict)  # report's decision inputs (harness.decision.DecisionConfig)
 
     def __post_init__(self):
         for name in ("limit", "train_limit"):
@@ -78,6 +79,9 @@ class RunConfig:
             raise ConfigError("no benchmarks to run")
         if not self.seeds:
             raise ConfigError("no seeds to run")
+        from .decision import DecisionConfig
+
+        DecisionConfig.from_dict(self.decision)  # unknown keys and bad values fail before any work
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
 
@@ -247,6 +251,13 @@ def _load(p: Path) -> tuple[dict[str, Any], _Where]:
                 out["options"] = {k: dict(v or {}) for k, v in value.items()}
             else:
                 raise ConfigError(f"{at}: 'strategies' must be a list of names or a mapping name -> options")
+        elif key == "decision":
+            from .decision import DecisionConfig
+
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(f"{at}: 'decision' must be a mapping (monthly_queries, refresh_days, latency_target_s)")
+            DecisionConfig.from_dict(value, f"{at}: decision")
+            out[key] = dict(value or {})
         elif key in _OPTIONAL_TYPES:
             kind = _OPTIONAL_TYPES[key]
             if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):

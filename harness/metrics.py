@@ -99,6 +99,17 @@ TASK_METRICS = {"multiple_choice": ("acc_norm",)}
 def metric_names(task: str) -> tuple[str, ...]:
     return METRICS + TASK_METRICS.get(task, ())
 
+# The headline metric of each task type, as a key of score()'s result. Extractive QA answers are
+# free text, so token F1 gives partial credit; the other tasks have one right answer, so exact
+# match is their accuracy (score() sets f1 = exact_match for them).
+PRIMARY = {"extractive_qa": "f1", "yes_no": "exact_match", "classification": "exact_match",
+           "multiple_choice": "exact_match"}
+
+
+def primary_metric(task: str) -> str:
+    """"f1" for extractive QA, "exact_match" (accuracy) for yes/no, classification, multiple choice."""
+    return PRIMARY.get(task, "f1")
+
 
 def _label(text: str) -> str:
     return normalize(text.replace("_", " "))

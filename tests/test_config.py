@@ -9,7 +9,8 @@ from harness import registry
 from harness.config import DEFAULT_STRATEGIES, RunConfig, load_yaml, make_config
 from harness.errors import ConfigError, HarnessError
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")
+                 if p.name != "prices.yaml")  # the price table, not an experiment (tests/test_cost.py)
 
 
 def _yaml(tmp_path: Path, text: str, name: str = "exp.yaml") -> Path:
