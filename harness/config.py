@@ -28,9 +28,13 @@ class RunConfig:
     max_new_tokens: int = 24        # short-answer QA; answers past 24 tokens are sentences anyway
     usd_per_hour: float = 0.085     # on-demand price of a 2-vCPU cloud machine (AWS c6i.large, us-east-1, 2026)
     out: str | None = None
+    # After each fine-tuning strategy, score this general-knowledge benchmark (not trained on) on
+    # the base and the tuned model through lm-eval: record["forgetting"]. None: no check.
+    forgetting: str | None = None
+    forgetting_limit: int | None = None  # cap on its questions (None: all)
 
     def __post_init__(self):
-        for name in ("limit", "train_limit"):
+        for name in ("limit", "train_limit", "forgetting_limit"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
@@ -51,6 +55,13 @@ class RunConfig:
             raise ConfigError("no seeds to run")
         if self.out is not None and not isinstance(self.out, str):
             raise ConfigError(f"out must be a folder path, got {self.out!r}")
+        if self.forgetting is not None:
+            from .benchmark import builtin_benchmarks
+
+            if not isinstance(self.forgetting, str) or not (
+                    self.forgetting in builtin_benchmarks() or (Path(self.forgetting) / "questions.jsonl").is_file()):
+                raise ConfigError(f"forgetting must name a built-in benchmark ({', '.join(builtin_benchmarks())}) "
+                                  f"or a corpus folder, got {self.forgetting!r}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
 
@@ -59,7 +70,8 @@ class RunConfig:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
-_OPTIONAL_TYPES = {"limit": int, "train_limit": int, "batch_size": int, "out": str}  # default None
+_OPTIONAL_TYPES = {"limit": int, "train_limit": int, "batch_size": int, "out": str,
+                   "forgetting": str, "forgetting_limit": int}  # default None
 _YAML_KEYS = {"benchmark", "benchmarks", "strategies", "seed", "seeds", *_FIELDS} - {"options"}
 
 

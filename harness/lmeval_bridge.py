@@ -213,6 +213,13 @@ def hf_lm(model, tokenizer, batch_size: int = 16):
     return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
 
 
+def _own_tokenizer(runtime):
+    """HFLM sets padding options on the tokenizer it is given: it gets its own copy."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(runtime.path)
+
+
 # -- import: a prepared harness strategy as an lm-eval model -------------------------------------
 def _retriever(strategy):
     """The strategy's RAG side, if it has one: Rag itself, or a hybrid holding a Rag as `.rag`."""
@@ -257,7 +264,7 @@ def _make_harness_lm():
             except ValueError:
                 raise ConfigError(f"batch_size must be an integer, got {batch_size!r}") from None
             self.batch_size = bs
-            self.hf = hf_lm(self.model, runtime.tokenizer, bs)
+            self.hf = hf_lm(self.model, _own_tokenizer(runtime), bs)
             self._rendered: set[str] = set()
 
         # chat template: lm-eval renders through the model; RAG context goes into the last user turn
@@ -405,14 +412,25 @@ def run_lm_eval(strategy: str, benchmark: str | None, tasks: Sequence[str], incl
 _BASE_SCORES: dict[tuple, dict] = {}
 
 
-def forgetting_check(runtime, tuned_model, task: str = "boolq", *, limit: int | None = None,
+class _ModelOnly:
+    """A stand-in prepared strategy that is just a model (the base model of a forgetting check)."""
+
+    name = "base"
+
+    def __init__(self, model, prompt_learning: bool = False):
+        self.model, self.prompt_learning = model, prompt_learning
+
+
+def forgetting_check(runtime, tuned, task: str = "boolq", *, limit: int | None = None,
                      workdir: str | Path | None = None, include_path=None, metric: str | None = None,
                      batch_size: int | None = None) -> dict:
     """Score a general-knowledge task on the base model and on the fine-tuned one.
 
-    `task` is a harness benchmark (built-in name or folder), exported to an lm-eval task on the fly,
-    or, with include_path, an lm-eval task name. Returns task, metric, base, tuned, delta
-    (tuned - base: negative means forgetting) and n, the number of documents scored.
+    `tuned` is a prepared fine-tuning strategy (its `.model` is used) or a model object. `task` is
+    a harness benchmark (built-in name or folder), exported to an lm-eval task on the fly, or, with
+    include_path, an lm-eval task name (then `metric` names what to report). Both models answer
+    through the same lm-eval model class as `harness lm-eval`, chat template applied. Returns task,
+    metric, base, tuned, delta (tuned - base: negative means forgetting) and n (documents scored).
     """
     if include_path is None:
         bench = load_benchmark(task)
@@ -426,15 +444,17 @@ def forgetting_check(runtime, tuned_model, task: str = "boolq", *, limit: int | 
         name, key_data = task, str(include_path)
         if metric is None:
             raise ConfigError("forgetting check on an lm-eval task needs the metric to report")
-    bs = batch_size or runtime.default_batch_size
-    scores = {}
+    if not hasattr(tuned, "model"):
+        tuned = _ModelOnly(tuned)
+    cls = harness_lm_class()
     key = (str(runtime.path), str(runtime.dtype), runtime.device, name, key_data, limit, metric)
-    for side, model in (("base", runtime.model), ("tuned", tuned_model)):
-        if side == "base" and key in _BASE_SCORES:
+    scores = {}
+    for side, prepared in (("base", _ModelOnly(runtime.model)), ("tuned", tuned)):
+        if side == "base" and key in _BASE_SCORES:  # the same base model for every fine-tuned cell
             scores["base"] = _BASE_SCORES[key]
             continue
-        res = evaluate(hf_lm(model, _fresh_tokenizer(runtime), bs), [name], include_path, limit=limit,
-                       apply_chat_template=True)
+        lm = cls(prepared=prepared, runtime=runtime, batch_size=batch_size)
+        res = evaluate(lm, [name], include_path, limit=limit, apply_chat_template=True)
         row = res["results"][name]
         value = row.get(f"{metric},none", row.get(metric))
         if value is None:
@@ -442,13 +462,14 @@ def forgetting_check(runtime, tuned_model, task: str = "boolq", *, limit: int | 
         scores[side] = {"value": float(value), "n": int(res["n-samples"][name]["effective"])}
         if side == "base":
             _BASE_SCORES[key] = scores["base"]
-    base, tuned = scores["base"]["value"], scores["tuned"]["value"]
-    return {"task": task, "metric": metric, "base": base, "tuned": tuned, "delta": tuned - base,
+    base, tuned_value = scores["base"]["value"], scores["tuned"]["value"]
+    return {"task": task, "metric": metric, "base": base, "tuned": tuned_value, "delta": tuned_value - base,
             "n": scores["tuned"]["n"]}
 
 
-def _fresh_tokenizer(runtime):
-    """HFLM sets padding options on the tokenizer it gets: give it its own copy."""
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(runtime.path)
+def forgetting_record(runtime, tuned, task: str, **kwargs) -> dict:
+    """forgetting_check for the runner: a failure is recorded beside the cell, never fails it."""
+    try:
+        return forgetting_check(runtime, tuned, task, **kwargs)
+    except Exception as exc:  # the domain results of the cell are worth keeping either way
+        return {"task": task, "error": f"{type(exc).__name__}: {exc}"}

@@ -154,6 +154,11 @@ def run_cell(spec, config, bench, seed, cfg, runtime, run_dir, progress) -> tupl
             raise StrategyFailed(f"{spec.name} returned {len(preds)} predictions for {len(test)} questions")
         scores = [metrics.score(p.output, e.answers, e.input, e.task) for p, e in zip(preds, test)]
         record.update(summarize(preds, scores, m, test, cfg.usd_per_hour))
+        if cfg.forgetting and getattr(strat, "model", None) is not None:  # fine-tuned: forgetting check
+            from .lmeval_bridge import forgetting_record
+
+            record["forgetting"] = forgetting_record(runtime, strat, cfg.forgetting,
+                                                     limit=cfg.forgetting_limit, workdir=workdir)
         for p, e, s in zip(preds, test, scores):
             rows.append({"strategy": spec.name, "benchmark": bench.name, "seed": seed, "id": e.id,
                          "question": e.input, "answers": list(e.answers), "output": p.output, **s,
