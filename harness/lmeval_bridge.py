@@ -196,11 +196,10 @@ def evaluate(lm, tasks: Sequence[str], include_path: str | Path | Sequence | Non
     if unknown:
         where = f" under {', '.join(paths)}" if paths else ""
         raise HarnessError(f"unknown lm-eval task(s) {', '.join(unknown)}{where}")
-    kwargs = {"model_args": {"batch_size": batch_size}} if isinstance(lm, str) and batch_size else {}
-    out = simple_evaluate(model=lm, tasks=list(tasks), task_manager=tm, limit=limit,
+    out = simple_evaluate(model=lm, tasks=list(tasks), task_manager=tm, limit=limit, batch_size=batch_size,
                           apply_chat_template=apply_chat_template, num_fewshot=num_fewshot,
                           log_samples=log_samples, bootstrap_iters=0, random_seed=0, numpy_random_seed=0,
-                          torch_random_seed=0, fewshot_random_seed=0, **kwargs)
+                          torch_random_seed=0, fewshot_random_seed=0)
     if out is None:
         raise HarnessError("lm-eval returned no results")
     return out
