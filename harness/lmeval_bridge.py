@@ -242,6 +242,7 @@ def _make_harness_lm():
         strategy's model; log-likelihoods through lm-eval's HFLM around the same model object.
         RAG strategies prepend their top-k retrieved chunks to each request's context: inside the
         last user turn when lm-eval applies the chat template, before the plain text otherwise.
+        The few-shot strategy's demonstrations come first (as chat turns, or as plain text).
         """
 
         def __init__(self, strategy: str = "zero-shot", benchmark: str | None = None, model: str | None = None,
@@ -258,6 +259,7 @@ def _make_harness_lm():
             self.model = tuned if tuned is not None else runtime.model
             self.prompt_learning = bool(getattr(prepared, "prompt_learning", False))
             self.rag = _retriever(prepared)
+            self.demos = list(getattr(prepared, "demos", ()) or ())
             try:
                 bs = int(batch_size) if batch_size not in (None, "auto") else runtime.default_batch_size
             except ValueError:
@@ -279,6 +281,10 @@ def _make_harness_lm():
             users = [m for m in history if m.get("role") == "user"]
             if self.rag is not None and users:
                 users[-1]["content"] = self._with_passages(users[-1]["content"], users[-1]["content"])
+            if self.demos:  # the few-shot strategy's demonstrations, as earlier turns (as it asks them)
+                at = 1 if history and history[0].get("role") == "system" else 0
+                history[at:at] = [{"role": r, "content": c} for q, a in self.demos
+                                  for r, c in (("user", q), ("assistant", a))]
             text = self.hf.apply_chat_template(history, add_generation_prompt=add_generation_prompt)
             self._rendered.add(text)
             return text
@@ -288,9 +294,11 @@ def _make_harness_lm():
             return "\n\n".join([c.text for c in hits[0]] + [text])
 
         def _context(self, context: str) -> str:
-            if self.rag is None or context in self._rendered or not context:
+            if context in self._rendered or not context:
                 return context
-            return self._with_passages(context, context)
+            if self.rag is not None:
+                context = self._with_passages(context, context)
+            return "".join(f"{q}\n{a}\n\n" for q, a in self.demos) + context
 
         # requests
         def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:

@@ -180,6 +180,13 @@ def test_strategies_answer_exported_task_through_lm_eval(tiny_model, tiny_corpus
         assert len(shown) == 2  # k=2 retrieved chunks (whole documents here), before the question
         assert all(context.index(t) < context.index(s["doc"]["question"]) for t in shown)
         assert "f1" in s
+    few = cls(strategy="few-shot", benchmark=str(tiny_corpus), model=str(tiny_model), device="cpu", batch_size=4,
+              shots=2)
+    res = evaluate(few, [name], folder, limit=2, log_samples=True)
+    for s in res["samples"][name]:
+        context = s["arguments"][0][0]
+        assert context.count("<|im_start|>assistant") == 3  # two demonstration answers, then the model's turn
+        assert all(q in context and a in context for q, a in few.demos)
     lora = cls(strategy="lora", benchmark=str(tiny_corpus), model=str(tiny_model), device="cpu", batch_size=4,
                train_limit=8, epochs=1, r=4, alpha=8)
     assert lora.model is lora.strategy.model and lora.model is not lora.runtime.model
