@@ -212,3 +212,16 @@ def test_forgetting_check_in_run_records(tiny_model, tiny_corpus, tmp_path):
     assert "error" not in f, f
     assert f["task"] == str(tiny_corpus) and f["metric"] == "f1" and f["n"] == 3
     assert 0 <= f["base"] <= 1 and 0 <= f["tuned"] <= 1 and f["delta"] == pytest.approx(f["tuned"] - f["base"])
+
+
+def test_forgetting_keys_in_experiment_yaml(tmp_path):
+    from harness.config import make_config
+
+    path = tmp_path / "exp.yaml"
+    path.write_text("strategies: [lora]\nforgetting: boolq\nforgetting_limit: 50\n")
+    cfg = make_config(str(path), {})
+    assert (cfg.forgetting, cfg.forgetting_limit) == ("boolq", 50)
+    path.write_text("strategies: [lora]\nforgetting: boolq\nforgetting_limit: 0\n")
+    with pytest.raises(ConfigError, match="forgetting_limit"):
+        make_config(str(path), {})
+    assert main(["run", "--strategies", "lora", "--forgetting", "nope"]) == 2
