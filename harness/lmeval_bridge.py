@@ -14,6 +14,7 @@ import json
 import random
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -176,17 +177,15 @@ def process_results(doc, results):
 
 
 # -- running lm-eval ------------------------------------------------------------------------------
-def evaluate(lm, tasks: Sequence[str], include_path: str | Path | Sequence | None = None, *,
-             limit: int | None = None, apply_chat_template: bool = True, num_fewshot: int | None = None,
-             batch_size: int | None = None, log_samples: bool = False) -> dict:
-    """lm-eval's simple_evaluate over tasks found under include_path (lm-eval's own task index is
-    read only when no include_path is given: indexing it costs 10-25 s)."""
+def task_manager(tasks: Sequence[str], include_path: str | Path | Sequence | None = None):
+    """An lm-eval TaskManager that knows every task asked for (checked before any model work).
+    lm-eval's own task index is read only when no include_path is given: it costs 10-25 s."""
     import logging
 
-    from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    # The bridge hands HFLM model objects on purpose; its warnings about that are noise here.
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
     paths = [str(p) for p in ([include_path] if isinstance(include_path, (str, Path)) else include_path or [])]
     for p in paths:
         if not Path(p).is_dir():
@@ -196,6 +195,16 @@ def evaluate(lm, tasks: Sequence[str], include_path: str | Path | Sequence | Non
     if unknown:
         where = f" under {', '.join(paths)}" if paths else ""
         raise HarnessError(f"unknown lm-eval task(s) {', '.join(unknown)}{where}")
+    return tm
+
+
+def evaluate(lm, tasks: Sequence[str], include_path: str | Path | Sequence | None = None, *,
+             limit: int | None = None, apply_chat_template: bool = True, num_fewshot: int | None = None,
+             batch_size: int | None = None, log_samples: bool = False, tm=None) -> dict:
+    """lm-eval's simple_evaluate, seeded, on tasks found under include_path."""
+    from lm_eval import simple_evaluate
+
+    tm = tm or task_manager(tasks, include_path)
     out = simple_evaluate(model=lm, tasks=list(tasks), task_manager=tm, limit=limit, batch_size=batch_size,
                           apply_chat_template=apply_chat_template, num_fewshot=num_fewshot,
                           log_samples=log_samples, bootstrap_iters=0, random_seed=0, numpy_random_seed=0,
@@ -399,11 +408,12 @@ def run_lm_eval(strategy: str, benchmark: str | None, tasks: Sequence[str], incl
                 progress=False) -> tuple[dict, Path]:
     """`harness lm-eval`: prepare the strategy, evaluate it with lm-eval, write a JSON record."""
     cls = harness_lm_class()
+    tm = task_manager(tasks, include_path)
     strat, runtime = prepare_strategy(strategy, benchmark, model=model, device=device, dtype=dtype, seed=seed,
                                       train_limit=train_limit, options=options, progress=progress)
     lm = cls(prepared=strat, runtime=runtime, batch_size=batch_size)
-    res = evaluate(lm, tasks, include_path, limit=limit, apply_chat_template=apply_chat_template,
-                   num_fewshot=num_fewshot)
+    res = evaluate(lm, tasks, limit=limit, apply_chat_template=apply_chat_template, num_fewshot=num_fewshot,
+                   tm=tm)
     from .runner import REPORTS
 
     path = Path(out) if out else REPORTS / "lm-eval" / f"{dt.datetime.now():%Y%m%d-%H%M%S}-{strategy}.json"
@@ -451,9 +461,13 @@ def forgetting_check(runtime, tuned, task: str = "boolq", *, limit: int | None =
         name, key_data = task, str(include_path)
         if metric is None:
             raise ConfigError("forgetting check on an lm-eval task needs the metric to report")
+    import datasets
+
+    datasets.disable_progress_bars()  # inside `harness run`: its own log lines only
     if not hasattr(tuned, "model"):
         tuned = _ModelOnly(tuned)
     cls = harness_lm_class()
+    t0 = time.perf_counter()
     key = (str(runtime.path), str(runtime.dtype), runtime.device, name, key_data, limit, metric)
     scores = {}
     for side, prepared in (("base", _ModelOnly(runtime.model)), ("tuned", tuned)):
@@ -471,7 +485,7 @@ def forgetting_check(runtime, tuned, task: str = "boolq", *, limit: int | None =
             _BASE_SCORES[key] = scores["base"]
     base, tuned_value = scores["base"]["value"], scores["tuned"]["value"]
     return {"task": task, "metric": metric, "base": base, "tuned": tuned_value, "delta": tuned_value - base,
-            "n": scores["tuned"]["n"]}
+            "n": scores["tuned"]["n"], "wall_s": time.perf_counter() - t0}
 
 
 def forgetting_record(runtime, tuned, task: str, **kwargs) -> dict:

@@ -165,6 +165,9 @@ def test_strategies_answer_exported_task_through_lm_eval(tiny_model, tiny_corpus
     assert name in capsys.readouterr().out
     record = json.loads(out.read_text())
     assert record["n_samples"][name]["effective"] == 3 and "f1,none" in record["results"][name]
+    # an unknown task is reported before any model work
+    assert main(["lm-eval", "--strategy", "lora", "--tasks", "nope", "--include-path", folder]) == 2
+    assert "unknown lm-eval task(s) nope" in capsys.readouterr().err
     # by model name, as lm-eval's own entry points create models
     from lm_eval.api.registry import get_model
 
@@ -211,7 +214,7 @@ def test_forgetting_check_in_run_records(tiny_model, tiny_corpus, tmp_path):
     f = cells["lora"]["forgetting"]
     assert "error" not in f, f
     assert f["task"] == str(tiny_corpus) and f["metric"] == "f1" and f["n"] == 3
-    assert 0 <= f["base"] <= 1 and 0 <= f["tuned"] <= 1 and f["delta"] == pytest.approx(f["tuned"] - f["base"])
+    assert f["wall_s"] > 0 and 0 <= f["base"] <= 1 and 0 <= f["tuned"] <= 1 and f["delta"] == pytest.approx(f["tuned"] - f["base"])
 
 
 def test_forgetting_keys_in_experiment_yaml(tmp_path):
