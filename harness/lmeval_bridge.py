@@ -49,7 +49,7 @@ def _raw_rows(bench) -> dict[str, dict]:
     return out
 
 
-def _mc_rows(bench, examples, raw, path) -> list[dict]:
+def _mc_rows(examples, raw, path) -> list[dict]:
     rows = []
     for e in examples:
         choices = list(getattr(e, "choices", ()) or raw.get(e.id, {}).get("choices") or [])
@@ -83,7 +83,7 @@ def export_task(benchmark: str, out_dir: str | Path, name: str | None = None) ->
     qpath = Path(bench.meta.get("path", benchmark)) / "questions.jsonl"
     if task == "multiple_choice":
         raw = _raw_rows(bench)
-        test_rows, train_rows = _mc_rows(bench, test, raw, qpath), _mc_rows(bench, train, raw, qpath)
+        test_rows, train_rows = _mc_rows(test, raw, qpath), _mc_rows(train, raw, qpath)
     else:
         def row(e):
             return {"id": e.id, "question": e.input, "answers": list(e.answers), "target": e.answers[0]}
@@ -180,12 +180,9 @@ def process_results(doc, results):
 def task_manager(tasks: Sequence[str], include_path: str | Path | Sequence | None = None):
     """An lm-eval TaskManager that knows every task asked for (checked before any model work).
     lm-eval's own task index is read only when no include_path is given: it costs 10-25 s."""
-    import logging
-
     from lm_eval.tasks import TaskManager
 
-    # The bridge hands HFLM model objects on purpose; its warnings about that are noise here.
-    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+    _quiet_lm_eval()
     paths = [str(p) for p in ([include_path] if isinstance(include_path, (str, Path)) else include_path or [])]
     for p in paths:
         if not Path(p).is_dir():
@@ -214,9 +211,18 @@ def evaluate(lm, tasks: Sequence[str], include_path: str | Path | Sequence | Non
     return out
 
 
+def _quiet_lm_eval() -> None:
+    """The bridge hands HFLM model objects on purpose; lm-eval's warnings about that are noise here."""
+    import logging
+
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+
+
 def hf_lm(model, tokenizer, batch_size: int = 16):
     """lm-eval's HFLM around a model object already in memory (base or fine-tuned)."""
     from lm_eval.models.huggingface import HFLM
+
+    _quiet_lm_eval()
 
     return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
 
