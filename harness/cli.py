@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", nargs="?", const="latest", metavar="RUN_DIR",
                    help="continue a killed or interrupted run (default: reports/latest) with its own config")
     _decision_args(r)
+    r.add_argument("--forgetting", metavar="TASK",
+                   help="after each fine-tuning strategy, score this benchmark (e.g. boolq) on the base and the tuned model")
+    r.add_argument("--forgetting-limit", type=_positive, help="use only the first N questions of the forgetting task")
 
     sub.add_parser("strategies", help="list registered strategies and their options")
     sub.add_parser("benchmarks", help="list built-in benchmarks")
@@ -72,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-latency-ratio", type=float, help="fail when latency p95 rises beyond this ratio")
     g.add_argument("--max-cost-ratio", type=float, help="fail when cost per query rises beyond this ratio")
     g.add_argument("--junit", help="write JUnit XML here for CI systems")
+    _add_lmeval_parsers(sub)
     rep = sub.add_parser("report", help="rebuild report.md/html/csv of a run folder from its records")
     rep.add_argument("run_dir")
     rep.add_argument("--prices", help="price table YAML (default configs/prices.yaml)")
@@ -129,6 +133,7 @@ def cmd_run(args) -> int:
         "dtype": args.dtype, "batch_size": args.batch_size, "out": args.out,
         "seeds": (args.seed,) if args.seed is not None else None,
         "trust_remote_code": args.trust_remote_code,
+        "forgetting": args.forgetting, "forgetting_limit": args.forgetting_limit,
     }
     cfg = make_config(args.config, overrides)
     if _decision_flags(args):
@@ -215,13 +220,68 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def _add_lmeval_parsers(sub) -> None:
+    e = sub.add_parser("export-lm-eval", help="write a benchmark as an lm-eval task (YAML + JSONL + utils.py)")
+    e.add_argument("benchmark", help="built-in benchmark name or a corpus folder")
+    e.add_argument("out_dir", help="an empty (or new) folder; pass it to lm-eval as --include_path")
+    e.add_argument("--name", help="task name (default harness_<benchmark>)")
+    m = sub.add_parser("lm-eval", help="evaluate a prepared harness strategy on lm-eval tasks")
+    m.add_argument("--strategy", required=True, help="registered strategy name")
+    m.add_argument("--benchmark", help="the benchmark the strategy prepares on (its documents, train split)")
+    m.add_argument("--tasks", required=True, type=_strategies_arg, help="comma-separated lm-eval task names")
+    m.add_argument("--include-path", action="append", help="folder of lm-eval task YAMLs (repeatable)")
+    m.add_argument("--limit", type=_positive, help="use only the first N documents of each task")
+    m.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a strategy option (repeatable)")
+    m.add_argument("--num-fewshot", type=int, help="lm-eval few-shot examples")
+    m.add_argument("--no-chat-template", action="store_true", help="plain-text prompts instead of the chat template")
+    m.add_argument("--model", help="packaged model name or a local model directory")
+    m.add_argument("--device", default="auto")
+    m.add_argument("--dtype", default="auto")
+    m.add_argument("--batch-size", type=_positive)
+    m.add_argument("--train-limit", type=_positive)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", help="JSON file for the results (default reports/lm-eval/<time>-<strategy>.json)")
+
+
+def cmd_export_lm_eval(args) -> int:
+    from .lmeval_bridge import export_task
+
+    path = export_task(args.benchmark, args.out_dir, name=args.name)
+    print(f"wrote {path} (task {path.stem}); run it with:\n"
+          f"  lm-eval run --model hf --model_args pretrained=MODEL_DIR --include_path {path.parent} "
+          f"--tasks {path.stem} --apply_chat_template")
+    return 0
+
+
+def cmd_lm_eval(args) -> int:
+    import yaml
+
+    from .lmeval_bridge import results_table, run_lm_eval
+
+    options = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise HarnessError(f"--option {item!r}: expected KEY=VALUE")
+        options[key.strip()] = yaml.safe_load(value)
+    res, path = run_lm_eval(args.strategy, args.benchmark, args.tasks, args.include_path, limit=args.limit,
+                            model=args.model, device=args.device, dtype=args.dtype, train_limit=args.train_limit,
+                            seed=args.seed, options=options, apply_chat_template=not args.no_chat_template,
+                            num_fewshot=args.num_fewshot, batch_size=args.batch_size, out=args.out,
+                            progress=sys.stderr.isatty())
+    print(results_table(res))
+    print(f"results: {path}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from a hub at run time
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     commands = {"run": cmd_run, "strategies": cmd_strategies, "benchmarks": cmd_benchmarks, "report": cmd_report,
-                "corpus": cmd_corpus, "gate": cmd_gate, "compare": cmd_compare}
+                "corpus": cmd_corpus, "gate": cmd_gate, "compare": cmd_compare,
+                "export-lm-eval": cmd_export_lm_eval, "lm-eval": cmd_lm_eval}
     try:
         return commands[args.command](args)
     except HarnessError as exc:

@@ -36,9 +36,13 @@ class RunConfig:
     # `--trust-remote-code` runs that code, with the user's rights; only for models one trusts.
     trust_remote_code: bool = False
     decision: dict = field(default_factory=dict)  # report's decision inputs (harness.decision.DecisionConfig)
+    # After each fine-tuning strategy, score this general-knowledge benchmark (not trained on) on
+    # the base and the tuned model through lm-eval: record["forgetting"]. None: no check.
+    forgetting: str | None = None
+    forgetting_limit: int | None = None  # cap on its questions (None: all)
 
     def __post_init__(self):
-        for name in ("limit", "train_limit"):
+        for name in ("limit", "train_limit", "forgetting_limit"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
@@ -82,6 +86,13 @@ class RunConfig:
         from .decision import DecisionConfig
 
         DecisionConfig.from_dict(self.decision)  # unknown keys and bad values fail before any work
+        if self.forgetting is not None:
+            from .benchmark import builtin_benchmarks
+
+            if not isinstance(self.forgetting, str) or not (
+                    self.forgetting in builtin_benchmarks() or (Path(self.forgetting) / "questions.jsonl").is_file()):
+                raise ConfigError(f"forgetting must name a built-in benchmark ({', '.join(builtin_benchmarks())}) "
+                                  f"or a corpus folder, got {self.forgetting!r}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
 
@@ -90,7 +101,8 @@ class RunConfig:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
-_OPTIONAL_TYPES = {"limit": int, "train_limit": int, "batch_size": int, "out": str}  # default None
+_OPTIONAL_TYPES = {"limit": int, "train_limit": int, "batch_size": int, "out": str,
+                   "forgetting": str, "forgetting_limit": int}  # default None
 _YAML_KEYS = {"benchmark", "benchmarks", "strategies", "seed", "seeds", *_FIELDS} - {"options"}
 
 

@@ -205,7 +205,10 @@ def run_cell(spec, config, bench, seed, cfg, runtime, run_dir, progress, cache: 
     rows, fresh = [], {}
     try:
         peak = (stored_cell or {}).get("answer_peak_rss_mb", 0.0)
-        if missing:
+        # The forgetting check (lm-eval bridge) is cached in the cell, keyed by its task and limit.
+        forgetting = dict((stored_cell or {}).get("forgetting", {}))
+        fkey = f"{cfg.forgetting}:{cfg.forgetting_limit}" if cfg.forgetting and _fine_tunes(spec) else None
+        if missing or (fkey and fkey not in forgetting):
             ctx = PrepareContext(benchmark=bench, runtime=runtime, workdir=workdir, seed=seed,
                                  train_limit=cfg.train_limit, batch_size=cfg.batch_size,
                                  max_new_tokens=cfg.max_new_tokens, progress=progress,
@@ -220,19 +223,26 @@ def run_cell(spec, config, bench, seed, cfg, runtime, run_dir, progress, cache: 
             prepare = {**m.as_dict(), **details}
             if stored_cell:  # answering questions the cache lacks: the one-time cost is the original one
                 prepare = {**stored_cell["prepare"], "cached": True, "reload": m.as_dict()}
-            with measure() as m:
-                preds = strat.answer(missing)
-            if len(preds) != len(missing):
-                raise StrategyFailed(f"{spec.name} returned {len(preds)} predictions for {len(missing)} questions")
-            n = len(missing)
-            for p, e in zip(preds, missing):
-                fresh[e.id] = p
-                stored[e.id] = {"output": p.output, "usage": dataclasses.asdict(p.usage), "trace": p.trace,
-                                "wall_s": m.wall_s / n, "cpu_s": m.cpu_s / n}
-            peak = max(peak, m.peak_rss_mb)
+            if missing:
+                with measure() as m:
+                    preds = strat.answer(missing)
+                if len(preds) != len(missing):
+                    raise StrategyFailed(f"{spec.name} returned {len(preds)} predictions for {len(missing)} questions")
+                n = len(missing)
+                for p, e in zip(preds, missing):
+                    fresh[e.id] = p
+                    stored[e.id] = {"output": p.output, "usage": dataclasses.asdict(p.usage), "trace": p.trace,
+                                    "wall_s": m.wall_s / n, "cpu_s": m.cpu_s / n}
+                peak = max(peak, m.peak_rss_mb)
+            if fkey and fkey not in forgetting and getattr(strat, "model", None) is not None:
+                from .lmeval_bridge import forgetting_record
+
+                forgetting[fkey] = forgetting_record(runtime, strat, cfg.forgetting,
+                                                     limit=cfg.forgetting_limit, workdir=workdir)
             if cache is not None:
                 cache.store_cell(key, {"prepare": {k: v for k, v in prepare.items() if k not in ("cached", "reload")},
                                        "answer_peak_rss_mb": peak, "predictions": stored,
+                                       "forgetting": {k: v for k, v in forgetting.items() if "error" not in v},
                                        "computed": (stored_cell or {}).get("computed")
                                        or {"run": run_dir.name, "at": _now()}})
         else:
@@ -249,6 +259,8 @@ def run_cell(spec, config, bench, seed, cfg, runtime, run_dir, progress, cache: 
                             cpu_s=sum(stored[e.id]["cpu_s"] for e in test), peak_rss_mb=peak)
         scores = [metrics.score(p.output, e.answers, e.input, e.task, p.trace) for p, e in zip(preds, test)]
         record.update(summarize(preds, scores, measured, test, cfg.usd_per_hour))
+        if fkey and fkey in forgetting:
+            record["forgetting"] = forgetting[fkey]
         for p, e, s in zip(preds, test, scores):
             rows.append({"strategy": spec.name, "benchmark": bench.name, "seed": seed, "id": e.id,
                          "question": e.input, "answers": list(e.answers), "output": p.output, **s,
@@ -261,6 +273,12 @@ def run_cell(spec, config, bench, seed, cfg, runtime, run_dir, progress, cache: 
                       traceback=traceback.format_exc(limit=8))
         rows = []
     return record, rows
+
+
+def _fine_tunes(spec) -> bool:
+    from .finetune import FineTune
+
+    return isinstance(spec.cls, type) and issubclass(spec.cls, FineTune)
 
 
 def _now() -> str:
