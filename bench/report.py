@@ -84,6 +84,9 @@ def markdown(results: dict) -> str:
              f"{results['git_commit']}, in {results['wall_s']:.0f} s. Machine: {results['machine']['cpu']}, "
              f"{cores} cores" + (f", GPU {results['machine']['gpu']}" if results["machine"]["gpu"] else "")
              + f", device `{results['options']['device']}`, torch {results['machine']['torch']}.", ""]
+    if results.get("merged_from"):
+        lines += ["Merged from separate runs (`--from-json`): " + "; ".join(
+            f"{m['mode']} run started {m['started']}" for m in results["merged_from"]) + ".", ""]
     if loads and max(loads) > cores:
         lines += [f"**Measured under load**: the 1-minute load average reached {max(loads):.1f} on {cores} cores "
                   "(other jobs shared the machine). Absolute seconds are unreliable; the ratios below compare "

@@ -90,6 +90,9 @@ def parse(argv):
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     ap.add_argument("--doc", default=str(ROOT / "docs" / "performance.md"))
+    ap.add_argument("--from-json", nargs="+", metavar="RESULTS",
+                    help="measure nothing: merge the measurements of earlier results.json files (later files win) "
+                         "and rewrite --out and --doc from them")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--options", help=argparse.SUPPRESS)
     ap.add_argument("--json", help=argparse.SUPPRESS)
@@ -103,6 +106,8 @@ def main(argv=None) -> int:
 
         write_json(Path(args.json), run_one(args.one, Options(**json.loads(args.options))))
         return 0
+    if args.from_json:
+        return merge([Path(p) for p in args.from_json], Path(args.out), Path(args.doc))
     names = [n.strip() for n in args.only.split(",")] if args.only else list(MEASUREMENTS)
     unknown = sorted(set(names) - set(MEASUREMENTS))
     if unknown:
@@ -145,6 +150,23 @@ def main(argv=None) -> int:
     write(results, Path(args.out), Path(args.doc))
     print(f"bench: wrote {args.out} and {args.doc} ({results['wall_s']} s)")
     return 1 if any("error" in m for m in results["measurements"].values()) else 0
+
+
+def merge(paths: list[Path], out: Path, doc: Path) -> int:
+    """Several partial runs (say, `--only` runs done at different times) as one page. The page
+    says which runs it came from; their own start times stay in `merged_from`."""
+    from .report import headline, write
+
+    runs = [json.loads(p.read_text()) for p in paths]
+    results = dict(runs[-1], measurements={}, merged_from=[{"file": str(p), "started": r["started"],
+                                                            "mode": r["mode"]} for p, r in zip(paths, runs)])
+    for r in runs:
+        results["measurements"].update(r["measurements"])
+    results["wall_s"] = sum(r["wall_s"] for r in runs)
+    results["headline"] = headline(results)
+    write(results, out, doc)
+    print(f"bench: merged {len(paths)} runs into {out} and {doc}")
+    return 0
 
 
 if __name__ == "__main__":

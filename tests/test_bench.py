@@ -64,3 +64,9 @@ def test_dry_run_writes_results_and_page(tiny_model, tiny_corpus, tmp_path):
     page = doc.read_text()
     assert page.startswith("# Performance") and "| figure |" in page and page.rstrip().endswith("my note")
     assert "old" not in page.split("<!--")[0]
+
+    merged, page2 = tmp_path / "merged.json", tmp_path / "merged.md"
+    assert main(["--from-json", str(out), str(out), "--out", str(merged), "--doc", str(page2)]) == 0
+    again = json.loads(merged.read_text())
+    assert again["headline"] == res["headline"] and len(again["merged_from"]) == 2
+    assert "Merged from separate runs" in page2.read_text()
