@@ -1,4 +1,4 @@
-"""`python -m bench`: run the benchmark scripts in this folder (currently the time-budget check)."""
-from .budget import main
+"""`python -m bench`: the performance suite (bench/suite.py); `python -m bench.budget` for the time budget."""
+from .suite import main
 
 raise SystemExit(main())
