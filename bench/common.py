@@ -58,6 +58,15 @@ def embed_index(embedder: str, device: str):
     return _INDEXES[embedder, device]
 
 
+def build_chunks(index, chunks) -> None:
+    """Index exactly these chunks with the harness's Index: each chunk becomes one whole document
+    (id = its position), so the text embedded is the chunk's and hits map back by doc id."""
+    from harness.types import Document
+
+    docs = [Document(id=str(i), text=ch.text) for i, ch in enumerate(chunks)]
+    index.build(docs, words=10**9, overlap=0)
+
+
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         import torch

@@ -20,7 +20,6 @@ BATCH = 16
 def prompts_for(rt, bench, n_closed: int, n_rag: int, k: int = 3) -> dict[str, list[str]]:
     """Chat-templated prompt strings of both conditions, built by the harness's own strategies."""
     from harness import prompts
-    from harness.retrieval import chunk_documents
     from strategies.rag import RagConfig
 
     prompter = prompts.Prompter.for_benchmark(bench)
@@ -29,7 +28,7 @@ def prompts_for(rt, bench, n_closed: int, n_rag: int, k: int = 3) -> dict[str, l
     if n_rag:
         c = RagConfig(k=k)
         index = embed_index(c.embedder, rt.device)
-        index.build(chunk_documents(bench.documents, c.chunk_words, c.chunk_overlap))
+        index.build(bench.documents, c.chunk_words, c.chunk_overlap)
         qs = test[:n_rag]
         hits, _ = index.search([e.input for e in qs], k)
         out[f"rag top-{k}"] = [prompter.with_context(e.input, [h.text for h in hit]) for e, hit in zip(qs, hits)]

@@ -5,7 +5,7 @@ step is quadratic. Sizes run in turn within each repetition (1x, 2x, 4x, 1x, ...
 """
 from __future__ import annotations
 
-from .common import Options, embed_index, load, timed
+from .common import Options, build_chunks, embed_index, load, timed
 from .stats import loglog_slope, summary
 
 FACTORS = (1, 2, 4)
@@ -27,7 +27,7 @@ def measure(opts: Options) -> dict:
     index = embed_index(c.embedder, rt.device)
     strat = ZeroShot(ZeroShotConfig())
     strat.prepare(PrepareContext(benchmark=bench, runtime=rt, workdir=None, progress=False))
-    index.build(chunks[:4])  # warm-up
+    build_chunks(index, chunks[:4])  # warm-up
     strat.answer(test[:2])
 
     def evaluate(examples):
@@ -37,7 +37,7 @@ def measure(opts: Options) -> dict:
     runs = {"indexing": {f: [] for f in FACTORS}, "evaluation": {f: [] for f in FACTORS}}
     for _ in range(opts.reps):
         for f in FACTORS:
-            runs["indexing"][f].append(timed(lambda: index.build(chunks[: f * n_chunks]), rt.device)[0])
+            runs["indexing"][f].append(timed(lambda: build_chunks(index, chunks[: f * n_chunks]), rt.device)[0])
             runs["evaluation"][f].append(timed(lambda: evaluate(test[: f * n_questions]), rt.device)[0])
     out = {}
     for stage, base in (("indexing", n_chunks), ("evaluation", n_questions)):

@@ -369,7 +369,8 @@ def _run_cells(cfg, specs, configs, benches, runtime, stages, model_sha, keys, r
                         "train": len(b.split("train")), "test": len(b.split("test")),
                         "test_used": min(len(b.split("test")), cfg.limit or 10**9),
                         "data_sha256": b.meta.get("data_sha256"), "license": b.meta.get("license"),
-                        "source": b.meta.get("source")} for b in benches],
+                        "source": b.meta.get("source"), "split_assigned": b.meta.get("split_assigned")}
+                       for b in benches],
         "pricing": {"usd_per_hour": cfg.usd_per_hour},
         "answer_extraction": metrics.EXTRACTION_RULE,
         "cache": {"enabled": stages.enabled, "root": str(stages.root)},
