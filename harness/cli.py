@@ -55,11 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--store", help="stage cache shared by all workers: a folder or file:///path "
                    "(default ~/.cache/rag-or-finetune/stages)")
 
-    s = sub.add_parser("submit", help="submit `harness run --executor ray` to a Ray cluster as a job")
-    s.add_argument("config", help="experiment YAML")
+    s = sub.add_parser("submit", help="submit `harness run --executor ray` to a Ray cluster as a job",
+                       usage="harness submit [--address URL] [--dry-run] CONFIG [harness run flags...]")
     s.add_argument("--address", help="the cluster's dashboard address, e.g. http://head:8265 (default $RAY_ADDRESS)")
     s.add_argument("--dry-run", action="store_true", help="print the ray job submit command, do not run it")
-    s.add_argument("run_args", nargs=argparse.REMAINDER, help="after --: more `harness run` flags")
+    s.add_argument("config", help="experiment YAML")
+    s.add_argument("run_args", nargs=argparse.REMAINDER, help="everything after CONFIG goes to `harness run`")
 
     sub.add_parser("strategies", help="list registered strategies and their options")
     sub.add_parser("benchmarks", help="list built-in benchmarks")

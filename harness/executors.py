@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .errors import ConfigError, HarnessError
 
+REPO = Path(__file__).resolve().parent.parent
 # Passed to every worker: nothing is fetched from a hub on a cluster node either.
 WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -99,7 +100,10 @@ class RayExecutor:
         ray = import_ray()
         if not ray.is_initialized():
             t0 = time.perf_counter()
-            kwargs = {"runtime_env": {"env_vars": WORKER_ENV}, "logging_level": "warning",
+            # Workers import this checkout's code, as the driver does (under `ray job submit` the
+            # job's working_dir takes precedence).
+            path = os.pathsep.join([str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+            kwargs = {"runtime_env": {"env_vars": {**WORKER_ENV, "PYTHONPATH": path}}, "logging_level": "warning",
                       "log_to_driver": True}
             if self.address is None:  # a local cluster on this machine, for the length of the run
                 kwargs["include_dashboard"] = False
@@ -284,6 +288,7 @@ def submit(config: str, address: str | None, run_args: list[str], dry_run: bool 
     cmd = ["ray", "job", "submit", "--working-dir", "."]
     if address:
         cmd += ["--address", address]
+    extra = run_args[1:] if run_args[:1] == ["--"] else run_args
     cmd += ["--", "python", "-m", "harness", "run", "--config", config, "--executor", "ray", *extra]
     if dry_run:
         print(shlex.join(cmd))
