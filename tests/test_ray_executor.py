@@ -55,7 +55,8 @@ def test_submit_wraps_ray_job_submit(tmp_path, capsys, monkeypatch):
 
 def _cfg(tiny_corpus, tiny_model, tmp_path, name, strategies, seeds=(0,), **kw):
     return RunConfig(benchmarks=(str(tiny_corpus),), strategies=strategies, seeds=seeds, model=str(tiny_model),
-                     limit=2, train_limit=8, options=kw.pop("options", {}), out=str(tmp_path / name), **kw)
+                     limit=2, train_limit=8, max_new_tokens=6, options=kw.pop("options", {}), out=str(tmp_path / name),
+                     **kw)
 
 
 def _outputs(run_dir):
