@@ -39,9 +39,9 @@ def main(argv=None) -> int:
 
     def matrix(name, executor=None, store=None):
         cfg = RunConfig(benchmarks=(str(corpus),), strategies=("zero-shot",), seeds=tuple(range(args.cells)),
-                        model=str(model), limit=1, max_new_tokens=4, out=str(tmp / name))
+                        model=str(model), limit=1, max_new_tokens=4, out=str(tmp / "runs" / name))
         t0 = time.perf_counter()
-        run(cfg, progress=False, log=lambda m: None, executor=executor, store=tmp / (store or name))
+        run(cfg, progress=False, log=lambda m: None, executor=executor, store=tmp / "stores" / (store or name))
         return time.perf_counter() - t0
 
     local = matrix("local")

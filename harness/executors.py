@@ -109,7 +109,7 @@ class RayExecutor:
                 kwargs["include_dashboard"] = False
             try:
                 ray.init(address=self.address, **kwargs)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
+            except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
                 raise HarnessError(f"could not connect to the Ray cluster at {self.address or '(local)'}: {exc}. "
                                    "Check --address / RAY_ADDRESS and the auth token (RAY_AUTH_TOKEN or "
                                    "~/.ray/auth_token; see docs/scale-out.md)") from None
@@ -240,6 +240,9 @@ class RayCells:
         return record, rows
 
 
+_RUNTIMES: dict = {}  # in a Ray worker process: (model, device, dtype) -> its LazyRuntime
+
+
 def _training_cell(*args):
     return _cell(*args)
 
@@ -256,12 +259,17 @@ def _cell(strategy, config, bench, seed, cfg, store, cache_enabled, run_dir, key
 
     spec = get_spec(strategy)
     stages = StageCache(root=Path(store), enabled=cache_enabled)
-    runtime = LazyRuntime(cfg, progress=False)
+    # A reused (evaluation) worker keeps the loaded model for its next cells; training cells get a
+    # fresh process each and so a fresh runtime.
+    which = (cfg.model, cfg.device, cfg.dtype)
+    runtime = _RUNTIMES.get(which) or _RUNTIMES.setdefault(which, LazyRuntime(cfg, progress=False))
+    loaded_before = runtime.load_measured is not None
     record, rows = run_cell(spec, config, bench, seed, cfg, runtime, Path(run_dir), False, cache=stages, key=key)
     import ray
 
     record["worker"] = {"node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
-                        "pid": os.getpid(), "model_load": runtime.load_measured}
+                        "pid": os.getpid(),
+                        "model_load": "reused" if loaded_before else runtime.load_measured}
     return record, rows, dict(stages.counts)
 
 
