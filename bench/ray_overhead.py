@@ -50,7 +50,8 @@ def main(argv=None) -> int:
     start = time.perf_counter() - t0
     try:
         with RayExecutor(max_concurrency=1) as ex:
-            serial = matrix("ray-serial", ex)
+            serial = matrix("ray-serial", ex)  # the first cell also starts a worker process
+            warm = matrix("ray-warm", ex)      # the same cells again on a fresh store: workers already up
         with RayExecutor(max_concurrency=2) as ex:
             parallel = matrix("ray-parallel", ex)
         with RayExecutor() as ex:
@@ -65,6 +66,7 @@ def main(argv=None) -> int:
     print(f"ray.init(num_cpus=2) local cluster start: {start:.1f} s   shutdown: {stop:.1f} s")
     print(f"local executor:                {local:6.1f} s  ({local / n:.1f} s/cell)")
     print(f"ray, 1 cell at a time:         {serial:6.1f} s  ({serial / n:.1f} s/cell; +{(serial - local) / n:.1f} s/cell)")
+    print(f"ray, again, workers warm:      {warm:6.1f} s  ({warm / n:.1f} s/cell; +{(warm - local) / n:.1f} s/cell)")
     print(f"ray, 2 at a time:              {parallel:6.1f} s  ({parallel / n:.1f} s/cell)")
     print(f"ray, every cell in the store:  {skipped:6.1f} s  (nothing submitted)")
     return 0

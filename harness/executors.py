@@ -100,11 +100,13 @@ class RayExecutor:
         ray = import_ray()
         if not ray.is_initialized():
             t0 = time.perf_counter()
-            # Workers import this checkout's code, as the driver does (under `ray job submit` the
-            # job's working_dir takes precedence).
-            path = os.pathsep.join([str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
-            kwargs = {"runtime_env": {"env_vars": {**WORKER_ENV, "PYTHONPATH": path}}, "logging_level": "warning",
-                      "log_to_driver": True}
+            env = dict(WORKER_ENV)
+            if "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ:
+                # Workers import this checkout's code, as the driver does; under `ray job submit` the
+                # job's working_dir puts it on their path instead.
+                env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "")
+                                                                   .split(os.pathsep) if p])
+            kwargs = {"runtime_env": {"env_vars": env}, "logging_level": "warning", "log_to_driver": True}
             if self.address is None:  # a local cluster on this machine, for the length of the run
                 kwargs["include_dashboard"] = False
             try:
