@@ -72,6 +72,10 @@ class PlannedRuntime:
         self.path, self.provenance = resolve_model(cfg.model, progress=False)
         self.default_batch_size = default_batch_size(device)
 
+    def get(self):
+        """The driver never loads the model: the workers do, each for its own cells."""
+        return None
+
 
 class RayExecutor:
     """Connects to (or starts) a Ray cluster and runs cells there. Use as a context manager."""
@@ -149,10 +153,11 @@ class RayExecutor:
         self.resources = {k: total[k] for k in ("CPU", "GPU") if k in total}
         return PlannedRuntime(cfg, device)
 
-    def submit(self, cells, cfg, configs, runtime, stages, run_dir, log) -> "RayCells":
-        """Fingerprint `cells` [(bench, seed, spec)], skip those complete in the store, submit the rest."""
+    def submit(self, cells, keys, cfg, configs, runtime, stages, run_dir, log) -> "RayCells":
+        """Skip the `cells` [(bench, seed, spec)] complete in the store (`keys`: their fingerprints,
+        computed here on the driver), submit the rest."""
         from .finetune import FineTune
-        from .runner import cell_key
+        from .runner import _all_cached
 
         ray = self.connect()
         # max_calls is fixed per remote function (Ray refuses it in .options()): one for each kind.
@@ -161,8 +166,9 @@ class RayExecutor:
         jobs, local = [], {}
         for bench, seed, spec in cells:
             k = (bench.name, seed, spec.name)
-            key = cell_key(spec, configs[spec.name], bench, seed, cfg, runtime, stages)
-            if _complete(stages, key, bench, cfg.limit):
+            key = keys[k]
+            test = bench.split("test")[:cfg.limit] if cfg.limit else bench.split("test")
+            if stages.enabled and _all_cached(stages, key, [e.id for e in test]):
                 local[k] = (spec, configs[spec.name], bench, seed, key)
                 continue
             if bench.name not in bench_refs:
@@ -182,14 +188,6 @@ class RayExecutor:
             f"{self.cpus_per_cell} CPU" + (" + 1 GPU" if self.num_gpus else "") + " per cell"
             + (f", at most {self.max_concurrency} at once)" if self.max_concurrency else ")"))
         return RayCells(ray, jobs, local, self.max_concurrency, cfg, runtime, stages, run_dir)
-
-
-def _complete(stages, key: str, bench, limit) -> bool:
-    cell = stages.load_cell(key) if stages.enabled else None
-    if not cell:
-        return False
-    test = bench.split("test")[:limit] if limit else bench.split("test")
-    return all(e.id in cell.get("predictions", {}) for e in test)
 
 
 class RayCells:

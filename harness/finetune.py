@@ -120,6 +120,8 @@ class FineTune:
         else:
             model = trained["model"]
         self.model = self.finish(model).to(ctx.runtime.dtype).eval()
+        if hit and details.get("method") != self.name:  # lora-rag finding the adapter lora trained
+            details = {**details, "training_reused_from": details.get("method")}
         details = {**details, "method": self.name, "artifact_bytes": dir_bytes(folder / "checkpoint"),
                    "artifact_path": str(folder / "checkpoint"), "artifact_cached": hit}
         FineTune._trained[key] = (self.model, details)

@@ -321,15 +321,27 @@ def run(cfg: RunConfig | None = None, progress: bool = True, log=print, *, cache
     runtime = executor.runtime(cfg, progress) if executor is not None else LazyRuntime(cfg, progress)
     stages = StageCache(root=store, enabled=cache)
     model_sha = stages.tree_hash(runtime.path)
+    keys = {(b.name, seed, s.name): cell_key(s, configs[s.name], b, seed, cfg, runtime, stages)
+            for b in benches for seed in cfg.seeds for s in specs}
+    done = {(c["benchmark"], c["seed"], c["strategy"]) for c in (previous or {}).get("cells", [])
+            if c.get("status") in ("ok", "failed")}
+    limit = {b.name: [e.id for e in b.split("test")][: cfg.limit or None] for b in benches}
+    if any(not _all_cached(stages, key, limit[k[0]]) for k, key in keys.items() if k not in done):
+        runtime.get()  # something to compute: load the model now, so a bad model stops the run before any output
     if previous is None:
         run_dir = new_run_dir(cfg.out)
     with locked(run_dir):
         remove_stale_temps(run_dir)
-        return _run_cells(cfg, specs, configs, benches, runtime, stages, model_sha, run_dir, previous,
+        return _run_cells(cfg, specs, configs, benches, runtime, stages, model_sha, keys, run_dir, previous,
                           progress, log, executor)
 
 
-def _run_cells(cfg, specs, configs, benches, runtime, stages, model_sha, run_dir, previous, progress, log,
+def _all_cached(stages: StageCache, key: str, ids: list[str]) -> bool:
+    cell = stages.load_cell(key)
+    return cell is not None and all(i in cell["predictions"] for i in ids)
+
+
+def _run_cells(cfg, specs, configs, benches, runtime, stages, model_sha, keys, run_dir, previous, progress, log,
                executor=None):
     results = {
         "schema_version": SCHEMA_VERSION,
@@ -365,7 +377,8 @@ def _run_cells(cfg, specs, configs, benches, runtime, stages, model_sha, run_dir
     write_json(run_dir / "results.json", results)
     try:
         remote = None if executor is None else executor.submit(
-            [c for c in order if (c[0].name, c[1], c[2].name) not in kept], cfg, configs, runtime, stages, run_dir, log)
+            [c for c in order if (c[0].name, c[1], c[2].name) not in kept], keys, cfg, configs, runtime, stages,
+            run_dir, log)
         for bench, seed, spec in order:
             k = (bench.name, seed, spec.name)
             where = f"[{bench.name} seed={seed}] {spec.name}"
@@ -377,9 +390,8 @@ def _run_cells(cfg, specs, configs, benches, runtime, stages, model_sha, run_dir
                     record, rows = remote.result(k)
                 else:
                     log(f"{where}: running")
-                    key = cell_key(spec, configs[spec.name], bench, seed, cfg, runtime, stages)
                     record, rows = run_cell(spec, configs[spec.name], bench, seed, cfg, runtime, run_dir, progress,
-                                            cache=stages, key=key)
+                                            cache=stages, key=keys[k])
                 _log_cell(log, where, record)
             results["cells"].append(record)
             all_rows += rows

@@ -156,3 +156,12 @@ def test_ctrl_c_writes_what_finished_and_exits_130(tiny_model, tiny_corpus, tmp_
     assert len(read_jsonl(run_dir / "predictions.jsonl")) == 6
     assert "lora" in (run_dir / "report.md").read_text()
     assert not temp_files(tmp_path)
+
+
+def test_resume_needs_a_run_folder_and_takes_no_config_flags(tmp_path, capsys):
+    from harness.cli import main
+
+    assert main(["run", "--resume", str(tmp_path)]) == 2
+    assert "cannot resume" in capsys.readouterr().err
+    assert main(["run", "--resume", str(tmp_path), "--limit", "3"]) == 2
+    assert "drop --limit" in capsys.readouterr().err

@@ -174,3 +174,14 @@ def test_same_seed_twice_gives_identical_predictions_and_the_gate_passes(tiny_mo
     assert gate(str(base), str(cur), out=lines.append) == 1
     failed = [ln for ln in "\n".join(lines).splitlines() if ln.startswith("failed:")]
     assert len(failed) == 1 and failed[0].startswith("failed: lora on tiny")
+
+
+def test_cli_exit_status(tmp_path, capsys):
+    from harness.cli import main
+
+    base = make_run(tmp_path / "a", {"rag": right(50)})
+    cur = make_run(tmp_path / "b", {"rag": corrupt(right(50), 0.2)})
+    assert main(["gate", "--baseline", str(base), "--current", str(base)]) == 0
+    assert main(["gate", "--baseline", str(base), "--current", str(cur), "--junit", str(tmp_path / "j.xml")]) == 1
+    assert "FAILED" in capsys.readouterr().out and (tmp_path / "j.xml").is_file()
+    assert main(["gate", "--baseline", str(base), "--current", str(tmp_path / "none")]) == 2
