@@ -138,7 +138,7 @@ class FineTune:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         hook = getattr(getattr(model, "base_model", None), "update_and_allocate", None)  # AdaLoRA
         rec, measured = None, {}
-        trained = data_parallel(model)  # DDP under torchrun / Ray Train, else the model itself
+        trained = data_parallel(model)  # DDP under torchrun (harness/distributed.py), else the model itself
         for phase, pairs in phases:
             r = train(trained, pairs, settings, pad_id=ctx.runtime.pad_id, seed=ctx.seed,
                       device=ctx.runtime.device, name=f"training {self.name} on {phase}", progress=ctx.progress,
