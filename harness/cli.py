@@ -56,6 +56,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--forgetting", metavar="TASK",
                    help="after each fine-tuning strategy, score this benchmark (e.g. boolq) on the base and the tuned model")
     r.add_argument("--forgetting-limit", type=_positive, help="use only the first N questions of the forgetting task")
+    r.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where cells run: this process (default) or a Ray cluster, one task per cell")
+    r.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local cluster; 'auto' "
+                   "finds a running one)")
+    r.add_argument("--max-concurrency", type=_positive, help="with --executor ray: at most N cells at once")
+    r.add_argument("--cpus-per-cell", type=_positive, default=1, help="with --executor ray: CPUs each cell asks for")
+    r.add_argument("--store", help="stage cache shared by all workers: a folder or file:///path "
+                   "(default ~/.cache/rag-or-finetune/stages)")
+
+    s = sub.add_parser("submit", help="submit `harness run --executor ray` to a Ray cluster as a job",
+                       usage="harness submit [--address URL] [--dry-run] CONFIG [harness run flags...]")
+    s.add_argument("--address", help="the cluster's dashboard address, e.g. http://head:8265 (default $RAY_ADDRESS)")
+    s.add_argument("--dry-run", action="store_true", help="print the ray job submit command, do not run it")
+    s.add_argument("config", help="experiment YAML")
+    s.add_argument("run_args", nargs=argparse.REMAINDER, help="everything after CONFIG goes to `harness run`")
 
     sub.add_parser("strategies", help="list registered strategies and their options")
     sub.add_parser("benchmarks", help="list built-in benchmarks")
@@ -112,6 +127,14 @@ def _decision_flags(args) -> dict:
 
 
 def cmd_run(args) -> int:
+    from .executors import executor_for, store_root
+
+    store = store_root(args.store)
+    with executor_for(args) as executor:
+        return _run(args, executor=executor, store=store)
+
+
+def _run(args, **where) -> int:
     from .config import make_config
     from .registry import all_strategies
     from .runner import run
@@ -122,7 +145,7 @@ def cmd_run(args) -> int:
         if given:
             raise HarnessError(f"--resume continues a run with its own config; drop {', '.join(given)}")
         return _finish_run(run(resume=args.resume, cache=not args.no_cache, progress=_progress(args),
-                               log=lambda m: print(m, flush=True)))
+                               log=lambda m: print(m, flush=True), **where))
     strategies = args.strategies
     if strategies == ("all",):
         strategies = tuple(all_strategies())
@@ -145,7 +168,7 @@ def cmd_run(args) -> int:
     if args.strategies and cfg.options:  # options for strategies dropped by --strategies are not errors
         object.__setattr__(cfg, "options", {k: v for k, v in cfg.options.items() if k in cfg.strategies})
     return _finish_run(run(cfg, progress=_progress(args), log=lambda m: print(m, flush=True),
-                           cache=not args.no_cache))
+                           cache=not args.no_cache, **where))
 
 
 def _progress(args) -> bool:
@@ -159,6 +182,12 @@ def _finish_run(run_dir) -> int:
     print(console_table(run_dir))
     print(f"\nreport: {run_dir / 'report.md'}  (also report.html, summary.csv, results.json, predictions.jsonl)")
     return 0
+
+
+def cmd_submit(args) -> int:
+    from .executors import submit
+
+    return submit(args.config, args.address, args.run_args, dry_run=args.dry_run)
 
 
 def cmd_gate(args) -> int:
@@ -281,7 +310,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     commands = {"run": cmd_run, "strategies": cmd_strategies, "benchmarks": cmd_benchmarks, "report": cmd_report,
                 "corpus": cmd_corpus, "gate": cmd_gate, "compare": cmd_compare,
-                "export-lm-eval": cmd_export_lm_eval, "lm-eval": cmd_lm_eval}
+                "export-lm-eval": cmd_export_lm_eval, "lm-eval": cmd_lm_eval, "submit": cmd_submit}
     try:
         return commands[args.command](args)
     except HarnessError as exc:

@@ -14,7 +14,7 @@ from . import prompts
 from .cache import code_version, library_versions, stage
 from .errors import StrategyFailed
 from .strategy import PrepareContext, answer_prompts
-from .train import Pair, TrainSettings, total_steps, train
+from .train import Pair, TrainSettings, data_parallel, shard, total_steps, train
 from .types import Example, Prediction
 
 
@@ -110,7 +110,9 @@ class FineTune:
         # Once per method + data + seed + settings (+ model content, libraries, training code).
         parts = {"what": self._training_what(ctx, settings, phases),
                  "model_sha256": ctx.cache.tree_hash(ctx.runtime.path) if ctx.cache else None,
-                 "dtype": str(ctx.runtime.dtype), "libraries": library_versions(), "code": code_version(type(self))}
+                 "dtype": str(ctx.runtime.dtype), "libraries": library_versions(), "code": code_version(type(self)),
+                 # results are not bit-identical across world sizes (float sums in another order)
+                 "world_size": shard()[1], "train_precision": "float32"}
         folder, details, hit = stage(ctx, "train", parts, build)
         if hit:
             self.prompt_learning = details.get("prompt_learning", False)
@@ -136,16 +138,18 @@ class FineTune:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         hook = getattr(getattr(model, "base_model", None), "update_and_allocate", None)  # AdaLoRA
         rec, measured = None, {}
+        trained = data_parallel(model)  # DDP under torchrun (harness/distributed.py), else the model itself
         for phase, pairs in phases:
-            r = train(model, pairs, settings, pad_id=ctx.runtime.pad_id, seed=ctx.seed,
+            r = train(trained, pairs, settings, pad_id=ctx.runtime.pad_id, seed=ctx.seed,
                       device=ctx.runtime.device, name=f"training {self.name} on {phase}", progress=ctx.progress,
-                      after_step=hook)
+                      after_step=hook, shard=shard())
             rec = r if rec is None else rec.extend(r)
             measured.update(self.after_phase(ctx, model, phase))
         if len(phases) > 1:
             details["phases"] = [{"task": name, "examples": len(pairs)} for name, pairs in phases]
         details.update(measured)
-        self.save(model, artifact)
+        if shard()[0] == 0:  # every rank holds the same weights; one writes them
+            self.save(model, artifact)
         return {"method": self.name, **details, "trainable_params": trainable, "total_params": total_params,
                 **rec.as_dict(), "epochs": settings.epochs, "lr": settings.lr, "seed": ctx.seed, "model": model}
 

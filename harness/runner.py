@@ -98,7 +98,8 @@ def environment(device: str, dtype: str) -> dict:
         pass
     import torch
 
-    gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else None
+    # (a Ray driver plans cuda cells for the cluster and may have no GPU itself)
+    gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else None
     return {
         "python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu,
         "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device,
@@ -324,9 +325,10 @@ def resume_target(arg: str) -> tuple[Path, dict, RunConfig]:
 
 
 def run(cfg: RunConfig | None = None, progress: bool = True, log=print, *, cache: bool = True,
-        resume: str | None = None) -> Path:
+        resume: str | None = None, executor=None, store: Path | None = None) -> Path:
     """Run every cell of cfg. `cache=False` recomputes everything; `resume` (a run folder, or
-    'latest') continues that run with its own config, keeping every cell it finished."""
+    'latest') continues that run with its own config, keeping every cell it finished.
+    `executor` (harness/executors.py) runs the cells elsewhere; `store` is the stage cache's folder."""
     previous = None
     if resume is not None:
         run_dir, previous, cfg = resume_target(resume)
@@ -334,8 +336,8 @@ def run(cfg: RunConfig | None = None, progress: bool = True, log=print, *, cache
     from .finetune import FineTune
 
     FineTune._trained.clear()  # models trained by an earlier run in this process are not reused
-    runtime = LazyRuntime(cfg, progress)
-    stages = StageCache(enabled=cache)
+    runtime = executor.runtime(cfg, progress) if executor is not None else LazyRuntime(cfg, progress)
+    stages = StageCache(root=store, enabled=cache)
     model_sha = stages.tree_hash(runtime.path)
     keys = {(b.name, seed, s.name): cell_key(s, configs[s.name], b, seed, cfg, runtime, stages)
             for b in benches for seed in cfg.seeds for s in specs}
@@ -349,7 +351,7 @@ def run(cfg: RunConfig | None = None, progress: bool = True, log=print, *, cache
     with locked(run_dir):
         remove_stale_temps(run_dir)
         return _run_cells(cfg, specs, configs, benches, runtime, stages, model_sha, keys, run_dir, previous,
-                          progress, log)
+                          progress, log, executor)
 
 
 def _all_cached(stages: StageCache, key: str, ids: list[str]) -> bool:
@@ -357,7 +359,8 @@ def _all_cached(stages: StageCache, key: str, ids: list[str]) -> bool:
     return cell is not None and all(i in cell["predictions"] for i in ids)
 
 
-def _run_cells(cfg, specs, configs, benches, runtime, stages, model_sha, keys, run_dir, previous, progress, log):
+def _run_cells(cfg, specs, configs, benches, runtime, stages, model_sha, keys, run_dir, previous, progress, log,
+               executor=None):
     results = {
         "schema_version": SCHEMA_VERSION,
         "run": {"id": run_dir.name, "started": _now(), "finished": None, "argv": sys.argv[1:]},
@@ -392,6 +395,9 @@ def _run_cells(cfg, specs, configs, benches, runtime, stages, model_sha, keys, r
     all_rows: list[dict] = []
     write_json(run_dir / "results.json", results)
     try:
+        remote = None if executor is None else executor.submit(
+            [c for c in order if (c[0].name, c[1], c[2].name) not in kept], keys, cfg, configs, runtime, stages,
+            run_dir, log)
         for bench, seed, spec in order:
             k = (bench.name, seed, spec.name)
             where = f"[{bench.name} seed={seed}] {spec.name}"
@@ -399,9 +405,12 @@ def _run_cells(cfg, specs, configs, benches, runtime, stages, model_sha, keys, r
                 record, rows = kept[k]
                 log(f"{where}: finished before, kept")
             else:
-                log(f"{where}: running")
-                record, rows = run_cell(spec, configs[spec.name], bench, seed, cfg, runtime, run_dir, progress,
-                                        cache=stages, key=keys[k])
+                if remote is not None:
+                    record, rows = remote.result(k)
+                else:
+                    log(f"{where}: running")
+                    record, rows = run_cell(spec, configs[spec.name], bench, seed, cfg, runtime, run_dir, progress,
+                                            cache=stages, key=keys[k])
                 _log_cell(log, where, record)
             results["cells"].append(record)
             all_rows += rows

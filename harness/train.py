@@ -126,6 +126,37 @@ def split_eval(pairs: list[Pair], fraction: float, seed: int) -> tuple[list[Pair
     return [p for i, p in enumerate(pairs) if i not in held], [pairs[i] for i in order[:n_eval]]
 
 
+def shard() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) unless torch.distributed is initialised."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def data_parallel(model):
+    """The model wrapped for data-parallel training when this process is one of several ranks."""
+    if shard()[1] == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model)
+
+
+def _global_mean(loss, labels, world: int, has_data: bool, n_tokens: int):
+    """This rank's mean loss rescaled so that DDP's gradient average is the gradient of the mean over
+    every rank's target tokens; also that mean and the batch's tokens, summed over ranks. A rank whose
+    slice of a short batch is empty still runs forward/backward (DDP needs every rank) with weight 0."""
+    import torch.distributed as dist
+
+    n = int((labels[:, 1:] != -100).sum()) if has_data else 0
+    stats = torch.tensor([float(loss.detach()) * n, n, n_tokens if has_data else 0], dtype=torch.float64)
+    dist.all_reduce(stats)
+    total, count, tokens = stats.tolist()
+    return loss * (n * world / count), total / count, int(tokens)
+
+
 @torch.no_grad()
 def eval_loss(model, pairs: Sequence[Pair], pad_id: int, s: TrainSettings, device) -> float:
     model.eval()
@@ -140,7 +171,12 @@ def eval_loss(model, pairs: Sequence[Pair], pad_id: int, s: TrainSettings, devic
 
 
 def train(model, pairs: list[Pair], s: TrainSettings, *, pad_id: int, seed: int, device,
-          name: str = "training", progress: bool = True, after_step=None) -> TrainRecord:
+          name: str = "training", progress: bool = True, after_step=None, shard: tuple[int, int] = (0, 1)
+          ) -> TrainRecord:
+    """Train on `pairs`. Under data parallelism (`shard` = (rank, world size), the model wrapped in
+    DistributedDataParallel) every rank draws the same batches and takes its slice of each; the loss
+    is scaled by the batch's target tokens over all ranks, so the averaged gradient and the reported
+    loss are those of the single-process run (up to the order of float additions)."""
     if not pairs:
         raise StrategyFailed(f"{name}: the train split is empty")
     if not s.lr > 0:
@@ -165,9 +201,15 @@ def train(model, pairs: list[Pair], s: TrainSettings, *, pad_id: int, seed: int,
     t0 = time.perf_counter()
     for epoch in range(s.epochs):
         for batch in _batches(train_pairs, s.batch_size, rng):
-            ids, mask, labels, n_tokens = _collate(batch, pad_id, s.max_len, device)
+            rank, world = shard
+            part = batch[rank::world]
+            ids, mask, labels, n_tokens = _collate(part or batch[:1], pad_id, s.max_len, device)
             loss = loss_on_targets(model, ids, mask, labels, s.sparse_logits)
-            if not torch.isfinite(loss):
+            if world > 1:
+                loss, value, n_tokens = _global_mean(loss, labels, world, bool(part), n_tokens)
+            else:
+                value = float(loss.detach())
+            if not math.isfinite(value):
                 bar.close()
                 raise StrategyFailed(f"{name}: loss became {float(loss)} at step {rec.steps + 1}")
             loss.backward()
@@ -180,7 +222,6 @@ def train(model, pairs: list[Pair], s: TrainSettings, *, pad_id: int, seed: int,
             opt.zero_grad(set_to_none=True)
             rec.steps += 1
             rec.train_tokens += n_tokens
-            value = float(loss.detach())
             rec.loss_curve.append(value)
             bar.update(1)
             bar.set_postfix(loss=f"{value:.3f}")
