@@ -87,6 +87,11 @@ class FineTune:
         what = (*self._training_what(ctx, settings, phases), str(ctx.workdir.parent))
         return hashlib.sha256(repr(what).encode()).hexdigest()
 
+    def _trainer_class(self) -> type:
+        """The class that says how the model is trained (lora-rag trains with lora's code, so they
+        share one adapter); the training data are keyed apart, by their token ids."""
+        return next(c for c in type(self).__mro__ if "peft_config" in vars(c) or "wrap" in vars(c))
+
     def load(self, base, path: Path):  # pragma: no cover - each kind defines it
         raise NotImplementedError
 
@@ -110,7 +115,8 @@ class FineTune:
         # Once per method + data + seed + settings (+ model content, libraries, training code).
         parts = {"what": self._training_what(ctx, settings, phases),
                  "model_sha256": ctx.cache.tree_hash(ctx.runtime.path) if ctx.cache else None,
-                 "dtype": str(ctx.runtime.dtype), "libraries": library_versions(), "code": code_version(type(self)),
+                 "dtype": str(ctx.runtime.dtype), "libraries": library_versions(),
+                 "code": code_version(self._trainer_class()),
                  # results are not bit-identical across world sizes (float sums in another order)
                  "world_size": shard()[1], "train_precision": "float32"}
         folder, details, hit = stage(ctx, "train", parts, build)
