@@ -31,9 +31,10 @@ DRY_SIZES = (100, 400)
 
 
 def run_one(name: str, opts: Options) -> dict:
-    import importlib
+    from . import embedding, generation, prefill, scaling, train_speed
 
-    module = importlib.import_module(f"bench.{'train_speed' if name == 'training' else name}")
+    module = {"generation": generation, "prefill": prefill, "training": train_speed,
+              "embedding": embedding, "scaling": scaling}[name]
     if name == "embedding" and opts.dry_run:
         return module.measure(opts, sizes=DRY_SIZES)
     return module.measure(opts)

@@ -6,7 +6,6 @@ required per line) needs no model run. Nothing here imports torch or loads a mod
 """
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
@@ -64,9 +63,6 @@ def _gold(results: dict, run_dir: Path) -> dict[str, dict]:
     return out
 
 
-_SCORE_TAKES_CHOICES = "choices" in inspect.signature(metrics.score).parameters
-
-
 def rescore(results: dict, rows: list[tuple[int, dict]], run_dir: Path) -> tuple[list[dict], dict]:
     """Score every prediction line again; returns the scored rows and the gold data per benchmark."""
     gold = _gold(results, run_dir)
@@ -92,13 +88,12 @@ def rescore(results: dict, rows: list[tuple[int, dict]], run_dir: Path) -> tuple
             if ex is None:
                 raise DataError(f"question id {r['id']!r} is not in benchmark {bname!r}", pred, n)
             question, answers, doc_ids = ex.input, list(ex.answers), list(ex.doc_ids)
-            kw = {"choices": ex.choices} if _SCORE_TAKES_CHOICES and getattr(ex, "choices", ()) else {}
         else:
             if not isinstance(r.get("answers"), list):
                 raise DataError("no gold answers: the benchmark is unavailable and the line has no 'answers'", pred, n)
-            question, answers, doc_ids, kw = r.get("question", ""), r["answers"], r.get("doc_ids", []), {}
-        s = metrics.score(r["output"], answers, question, g["task"], **kw)
+            question, answers, doc_ids = r.get("question", ""), r["answers"], r.get("doc_ids", [])
         trace = r.get("trace") or {}
+        s = metrics.score(r["output"], answers, question, g["task"], trace)  # trace: multiple choice's acc_norm
         ranked = trace.get("retrieved_doc_ids")
         gold_hit = None
         if ranked is not None and doc_ids:
@@ -169,7 +164,8 @@ def analyze(run_dir: Path, prices_path=None, decision: dict | None = None) -> tu
                 mine = [r for r in rows if r["benchmark"] == b["name"] and r["seed"] == seed and r["strategy"] == c["strategy"]]
                 if c["status"] != "ok" or not mine:
                     continue
-                c["metrics"] = {m: metrics.bootstrap_ci([r[m] for r in mine]) for m in metrics.METRICS}
+                c["metrics"] = {m: metrics.bootstrap_ci([r[m] for r in mine if m in r])
+                                for m in metrics.metric_names(task)}
                 scores[c["strategy"]] = {r["id"]: r for r in mine}
                 ret, lat = _retrieval(mine, primary), _latency(mine)
                 if ret:

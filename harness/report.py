@@ -189,9 +189,8 @@ def _benchmark(doc, results, b, rows, analysis, png: bool):
         doc.p(f"Best value of each column in bold. One-time cost is preparation (indexing or training; a model "
               f"reused from another strategy counts with its training); latency is what one query waits at "
               f"generation batch size {results.get('config', {}).get('batch_size', '?')}.", "note")
-        for c in cells:
-            if c["status"] != "ok":
-                doc.p(f"{c['strategy']} (seed {c.get('seed')}) failed: {c.get('error')}", "fail")
+        doc.ul([f"{c['strategy']} {c['status']} (seed {c.get('seed')}): {c.get('error')}"
+                for c in cells if c["status"] != "ok"])  # failed, or unfinished after an interrupted run
 
         doc.h(3, "Paired significance")
         cmp = a["comparisons"]

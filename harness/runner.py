@@ -411,7 +411,7 @@ def _run_cells(cfg, specs, configs, benches, runtime, stages, model_sha, keys, r
                     log(f"{where}: running")
                     record, rows = run_cell(spec, configs[spec.name], bench, seed, cfg, runtime, run_dir, progress,
                                             cache=stages, key=keys[k])
-                _log_cell(log, where, record)
+                _log_cell(log, where, record, bench.task)
             results["cells"].append(record)
             all_rows += rows
             write_jsonl(run_dir / "predictions.jsonl", all_rows)
@@ -454,12 +454,14 @@ def _finish(run_dir: Path, results: dict, rows: list[dict]) -> None:
     point_latest(run_dir)
 
 
-def _log_cell(log, where: str, record: dict) -> None:
+def _log_cell(log, where: str, record: dict, task: str) -> None:
     if record["status"] != "ok":
         log(f"{where}: FAILED: {record['error']}")
         return
     c = record["cache"]
     how = "cached" if record["cached"] else (
         f"{c['predictions_computed']} answers computed, {c['predictions_hit']} cached" if c["predictions_hit"] else "")
-    log(f"{where}: F1 {record['metrics']['f1']['mean']:.3f}, prepare {record['prepare']['wall_s']:.1f}s, "
+    name = metrics.primary_metric(task)
+    label = {"f1": "F1", "exact_match": "accuracy"}.get(name, name)
+    log(f"{where}: {label} {record['metrics'][name]['mean']:.3f}, prepare {record['prepare']['wall_s']:.1f}s, "
         f"answer {record['answer']['wall_s']:.1f}s" + (f" ({how}; times as first measured)" if how else ""))

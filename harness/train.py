@@ -211,7 +211,7 @@ def train(model, pairs: list[Pair], s: TrainSettings, *, pad_id: int, seed: int,
                 value = float(loss.detach())
             if not math.isfinite(value):
                 bar.close()
-                raise StrategyFailed(f"{name}: loss became {float(loss)} at step {rec.steps + 1}")
+                raise StrategyFailed(f"{name}: loss became {loss.item()} at step {rec.steps + 1}")
             loss.backward()
             if s.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, s.grad_clip)

@@ -255,7 +255,7 @@ def test_strategies_flag_drops_options_of_other_strategies(in_process, tmp_path,
     (tmp_path / "exp.yaml").write_text("strategies:\n  zero-shot: {}\n  lora: {lr: 0.01}\nlimit: 1\n")
     seen = {}
 
-    def fake_run(cfg, progress=True, log=print):
+    def fake_run(cfg, progress=True, log=print, **_):
         seen["cfg"] = cfg
         seen["plan"] = runner.plan(cfg)  # the real validation; raises on a problem
         raise HarnessError("stopped before loading a model")

@@ -109,7 +109,7 @@ def test_split_flags_reach_the_loader_through_the_cli(tmp_path, monkeypatch):
     root = write_user_corpus(tmp_path / "c", questions=many_questions(10), split=False)
     seen = {}
 
-    def fake_run(cfg, progress, log):
+    def fake_run(cfg, progress, log, **_):
         seen["benches"] = runner.plan(cfg)[2]
         raise HarnessError("stop here")
 

@@ -1,5 +1,6 @@
 """Every fine-tuning method trains on the tiny model, its loss falls, and adapters reload."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -59,9 +60,9 @@ def test_saved_adapter_reloads_to_identical_predictions(trained, tiny_model, met
     from harness import prompts
     from harness.runtime import Runtime
 
-    run_dir, _ = trained
+    run_dir, cells = trained
     rt = Runtime(str(tiny_model), device="cpu", progress=False)
-    adapter = run_dir / "artifacts" / "tiny" / f"{method}-seed0" / "checkpoint"
+    adapter = cells[method]["prepare"]["artifact_path"]  # in the stage cache; results.json names it
     model = PeftModel.from_pretrained(rt.fresh_model(), str(adapter)).eval()
     rows = [r for r in read_jsonl(run_dir / "predictions.jsonl") if r["strategy"] == method]
     ids = [rt.encode_chat(prompts.closed_book(r["question"])) for r in rows]
@@ -103,7 +104,7 @@ def test_partial_transfer_trains_only_the_top_layers(tiny_model, tiny_corpus, tm
     run_dir = run(cfg, progress=False, log=lambda m: None)
     cell = json.loads((run_dir / "results.json").read_text())["cells"][0]
     assert cell["status"] == "ok" and cell["prepare"]["train_layers"] == 1
-    saved = load_file(run_dir / "artifacts" / "tiny" / "full-ft-seed0" / "checkpoint" / "trained.safetensors")
+    saved = load_file(Path(cell["prepare"]["artifact_path"]) / "trained.safetensors")
     assert any(k.startswith("model.layers.1.") for k in saved)
     assert not any(k.startswith("model.layers.0.") for k in saved)  # the bottom layer stayed frozen
     assert cell["prepare"]["trainable_params"] < cell["prepare"]["total_params"]

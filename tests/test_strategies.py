@@ -57,7 +57,7 @@ def test_every_strategy_end_to_end(tiny_model, tiny_corpus, tmp_path):
     for f in ("report.md", "report.html", "summary.csv"):
         assert (run_dir / f).stat().st_size > 200
     md = (run_dir / "report.md").read_text()
-    assert "| rag |" in md and "Reading" in md
+    assert "| rag |" in md and "### Recommendation" in md
 
 
 def test_failing_strategy_is_recorded_and_others_kept(tiny_model, tiny_corpus, tmp_path):
