@@ -290,6 +290,21 @@ def _benchmark(doc, results, b, rows, analysis, png: bool):
             if png and curves:
                 doc.img(plots.losses(curves), "Training loss curves")
 
+        forgot = [c for c in cells if c["status"] == "ok" and c.get("forgetting")]
+        if forgot:
+            doc.h(3, "Forgetting")
+            doc.p("A general task the strategy was not trained on, scored on the base model and on the tuned "
+                  "model (lm-eval bridge); a negative change is knowledge lost by fine-tuning.")
+            rows = []
+            for c in forgot:
+                f = c["forgetting"]
+                if "error" in f:
+                    rows.append([c["strategy"], f.get("task", ""), "", "", f"check failed: {f['error']}", ""])
+                else:
+                    rows.append([c["strategy"], f"{f['task']} ({f.get('metric', '')})", _num(f["base"], "{:.3f}"),
+                                 _num(f["tuned"], "{:.3f}"), _num(f["delta"], "{:+.3f}"), str(f.get("n", ""))])
+            doc.table(["Strategy", "Task (metric)", "Base", "Tuned", "Change", "n"], rows)
+
         rag = {s: d["retrieval"] for s, d in diag.items() if d.get("retrieval")}
         if rag:
             doc.h(3, "Retrieval diagnostics")

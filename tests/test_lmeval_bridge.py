@@ -1,5 +1,6 @@
 """The lm-eval bridge: exported tasks run in lm-eval, harness strategies run as lm-eval models,
 and the forgetting check lands in the run record. All on the tiny fixture model and corpus."""
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -215,6 +216,12 @@ def test_forgetting_check_in_run_records(tiny_model, tiny_corpus, tmp_path):
     assert "error" not in f, f
     assert f["task"] == str(tiny_corpus) and f["metric"] == "f1" and f["n"] == 3
     assert f["wall_s"] > 0 and 0 <= f["base"] <= 1 and 0 <= f["tuned"] <= 1 and f["delta"] == pytest.approx(f["tuned"] - f["base"])
+    md = (run_dir / "report.md").read_text()
+    assert "### Forgetting" in md and next(ln for ln in md.splitlines() if ln.startswith("| lora |") and "%+.3f" % f["delta"] in ln)
+    # a rerun finds the cell, the check included, in the stage cache: same record, nothing recomputed
+    again = run(dataclasses.replace(cfg, out=str(tmp_path / "again")), progress=False, log=lambda m: None)
+    cells2 = {c["strategy"]: c for c in json.loads((again / "results.json").read_text())["cells"]}
+    assert cells2["lora"]["cached"] and cells2["lora"]["forgetting"] == f
 
 
 def test_forgetting_keys_in_experiment_yaml(tmp_path):
