@@ -116,6 +116,7 @@ def _run_dir(tmp_path) -> Path:
     return dirs[0]
 
 
+@pytest.mark.reliability("fault", "SIGKILL mid-run, then --resume: nothing finished is recomputed, no temp files")
 def test_sigkill_mid_run_then_resume_recomputes_nothing_that_finished(tiny_model, tiny_corpus, tmp_path):
     proc, log, env = _start(tmp_path, tiny_model, tiny_corpus)
     _wait_for(log, proc, "lora: running")
@@ -140,6 +141,7 @@ def test_sigkill_mid_run_then_resume_recomputes_nothing_that_finished(tiny_model
     assert [p.name for p in (tmp_path / "reports").iterdir() if not p.is_symlink()] == [run_dir.name]
 
 
+@pytest.mark.reliability("fault", "Ctrl-C writes what finished, marks the rest unfinished, exits 130")
 def test_ctrl_c_writes_what_finished_and_exits_130(tiny_model, tiny_corpus, tmp_path):
     proc, log, _ = _start(tmp_path, tiny_model, tiny_corpus)
     _wait_for(log, proc, "lora: running")

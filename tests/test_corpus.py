@@ -133,6 +133,7 @@ def test_bad_test_ratio(tmp_path, ratio):
 
 # -- a folder of deliberately broken files: every problem, exactly -------------------------------
 
+@pytest.mark.reliability("bad input", "documents/*.txt + questions.csv with many faults: every problem listed with file:line")
 def test_broken_txt_and_csv_folder_reports_every_problem(tmp_path):
     root = tmp_path / "broken"
     d = root / "documents"
@@ -176,6 +177,7 @@ def test_broken_txt_and_csv_folder_reports_every_problem(tmp_path):
         ["documents/slides.pdf: ignored: documents are .txt or .md files"]
 
 
+@pytest.mark.reliability("bad input", "documents.jsonl + questions.jsonl with many faults: every problem listed with file:line")
 def test_broken_jsonl_folder_reports_every_problem(tmp_path):
     root = tmp_path / "broken"
     root.mkdir()
@@ -219,6 +221,7 @@ def test_broken_jsonl_folder_reports_every_problem(tmp_path):
     ]
 
 
+@pytest.mark.reliability("bad input", "questions.csv missing a column")
 def test_csv_missing_a_column(tmp_path):
     root = write_user_corpus(tmp_path / "c")
     (root / "questions.csv").write_text("id,question,doc_ids\nq1,Who?,d1\n")
@@ -266,6 +269,7 @@ def test_load_raises_one_error_listing_every_problem(tmp_path):
     assert f"{root / 'documents' / 'd2.txt'}:1: not UTF-8" in msg
 
 
+@pytest.mark.reliability("security", "document and question ids with ../, separators, NUL are rejected")
 def test_unsafe_ids():
     for bad in ("../x", "/abs", "a/b", "a\\b", "..", ".", "nul\0", "tab\there"):
         assert unsafe_id(bad), bad
@@ -273,6 +277,7 @@ def test_unsafe_ids():
         assert unsafe_id(ok) is None, ok
 
 
+@pytest.mark.reliability("bad input", "a 50 MB single document is chunked, not rejected")
 def test_a_50mb_document_is_chunked_not_rejected(tmp_path):
     root = write_user_corpus(tmp_path / "big")
     (root / "documents" / "d1.txt").write_text("The Harbor City bridge was opened in 1932. " * 1_200_000)
@@ -354,6 +359,7 @@ ISSUE8_CASES = {
 }
 
 
+@pytest.mark.reliability("bad input", "corpus folder case, through harness run")
 @pytest.mark.parametrize("case", sorted(ISSUE8_CASES))
 def test_run_with_a_broken_corpus_stops_before_the_model(case, tmp_path, monkeypatch, capsys):
     root = write_corpus(tmp_path / "corpus")
@@ -376,6 +382,7 @@ def test_run_with_a_broken_corpus_stops_before_the_model(case, tmp_path, monkeyp
     assert not reports.exists()
 
 
+@pytest.mark.reliability("bad input", "broken corpus in a harness run subprocess: no traceback, nothing under reports/")
 def test_run_subprocess_broken_corpus_no_traceback_and_no_reports(tmp_path):
     root = write_corpus(tmp_path / "corpus")
     _truncate_questions(root)

@@ -6,6 +6,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -128,6 +129,7 @@ def assert_valid(b: Benchmark) -> None:
         assert "/" not in e.id and "\0" not in e.id
 
 
+@pytest.mark.reliability("fuzz", "corpus loader (hypothesis): a Benchmark or a HarnessError")
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(corpus())
 def test_loader_returns_a_benchmark_or_a_harness_error(files):
