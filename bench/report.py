@@ -37,7 +37,7 @@ def headline(results: dict) -> list[dict]:
                          f"{summary(p['matmul_peak_gflops']['float32'])['median']:.0f} GFLOP/s"))
         rows.append(_row("bf16 / fp32 prefill speed", ratio(p["prefill_seconds"]["float32"],
                                                              p["prefill_seconds"]["bfloat16"]), None,
-                         f"bf16 matmul peak {summary(p['matmul_peak_gflops']['bfloat16'])['median']:.0f} GFLOP/s; "
+                         f"bf16 matmul peak {summary(p['matmul_peak_gflops']['bfloat16'])['median']:.3g} GFLOP/s; "
                          f"same greedy answers {p['bf16_same_answers']:.0%}"))
     t = m.get("training")
     if t:
