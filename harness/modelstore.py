@@ -138,9 +138,15 @@ def _convert_gguf(gguf: Path, target: Path, progress: bool) -> None:
         tok.save_pretrained(tmp)
         prov = {"source": f"{gguf.name} from package {gguf.parent.name}", "gguf_sha256": file_sha256(gguf)}
         (tmp / "provenance.json").write_text(json.dumps(prov, indent=1))
+        if (target / "model.safetensors").is_file():
+            return  # another process finished the same conversion first: keep its copy, drop ours
         if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+            shutil.rmtree(target)  # a partial copy left by a crash
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / "model.safetensors").is_file():  # lost a race to a complete copy: fine
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
