@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+BF16_WORTH_IT = 0.25  # bf16 / fp32 probe matmul speed below which bf16 prefill is not measured
+
 
 @dataclass(frozen=True)
 class Options:
@@ -16,6 +18,7 @@ class Options:
     reps: int = 2          # interleaved repetitions of each side of a comparison
     scale: float = 1.0     # multiplies question / example counts (--quick: smaller)
     dry_run: bool = False  # tiny fixture model: checks the code paths, measures nothing meaningful
+    bf16: str = "auto"     # prefill in bf16 too: on, off, or auto (only where bf16 matmul is fast)
 
     def n(self, full: int, least: int = 2) -> int:
         """A count scaled by --quick / --dry-run, never below `least`."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .common import BF16_WORTH_IT
 from .stats import ratio, summary
 
 NOTES_MARK = "<!-- hand-written notes below: kept when `make bench` rewrites this page -->"
@@ -35,10 +36,16 @@ def headline(results: dict) -> list[dict]:
         rows.append(_row("prefill FLOP/s / fp32 matmul peak", summary(p["fraction_of_fp32_peak"]), ">= 0.5",
                          f"{p['prompt_tokens']} RAG prompt tokens; fp32 peak "
                          f"{summary(p['matmul_peak_gflops']['float32'])['median']:.0f} GFLOP/s"))
-        rows.append(_row("bf16 / fp32 prefill speed", ratio(p["prefill_seconds"]["float32"],
-                                                             p["prefill_seconds"]["bfloat16"]), None,
-                         f"bf16 matmul peak {summary(p['matmul_peak_gflops']['bfloat16'])['median']:.3g} GFLOP/s; "
-                         f"same greedy answers {p['bf16_same_answers']:.0%}"))
+        if "bf16_skipped" in p:
+            pr = p["bf16_probe"]
+            rows.append(_row("bf16 / fp32 matmul speed (512 x 512 probe)", summary([pr["ratio"]]), None,
+                             f"bf16 {pr['bfloat16_gflops']:.3g} GFLOP/s; bf16 prefill not measured: below "
+                             f"{BF16_WORTH_IT} of fp32 (`--bf16 on` measures it anyway)"))
+        else:
+            rows.append(_row("bf16 / fp32 prefill speed", ratio(p["prefill_seconds"]["float32"],
+                                                                 p["prefill_seconds"]["bfloat16"]), None,
+                             f"bf16 matmul peak {summary(p['matmul_peak_gflops']['bfloat16'])['median']:.3g} GFLOP/s; "
+                             f"same greedy answers {p['bf16_same_answers']:.0%}"))
     t = m.get("training")
     if t:
         for k in ("lora", "full"):

@@ -86,6 +86,9 @@ def parse(argv):
     ap.add_argument("--reps", type=int, help="interleaved repetitions per comparison (default 2; --quick 1)")
     ap.add_argument("--only", help=f"comma-separated subset of: {', '.join(MEASUREMENTS)}")
     ap.add_argument("--e2e", action="store_true", help="also time the default `make demo` run and a second run")
+    ap.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                    help="also measure prefill in bf16: auto (only where a bf16 matmul probe is at least a "
+                         "quarter of fp32's speed), on, off")
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--benchmark", default="squadshifts_nyt")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -117,7 +120,7 @@ def main(argv=None) -> int:
     scale = 0.02 if args.dry_run else QUICK_SCALE if args.quick else 1.0
     reps = args.reps or (1 if args.quick or args.dry_run else 2)
     opts = Options(model=args.model, benchmark=args.benchmark, device=args.device, reps=reps, scale=scale,
-                   dry_run=args.dry_run)
+                   dry_run=args.dry_run, bf16=args.bf16)
     mode = "dry-run" if args.dry_run else "quick" if args.quick else "full"
     results = {"schema_version": 1, "mode": mode, "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "git_commit": git_commit(), "machine": machine(), "options": dataclasses.asdict(opts),

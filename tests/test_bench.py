@@ -70,3 +70,21 @@ def test_dry_run_writes_results_and_page(tiny_model, tiny_corpus, tmp_path):
     again = json.loads(merged.read_text())
     assert again["headline"] == res["headline"] and len(again["merged_from"]) == 2
     assert "Merged from separate runs" in page2.read_text()
+
+
+@pytest.mark.parametrize("mode", ["off", "on"])
+def test_prefill_bf16_is_optional(tiny_model, tiny_corpus, mode):
+    """`--bf16 off` (or auto on a CPU without bf16 kernels) records the probe and a reason instead of
+    a bf16 prefill that would take several times the fp32 one; `on` measures it."""
+    from bench.common import Options
+    from bench.report import headline
+    from bench.suite import run_one
+
+    opts = Options(model=str(tiny_model), benchmark=str(tiny_corpus), reps=1, scale=0.02, dry_run=True, bf16=mode)
+    raw = run_one("prefill", opts)
+    assert raw["bf16_probe"]["float32_gflops"] > 0 and raw["bf16_probe"]["bfloat16_gflops"] > 0
+    assert ("bfloat16" in raw["prefill_seconds"]) == (mode == "on")
+    assert ("bf16_skipped" in raw) == (mode == "off")
+    rows = {r["figure"]: r for r in headline({"measurements": {"prefill": {"raw": raw}}})}
+    assert ("bf16 / fp32 prefill speed" in rows) == (mode == "on")
+    assert ("bf16 / fp32 matmul speed (512 x 512 probe)" in rows) == (mode == "off")
