@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from harness.cli import main
 
@@ -34,6 +35,41 @@ def test_data_parallel_needs_the_ray_executor(tiny_corpus, tiny_model, tmp_path,
     assert main(args) == 2
     assert "--data-parallel: only with --executor ray" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_pooled_calls_split_into_the_local_batches(tiny_model):
+    """Without Ray: the batches PooledRuntime sends, each run alone as an actor runs it, give exactly
+    what one local call gives (prompts of several lengths behind a long shared prefix)."""
+    from dataclasses import asdict
+
+    from harness.raydata import DataParallel, PooledRuntime
+    from harness.runtime import Runtime
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a loaded 2-core machine made OpenMP spin (see test_lmeval_bridge.py)
+    rt = Runtime(str(tiny_model), device="cpu", progress=False)
+    system = [{"role": "system", "content": "Answer with a few words from the context. " * 3}]
+    # pairs of one length that share more than all prompts share: a batch alone would cache a longer prefix
+    users = ["red red red red red one", "red red red red red two", "blue sky three", "blue sky four", "x y z w v u t s"]
+    prompts = [rt.encode_chat(system + [{"role": "user", "content": u}]) for u in users]
+    sent = []
+
+    class Local(PooledRuntime):
+        def _run(self, jobs):  # what GeneratorActor does with each row, in this process
+            sent.extend(len(job["args"][0]) for job in jobs)
+            return [[asdict(r) for r in getattr(rt, job["call"])(*job["args"], **job["kwargs"])] for job in jobs]
+
+    pooled = Local(rt, DataParallel(2))
+    strip = lambda rs: [(r.text, r.prompt_tokens, r.output_tokens, r.batch_size) for r in rs]  # noqa: E731
+    assert strip(pooled.generate(prompts, max_new_tokens=5, batch_size=2)) == strip(
+        rt.generate(prompts, max_new_tokens=5, batch_size=2))
+    assert sent == [2, 2, 1]
+    requests = [(p, rt.tokenizer(c, add_special_tokens=False)["input_ids"]) for p in prompts[:4] for c in ("yes", "no")]
+    strip = lambda rs: [(r.logprob, r.is_greedy, r.tokens, r.batch_size, r.batch) for r in rs]  # noqa: E731
+    assert strip(pooled.loglikelihood(requests, batch_size=3)) == strip(rt.loglikelihood(requests, batch_size=3))
+    other = object()  # a model the actors cannot load runs in the cell
+    assert pooled._pooled(None) and not pooled._pooled(other)
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.slow
