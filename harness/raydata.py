@@ -60,7 +60,9 @@ class PooledRuntime:
         self._stats = {"actors": plan.actors, "pipelines": 0, "batches": 0, "local_calls": 0,
                        "per_actor": {}, "pipeline_s": 0.0}
 
-    def __getattr__(self, name):
+    def __getattr__(self, name):  # only reached for what __init__ did not set
+        if name.startswith("__"):
+            raise AttributeError(name)
         return getattr(self._runtime, name)
 
     # -- the three model calls ------------------------------------------------------------------
@@ -164,7 +166,8 @@ class PooledRuntime:
 
     def summary(self) -> dict:
         """For the cell's record: how the answers were computed and where the latency was measured."""
-        s = dict(self._stats)
+        s = {**self._stats, "per_actor": {k: {**v, "seconds": round(v["seconds"], 3)}
+                                          for k, v in self._stats["per_actor"].items()}}
         s["actors_used"] = len(s["per_actor"])
         s["pipeline_s"] = round(s["pipeline_s"], 3)
         s["latency"] = ("per-question latency is its batch's time measured inside an actor; the cell's "
