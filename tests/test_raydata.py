@@ -118,3 +118,19 @@ def test_two_actors_give_the_local_answers_once(tiny_corpus, tiny_model, tmp_pat
     lines = log.read_text().splitlines()
     assert sum(line.startswith("batch ") for line in lines) == 5
     assert 2 <= sum(line.startswith("start ") for line in lines) <= 4
+
+
+@pytest.mark.slow
+def test_data_parallel_on_one_gpu_fails_fast(tiny_model):
+    """On CUDA the cell keeps its GPU: one GPU leaves none for an actor (a logical GPU is enough here)."""
+    ray = pytest.importorskip("ray")
+    from harness.config import RunConfig
+    from harness.errors import HarnessError
+    from harness.executors import RayExecutor
+
+    ray.init(num_cpus=1, num_gpus=1, include_dashboard=False, logging_level="warning")
+    try:
+        with RayExecutor(data_parallel=2) as executor, pytest.raises(HarnessError, match="--data-parallel on CUDA"):
+            executor.runtime(RunConfig(model=str(tiny_model), device="cuda"))
+    finally:
+        ray.shutdown()
