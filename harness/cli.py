@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "finds a running one)")
     r.add_argument("--max-concurrency", type=_positive, help="with --executor ray: at most N cells at once")
     r.add_argument("--cpus-per-cell", type=_positive, default=1, help="with --executor ray: CPUs each cell asks for")
+    r.add_argument("--data-parallel", type=_positive, metavar="N",
+                   help="with --executor ray: each cell's generation runs on N ray.data actors (docs/scale-out.md)")
     r.add_argument("--store", help="stage cache shared by all workers: a folder or file:///path "
                    "(default ~/.cache/rag-or-finetune/stages)")
 

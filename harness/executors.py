@@ -81,11 +81,12 @@ class RayExecutor:
     """Connects to (or starts) a Ray cluster and runs cells there. Use as a context manager."""
 
     def __init__(self, address: str | None = None, max_concurrency: int | None = None, cpus_per_cell: int = 1,
-                 log=print):
+                 log=print, data_parallel: int | None = None):
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.max_concurrency = max_concurrency
         self.cpus_per_cell = cpus_per_cell
         self.log = log
+        self.data_parallel = data_parallel  # --data-parallel N: each cell answers through N ray.data actors
         self.ray = None
         self._started = False  # this process connected (and so disconnects); False when reusing a session
         self.submitted = 0
@@ -151,6 +152,9 @@ class RayExecutor:
                                + (" and 1 GPU" if self.num_gpus else "") + f" for a cell ({have}); "
                                "lower --cpus-per-cell or add nodes")
         self.resources = {k: total[k] for k in ("CPU", "GPU") if k in total}
+        if self.data_parallel and self.num_gpus and total.get("GPU", 0) < 2:  # the cell keeps its own GPU
+            raise HarnessError(f"--data-parallel on CUDA: every actor asks for 1 GPU besides its cell's, and the "
+                               f"Ray cluster has {total.get('GPU', 0):g}; add GPUs or drop --data-parallel")
         return PlannedRuntime(cfg, device)
 
     def submit(self, cells, keys, cfg, configs, runtime, stages, run_dir, log) -> "RayCells":
@@ -180,6 +184,10 @@ class RayExecutor:
             args = (spec.name, configs[spec.name], bench_refs[bench.name], seed,
                     dataclasses.replace(cfg, device=runtime.device), str(stages.root), stages.enabled, str(run_dir),
                     key)
+            if self.data_parallel:
+                from .raydata import DataParallel
+
+                args += (DataParallel(self.data_parallel, self.cpus_per_cell, self.num_gpus),)
             jobs.append((k, (fresh if training else reused).options(**options), args))
         self.skipped += len(local)
         self.submitted += len(jobs)
@@ -251,7 +259,7 @@ def _evaluation_cell(*args):
     return _cell(*args)
 
 
-def _cell(strategy, config, bench, seed, cfg, store, cache_enabled, run_dir, key):
+def _cell(strategy, config, bench, seed, cfg, store, cache_enabled, run_dir, key, data_parallel=None):
     """One cell in a Ray worker: the local executor's run_cell against the shared store."""
     from .cache import StageCache
     from .registry import get_spec
@@ -264,7 +272,8 @@ def _cell(strategy, config, bench, seed, cfg, store, cache_enabled, run_dir, key
     which = (cfg.model, cfg.device, cfg.dtype)
     runtime = _RUNTIMES.get(which) or _RUNTIMES.setdefault(which, LazyRuntime(cfg, progress=False))
     loaded_before = runtime.load_measured is not None
-    record, rows = run_cell(spec, config, bench, seed, cfg, runtime, Path(run_dir), False, cache=stages, key=key)
+    record, rows = run_cell(spec, config, bench, seed, cfg, runtime, Path(run_dir), False, cache=stages, key=key,
+                            data_parallel=data_parallel)
     import ray
 
     record["worker"] = {"node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
@@ -278,12 +287,14 @@ def executor_for(args):
     """The executor `harness run` flags ask for: None (this process) or a connected RayExecutor."""
     if args.executor == "local":
         given = [f for f, v in (("--address", args.address), ("--max-concurrency", args.max_concurrency),
-                                ("--cpus-per-cell", args.cpus_per_cell != 1)) if v]
+                                ("--cpus-per-cell", args.cpus_per_cell != 1),
+                                ("--data-parallel", getattr(args, "data_parallel", None))) if v]
         if given:
             raise ConfigError(f"{', '.join(given)}: only with --executor ray")
         yield None
         return
-    with RayExecutor(args.address, args.max_concurrency, args.cpus_per_cell) as executor:
+    with RayExecutor(args.address, args.max_concurrency, args.cpus_per_cell,
+                     data_parallel=getattr(args, "data_parallel", None)) as executor:
         yield executor
 
 

@@ -16,7 +16,7 @@ import random
 import subprocess
 import sys
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from importlib import metadata
 from pathlib import Path
 
@@ -193,7 +193,9 @@ def cell_key(spec, config, bench, seed, cfg: RunConfig, runtime, cache: StageCac
 
 
 def run_cell(spec, config, bench, seed, cfg, runtime, run_dir, progress, cache: StageCache | None = None,
-             key: str | None = None) -> tuple[dict, list[dict]]:
+             key: str | None = None, data_parallel=None) -> tuple[dict, list[dict]]:
+    """`data_parallel` (harness/raydata.py, --executor ray only): the answers' model calls go to a
+    ray.data actor pool; the answers are the same."""
     record = {"strategy": spec.name, "benchmark": bench.name, "seed": seed, "status": "ok", "error": None,
               "config": dataclasses.asdict(config), "cached": False}
     test = bench.split("test")[: cfg.limit] if cfg.limit else bench.split("test")
@@ -225,8 +227,12 @@ def run_cell(spec, config, bench, seed, cfg, runtime, run_dir, progress, cache: 
             if stored_cell:  # answering questions the cache lacks: the one-time cost is the original one
                 prepare = {**stored_cell["prepare"], "cached": True, "reload": m.as_dict()}
             if missing:
-                with measure() as m:
+                pool = data_parallel.answering(ctx, spec.name, config, strat, details) if data_parallel \
+                    else nullcontext()
+                with pool as pooled, measure() as m:
                     preds = strat.answer(missing)
+                if pooled is not None:
+                    record["data_parallel"] = pooled.summary()
                 if len(preds) != len(missing):
                     raise StrategyFailed(f"{spec.name} returned {len(preds)} predictions for {len(missing)} questions")
                 n = len(missing)

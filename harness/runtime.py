@@ -151,16 +151,19 @@ class Runtime:
         on_batch: Callable[[int], None] | None = None,
         share_prefix: bool = True,
         max_batch_tokens: int | None = None,
+        prefix_len: int | None = None,
     ) -> list[Generation]:
         """Greedy-decode every prompt. A batch holds at most `batch_size` prompts and at most
-        `max_batch_tokens` padded prompt tokens (defaults: the device's, see __init__)."""
+        `max_batch_tokens` padded prompt tokens (defaults: the device's, see __init__).
+        `prefix_len`: the shared prefix to cache (default: the prompts' own, `shared_prefix_len`);
+        harness/raydata.py gives each slice of one call the whole call's, so it computes as the whole."""
         batch_size = batch_size or self.default_batch_size
         max_batch_tokens = max_batch_tokens or self.max_batch_tokens
         model = model or self.model
         if not prompts:
             return []
-        prefix_len = _common_prefix_len(prompts) if share_prefix and len(prompts) > 1 else 0
-        prefix_len = min(prefix_len, min(len(p) for p in prompts) - 1)
+        if prefix_len is None:
+            prefix_len = shared_prefix_len(prompts, share_prefix)
         prefix_cache = None
         results: list[Generation | None] = [None] * len(prompts)
         for idx in _length_batches(prompts, batch_size, max_batch_tokens):
@@ -242,13 +245,15 @@ class Runtime:
         on_batch: Callable[[int], None] | None = None,
         share_prefix: bool = True,
         plain: bool = False,
+        prefix_len: int | None = None,
     ) -> list[LogLikelihood]:
         """Sum log-probability of each (prompt, continuation) pair's continuation tokens, as
         lm-eval's `loglikelihood`. Distinct prompts are batched by length; each batch runs its
         prompts once (after the prefix every prompt shares, whose KV cache is computed once) and
         then all their continuations from that cache, so a question's options cost one prompt
         prefill, not one each. `plain`: whole sequences, right-padded, no cache and no position
-        ids, for peft prompt-learning models (their forward prepends virtual tokens)."""
+        ids, for peft prompt-learning models (their forward prepends virtual tokens). `prefix_len` as
+        in `generate`."""
         if any(not c for _, c in requests) or any(not p for p, _ in requests):
             raise HarnessError("loglikelihood needs a non-empty prompt and continuation in every request")
         model = model or self.model
@@ -259,9 +264,8 @@ class Runtime:
             groups.setdefault(tuple(p), []).append(i)
         prompts = [list(p) for p in groups]
         members = list(groups.values())
-        prefix_len = _common_prefix_len(prompts) if share_prefix and not plain and len(prompts) > 1 else 0
-        # every prompt keeps a token after the prefix: its logits predict the first continuation token
-        prefix_len = min(prefix_len, min(len(p) for p in prompts) - 1)
+        if prefix_len is None:
+            prefix_len = shared_prefix_len(prompts, share_prefix and not plain)
         prefix_cache = None
         results: list[LogLikelihood | None] = [None] * len(requests)
         bs = batch_size or self.default_batch_size
@@ -448,6 +452,13 @@ def _length_batches(prompts: Sequence[list[int]], batch_size: int, max_tokens: i
     if cur:
         batches.append(cur)
     return batches
+
+
+def shared_prefix_len(prompts: Sequence[list[int]], share: bool = True) -> int:
+    """The prefix whose KV cache a call computes once: the tokens every prompt shares, but every
+    prompt keeps at least one token after it (its logits predict the first new token)."""
+    n = _common_prefix_len(prompts) if share and len(prompts) > 1 else 0
+    return min(n, min(len(p) for p in prompts) - 1)
 
 
 def _common_prefix_len(seqs: Sequence[list[int]]) -> int:
