@@ -236,3 +236,50 @@ def test_unknown_protocol_or_missing_driver_is_exit_2(url, message, tiny_corpus,
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_ray_workers_publish_to_a_no_rename_store(tiny_model, tiny_corpus, norename_url, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    import os
+
+    from harness.executors import RayExecutor, store_root
+
+    # The stand-in reaches the workers the way a real fsspec driver does: an installed package whose
+    # `fsspec.specs` entry point names it (here a dist-info folder on the workers' PYTHONPATH).
+    site = tmp_path / "site"
+    dist = site / "norename_fs-0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: norename-fs\nVersion: 0\n")
+    (dist / "entry_points.txt").write_text("[fsspec.specs]\nnorename = norename_fs:NoRenameFileSystem\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    options = {"zero-shot": {}, "lora": {"epochs": 1, "batch_size": 4}}
+
+    def cfg(name):
+        return RunConfig(benchmarks=(str(tiny_corpus),), strategies=tuple(options), options=options,
+                         model=str(tiny_model), device="cpu", limit=2, train_limit=8, max_new_tokens=6,
+                         out=str(tmp_path / name))
+
+    def cells(run_dir):
+        return json.loads((run_dir / "results.json").read_text())["cells"]
+
+    local = run(cfg("local"), progress=False, log=lambda m: None, store=tmp_path / "plain-store")
+    store = store_root(norename_url)
+    with RayExecutor() as executor:  # a local cluster; its workers get the PYTHONPATH above
+        remote = run(cfg("ray"), progress=False, log=lambda m: None, store=store, executor=executor)
+        assert executor.submitted == 2
+        again = run(cfg("again"), progress=False, log=lambda m: None, store=store, executor=executor)
+        assert executor.submitted == 2 and executor.skipped == 2  # complete in the store: not submitted
+    a, b = cells(local), cells(remote)
+    assert [c["status"] for c in b] == ["ok", "ok"], [c.get("error") for c in b]
+    assert all("worker" in c for c in b)
+    for x, y in zip(a, b):
+        assert x["metrics"] == y["metrics"]
+        assert x["prepare"].get("loss_curve") == y["prepare"].get("loss_curve")
+    outputs = [[(r["strategy"], r["id"], r["output"]) for r in read_jsonl(d / "predictions.jsonl")]
+               for d in (local, remote, again)]
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert b[1]["prepare"]["stored_at"].startswith(f"{norename_url}/train/")
+    fs, base = fsspec.core.url_to_fs(norename_url)
+    assert len(fs.glob(f"{base}/train/*/{MARKER}")) == 1 and len(fs.find(f"{base}/cells")) == 2
+    assert not [p for p in fs.find(base) if ".tmp" in p]
