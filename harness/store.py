@@ -36,6 +36,8 @@ def resolve(url: str | Path) -> Path | str:
         url = url[len("file://"):]
     elif "://" in url:
         filesystem_class(url)
+        if not url.split("://", 1)[1].strip("/"):
+            raise ConfigError(f"--store {url}: name a bucket or folder, e.g. s3://bucket/prefix")
         return url.rstrip("/")
     if not url:
         raise ConfigError("--store: empty path")
@@ -96,7 +98,7 @@ class ObjectStore:
             raw = self.fs.cat_file(self._path(rel))
         except FileNotFoundError:
             return None
-        except OSError as exc:
+        except Exception as exc:  # network, credentials, permissions: one clear message
             raise self._failed("read from", rel, exc) from exc
         try:
             return json.loads(raw)
@@ -108,7 +110,7 @@ class ObjectStore:
         data = (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode()
         try:
             self.fs.pipe_file(self._path(rel), data)
-        except OSError as exc:
+        except Exception as exc:
             raise self._failed("write to", rel, exc) from exc
 
     # -- artifact folders ----------------------------------------------------------------------
@@ -117,15 +119,14 @@ class ObjectStore:
         a marker that is not a manifest, or a listed file missing or of another size."""
         manifest = self.read_json(f"{rel}/{MARKER}")
         files = manifest.get("files") if isinstance(manifest, dict) else None
-        if manifest is None or manifest.get("format") != MANIFEST_FORMAT or not isinstance(files, dict) \
-                or "meta.json" not in files:
+        if not isinstance(files, dict) or manifest.get("format") != MANIFEST_FORMAT or "meta.json" not in files:
             return None
         prefix = self._path(rel) + "/"
         try:
             found = self.fs.find(prefix, detail=True)
         except FileNotFoundError:
             return None
-        except OSError as exc:
+        except Exception as exc:
             raise self._failed("list", rel, exc) from exc
         sizes = {p[len(prefix):]: info.get("size") for p, info in found.items() if p.startswith(prefix)}
         for name, want in files.items():
@@ -146,7 +147,7 @@ class ObjectStore:
                 self.fs.get_file(self._path(f"{rel}/{name}"), str(local))
             except FileNotFoundError:
                 return False
-            except OSError as exc:
+            except Exception as exc:
                 raise self._failed("download from", rel, exc) from exc
             if local.stat().st_size != want["size"] or _file_digest(local) != want["sha256"]:
                 return False
@@ -172,7 +173,7 @@ class ObjectStore:
                 name = f.relative_to(folder).as_posix()
                 self.fs.put_file(str(f), f"{prefix}/{name}")
                 files[name] = {"size": f.stat().st_size, "sha256": _file_digest(f)}
-        except OSError as exc:
+        except Exception as exc:
             raise self._failed("upload to", rel, exc) from exc
         manifest = {"format": MANIFEST_FORMAT, "files": files}
         self.put_json(f"{rel}/{MARKER}", manifest)

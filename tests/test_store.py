@@ -95,7 +95,15 @@ def test_the_marker_path_never_renames(norename_url, monkeypatch, tmp_path):
     fs, base = fsspec.core.url_to_fs(norename_url)
     with pytest.raises(NotImplementedError):  # the stand-in really refuses
         fs.mv(__file__, f"{base}/x")
+    writes = []  # the store's paths, in the order they are written
+    put, pipe = NoRenameFileSystem.put_file, NoRenameFileSystem.pipe_file
+    monkeypatch.setattr(NoRenameFileSystem, "put_file",
+                        lambda self, lpath, rpath, **kw: writes.append(rpath) or put(self, lpath, rpath, **kw))
+    monkeypatch.setattr(NoRenameFileSystem, "pipe_file",
+                        lambda self, path, value, **kw: writes.append(path) or pipe(self, path, value, **kw))
     _publish(norename_url, monkeypatch, tmp_path)
+    names = [w.rsplit(f"{KEY}/", 1)[1] for w in writes]
+    assert sorted(names[:-1]) == ["checkpoint/adapter.bin", "meta.json"] and names[-1] == MARKER  # marker last
     cache = StageCache(root=norename_url)
     cache.store_cell("k", {"predictions": {"q1": {}}})
     assert cache.load_cell("k") == {"format": 1, "predictions": {"q1": {}}}
@@ -122,6 +130,10 @@ def _garbage(fs, prefix, manifest):
     fs.pipe_file(f"{prefix}/{MARKER}", b'{"format": 1, "files": {"meta.js')
 
 
+def _not_a_manifest(fs, prefix, manifest):
+    fs.pipe_file(f"{prefix}/{MARKER}", b'["meta.json"]')
+
+
 def _wrong_sha(fs, prefix, manifest):
     manifest["files"]["checkpoint/adapter.bin"]["sha256"] = "0" * 64
     fs.pipe_file(f"{prefix}/{MARKER}", json.dumps(manifest).encode())
@@ -145,7 +157,7 @@ def _missing_file(fs, prefix, manifest):
     fs.rm_file(f"{prefix}/checkpoint/adapter.bin")
 
 
-@pytest.mark.parametrize("corrupt", [_garbage, _wrong_sha, _wrong_size, _file_changed, _escapes, _missing_file])
+@pytest.mark.parametrize("corrupt", [_garbage, _not_a_manifest, _wrong_sha, _wrong_size, _file_changed, _escapes, _missing_file])
 def test_a_corrupt_entry_is_recomputed_not_loaded(corrupt, store_url, monkeypatch, tmp_path):
     _publish(store_url, monkeypatch, tmp_path)
     fs, base = fsspec.core.url_to_fs(store_url)
@@ -225,6 +237,7 @@ def test_a_matrix_on_a_memory_store_publishes_then_hits_from_any_node(tiny_model
 
 @pytest.mark.parametrize("url, message", [
     ("nosuch://bucket/x", "unknown protocol nosuch://"),
+    ("memory://", "name a bucket or folder"),
     ("s3://bucket/prefix", "the s3:// store needs the s3fs package: pip install s3fs (or pip install -e '.[s3]')"),
 ])
 def test_unknown_protocol_or_missing_driver_is_exit_2(url, message, tiny_corpus, tiny_model, tmp_path, capsys,
