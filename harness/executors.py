@@ -4,8 +4,9 @@ The driver (the `harness run` process) plans everything: it fingerprints every c
 harness/cache.py, reads back the cells the store already holds complete, and submits only the rest,
 at most `max_concurrency` at a time. A worker runs the same `run_cell` as the local executor against
 the store (StageCache rooted there): cell records and trained adapters are written to temporary
-names and renamed into place (on an object store: uploaded, then a completion marker), and weights travel as paths in the store, never through Ray's object
-store. Only a cell's record and its per-question rows come back to the driver.
+names and renamed into place (on an object store: uploaded, then a completion marker), and weights
+travel as paths in the store, never through Ray's object store. Only a cell's record and its
+per-question rows come back to the driver.
 
 Ray is an optional extra (`pip install -e '.[ray]'`): nothing here imports it before a Ray run.
 """

@@ -53,9 +53,9 @@ def filesystem_class(url: str):
     try:
         return fsspec.get_filesystem_class(protocol)
     except ValueError:
-        raise ConfigError(f"--store {url}: unknown protocol {protocol}:// (fsspec knows "
-                          f"{', '.join(p for p in ('s3', 'gs', 'az', 'hdfs', 'memory') if p in fsspec.available_protocols())}"
-                          ", ...; or a folder: file:///path)") from None
+        known = [p for p in ("s3", "gs", "az", "hdfs", "memory") if p in fsspec.available_protocols()]
+        raise ConfigError(f"--store {url}: unknown protocol {protocol}:// (fsspec knows {', '.join(known)}, ...; "
+                          "or a folder: file:///path)") from None
     except ImportError:
         from fsspec.registry import known_implementations
 

@@ -157,7 +157,8 @@ def _missing_file(fs, prefix, manifest):
     fs.rm_file(f"{prefix}/checkpoint/adapter.bin")
 
 
-@pytest.mark.parametrize("corrupt", [_garbage, _not_a_manifest, _wrong_sha, _wrong_size, _file_changed, _escapes, _missing_file])
+@pytest.mark.parametrize("corrupt", [_garbage, _not_a_manifest, _wrong_sha, _wrong_size, _file_changed, _escapes,
+                                     _missing_file])
 def test_a_corrupt_entry_is_recomputed_not_loaded(corrupt, store_url, monkeypatch, tmp_path):
     _publish(store_url, monkeypatch, tmp_path)
     fs, base = fsspec.core.url_to_fs(store_url)
