@@ -9,6 +9,10 @@ Keys hash the config, the model's and the data's content, library versions and t
 code that produces the output, so a change anywhere upstream is a miss, never a stale hit.
 Everything is written to a temporary name (with the writer's pid) and renamed into place; temporary
 names whose process is gone are swept when a cache is opened.
+
+The cache can also live on an object store (`--store s3://bucket/prefix`, any fsspec URL): the same
+layout under that prefix, published without renames (harness/store.py), with artifacts downloaded
+into a local scratch folder before they are loaded.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from .records import remove_stale_temps, write_json
+from .store import MARKER
 
 FORMAT = 1  # bump when what a cached entry holds changes
 LIBRARIES = ("torch", "transformers", "peft", "sentence-transformers", "faiss-cpu", "numpy", "tokenizers",
@@ -84,21 +89,29 @@ def code_version(cls: type) -> str:
 
 
 class StageCache:
-    def __init__(self, root: Path | None = None, enabled: bool = True):
-        from .modelstore import cache_dir
+    """`root`: a folder, or the URL of an object store (harness/store.py). `self.root` is what
+    records and workers are given (the folder or the URL); `self.local` is the folder on this machine:
+    the cache itself, or for an object store the scratch copy of what was downloaded from it."""
 
-        self.root = Path(root) if root else cache_dir() / "stages"
+    def __init__(self, root: Path | str | None = None, enabled: bool = True):
+        from .modelstore import cache_dir
+        from .store import ObjectStore, resolve
+
+        root = resolve(root) if root else cache_dir() / "stages"
+        self.remote = ObjectStore(root) if isinstance(root, str) else None
+        self.root = root
+        self.local = cache_dir() / "store-scratch" / fingerprint(root)[:16] if self.remote else root
         self.enabled = enabled
         self.counts = {"hit": 0, "miss": 0}
         self._hashes: dict | None = None
-        if enabled and self.root.is_dir():
-            remove_stale_temps(self.root)
+        if enabled and self.local.is_dir():
+            remove_stale_temps(self.local)
 
     # -- content hashes, remembered by (path, size, mtime) so a 540 MB model is hashed once ------
     def _hash_memo(self) -> dict:
         if self._hashes is None:
             try:
-                self._hashes = json.loads((self.root / "hashes.json").read_text())
+                self._hashes = json.loads((self.local / "hashes.json").read_text())
             except (OSError, ValueError):
                 self._hashes = {}
         return self._hashes
@@ -119,7 +132,7 @@ class StageCache:
             h.update(f"{f.relative_to(path) if f != path else f.name}\0{memo[key]}\n".encode())
         if changed:
             try:
-                write_json(self.root / "hashes.json", memo)
+                write_json(self.local / "hashes.json", memo)
             except OSError:
                 pass  # a read-only cache still works; it just hashes again next time
         return h.hexdigest()
@@ -131,14 +144,21 @@ class StageCache:
     def load_cell(self, key: str) -> dict | None:
         if not self.enabled:
             return None
-        try:
-            data = json.loads(self._cell_path(key).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if data.get("format") == FORMAT else None
+        if self.remote:
+            data = self.remote.read_json(f"cells/{key}.json")
+        else:
+            try:
+                data = json.loads(self._cell_path(key).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return None
+        return data if isinstance(data, dict) and data.get("format") == FORMAT else None
 
     def store_cell(self, key: str, data: dict) -> None:
-        if self.enabled:
+        if not self.enabled:
+            return
+        if self.remote:
+            self.remote.put_json(f"cells/{key}.json", {"format": FORMAT, **data})  # one PUT, atomic
+        else:
             write_json(self._cell_path(key), {"format": FORMAT, **data})
 
     # -- artifact folders ---------------------------------------------------------------------
@@ -151,32 +171,85 @@ class StageCache:
         cache off the output goes to `fallback` (the run's own artifacts folder), the same way.
         """
         if self.enabled:
-            final = self.root / kind / fingerprint({"kind": kind, "format": FORMAT, **parts})
-            try:
-                meta = json.loads((final / "meta.json").read_text(encoding="utf-8"))
+            key = fingerprint({"kind": kind, "format": FORMAT, **parts})
+            final = self.local / kind / key
+            meta = self._fetch(f"{kind}/{key}", final) if self.remote else _read_meta(final)
+            if meta is not None:
                 self.counts["hit"] += 1
                 return final, meta, True
-            except (OSError, ValueError):
-                pass
         else:
             final = fallback
         self.counts["miss"] += 1
-        return final, build_into(final, build), False
+        meta = build_into(final, build)
+        if self.enabled and self.remote:
+            manifest = self.remote.publish(f"{kind}/{key}", final)
+            write_json(final / MARKER, manifest)  # this scratch copy is what the store holds
+            meta = {**meta, "stored_at": f"{self.remote.url}/{kind}/{key}"}
+        return final, meta, False
+
+    def _fetch(self, rel: str, final: Path) -> dict | None:
+        """An object store's entry as a local folder: the scratch copy when it matches its manifest,
+        else downloaded and checked against the store's manifest. None: the store has no complete
+        entry (or a corrupt one)."""
+        meta = _read_meta(final)
+        try:
+            manifest = json.loads((final / MARKER).read_text(encoding="utf-8"))
+            files = manifest["files"]
+            ok = all((final / n).is_file() and (final / n).stat().st_size == f["size"] for n, f in files.items())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            ok = False
+        if not (ok and meta is not None):
+            manifest = self.remote.complete(rel)
+            if manifest is None:
+                return None
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _temp_name(final)
+            tmp.mkdir()
+            try:
+                if not self.remote.fetch(rel, manifest, tmp):
+                    return None
+                write_json(tmp / MARKER, manifest)
+                _replace(tmp, final)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+            meta = _read_meta(final)
+            if meta is None:
+                return None
+        return {**meta, "stored_at": f"{self.remote.url}/{rel}"}
+
+
+def _read_meta(folder: Path) -> dict | None:
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _temp_name(final: Path) -> Path:
+    return final.parent / f".{final.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+
+
+def _replace(tmp: Path, final: Path) -> None:
+    """Rename a finished folder into place, replacing an earlier copy (cache off) or a concurrent
+    builder's."""
+    if final.exists():
+        old = final.parent / f".{final.name}.{os.getpid()}.old.tmp"
+        os.replace(final, old)
+        shutil.rmtree(old, ignore_errors=True)
+    os.replace(tmp, final)
 
 
 def build_into(final: Path, build: Callable[[Path], dict]) -> dict:
     """Build a folder under a temporary name, write its meta.json, and rename it into place."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    tmp = _temp_name(final)
     tmp.mkdir()
     try:
         meta = build(tmp)
         write_json(tmp / "meta.json", meta)
-        if final.exists():  # an earlier run's copy (cache off) or a concurrent builder's: replace it
-            old = final.parent / f".{final.name}.{os.getpid()}.old.tmp"
-            os.replace(final, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, final)
+        _replace(tmp, final)
         return meta
     finally:
         if tmp.exists():

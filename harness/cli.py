@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cpus-per-cell", type=_positive, default=1, help="with --executor ray: CPUs each cell asks for")
     r.add_argument("--data-parallel", type=_positive, metavar="N",
                    help="with --executor ray: each cell's generation runs on N ray.data actors (docs/scale-out.md)")
-    r.add_argument("--store", help="stage cache shared by all workers: a folder or file:///path "
-                   "(default ~/.cache/rag-or-finetune/stages)")
+    r.add_argument("--store", help="stage cache shared by all workers: a folder, file:///path, or an fsspec URL "
+                   "such as s3://bucket/prefix (default ~/.cache/rag-or-finetune/stages)")
 
     s = sub.add_parser("submit", help="submit `harness run --executor ray` to a Ray cluster as a job",
                        usage="harness submit [--address URL] [--dry-run] CONFIG [harness run flags...]")

@@ -4,8 +4,9 @@ The driver (the `harness run` process) plans everything: it fingerprints every c
 harness/cache.py, reads back the cells the store already holds complete, and submits only the rest,
 at most `max_concurrency` at a time. A worker runs the same `run_cell` as the local executor against
 the store (StageCache rooted there): cell records and trained adapters are written to temporary
-names and renamed into place, and weights travel as paths in the store, never through Ray's object
-store. Only a cell's record and its per-question rows come back to the driver.
+names and renamed into place (on an object store: uploaded, then a completion marker), and weights
+travel as paths in the store, never through Ray's object store. Only a cell's record and its
+per-question rows come back to the driver.
 
 Ray is an optional extra (`pip install -e '.[ray]'`): nothing here imports it before a Ray run.
 """
@@ -28,23 +29,15 @@ REPO = Path(__file__).resolve().parent.parent
 WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def store_root(url: str | None) -> Path | None:
-    """The stage-cache folder a --store URL names (None: the default cache).
-
-    Only file:// URLs and plain paths for now: the stage cache renames folders into place, which
-    object stores cannot do. Mount a bucket (s3fs, gcsfuse, a shared NFS/EFS volume) and pass its path.
-    """
+def store_root(url: str | None) -> Path | str | None:
+    """The stage cache a --store URL names (None: the default cache): a folder for a plain path or
+    file://, else any fsspec URL (s3://bucket/prefix, gs://, az://, ...) whose driver is installed;
+    object stores publish with a completion marker instead of a rename (harness/store.py)."""
     if url is None:
         return None
-    if url.startswith("file://"):
-        url = url[len("file://"):]
-    elif "://" in url:
-        scheme = url.split("://", 1)[0]
-        raise ConfigError(f"--store {url}: {scheme}:// stores are not supported; the store must be a folder "
-                          f"every node sees (file:///path, or a mounted bucket such as s3fs or gcsfuse)")
-    if not url:
-        raise ConfigError("--store: empty path")
-    return Path(url).expanduser().resolve()
+    from .store import resolve
+
+    return resolve(url)
 
 
 def import_ray():
@@ -266,7 +259,7 @@ def _cell(strategy, config, bench, seed, cfg, store, cache_enabled, run_dir, key
     from .runner import LazyRuntime, run_cell
 
     spec = get_spec(strategy)
-    stages = StageCache(root=Path(store), enabled=cache_enabled)
+    stages = StageCache(root=store, enabled=cache_enabled)  # a folder's path or an object store's URL
     # A reused (evaluation) worker keeps the loaded model for its next cells; training cells get a
     # fresh process each and so a fresh runtime.
     which = (cfg.model, cfg.device, cfg.dtype)

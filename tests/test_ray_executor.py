@@ -27,7 +27,7 @@ def test_ray_missing_is_one_clear_error(tiny_corpus, tiny_model, tmp_path, monke
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--store", "s3://bucket/prefix"], "s3:// stores are not supported"),
+    (["--store", "nosuch://bucket/prefix"], "unknown protocol nosuch://"),
     (["--address", "auto"], "--address: only with --executor ray"),
     (["--max-concurrency", "2"], "--max-concurrency: only with --executor ray"),
 ])
