@@ -86,3 +86,22 @@ def test_two_worker_ray_train_adapter_is_what_the_cell_evaluates(tiny_corpus, ti
     assert details["artifact_cached"] and details["artifact_path"] == prep["artifact_path"]
     test = bench.split("test")[:2]
     assert {p.example_id: p.output for p in strat.answer(test)} == _outputs(two)
+
+
+def test_train_workers_is_part_of_fine_tuning_cells_keys_only(tiny_corpus, tiny_model, tmp_path):
+    from harness.benchmark import load_benchmark
+    from harness.cache import StageCache
+    from harness.registry import build_config, get_spec
+    from harness.runner import LazyRuntime, cell_key
+
+    bench = load_benchmark(str(tiny_corpus))
+    cache = StageCache(root=tmp_path / "store")
+
+    def key(name, workers):
+        cfg = RunConfig(benchmarks=(str(tiny_corpus),), strategies=(name,), model=str(tiny_model),
+                        train_workers=workers)
+        spec = get_spec(name)
+        return cell_key(spec, build_config(spec, {}), bench, 0, cfg, LazyRuntime(cfg, progress=False), cache)
+
+    assert key("lora", 2) != key("lora", 1)  # another adapter, so other answers
+    assert key("zero-shot", 2) == key("zero-shot", 1)  # nothing trained: the same cell
