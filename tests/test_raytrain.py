@@ -105,3 +105,28 @@ def test_train_workers_is_part_of_fine_tuning_cells_keys_only(tiny_corpus, tiny_
 
     assert key("lora", 2) != key("lora", 1)  # another adapter, so other answers
     assert key("zero-shot", 2) == key("zero-shot", 1)  # nothing trained: the same cell
+
+
+@pytest.mark.parametrize("device, assigned, cluster, message", [
+    ("cuda", {"CPU": 1.0, "GPU": 1.0}, {"CPU": 8.0, "GPU": 2.0},
+     "need GPU=3 (the cluster has 2); on CUDA the cell keeps its own GPU"),
+    ("cpu", {"CPU": 2.0}, {"CPU": 2.0}, "need CPU=4 (the cluster has 2)"),
+])
+def test_workers_the_cluster_cannot_hold_fail_at_once(monkeypatch, tmp_path, device, assigned, cluster, message):
+    """Ray would wait forever for them; the cell fails with what is missing instead."""
+    from types import SimpleNamespace
+
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.train.torch")
+    from harness.errors import StrategyFailed
+    from harness.raytrain import train_on_workers
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: cluster)
+    monkeypatch.setattr(ray, "get_runtime_context",
+                        lambda: SimpleNamespace(get_assigned_resources=lambda: assigned))
+    strat = SimpleNamespace(name="lora")
+    ctx = SimpleNamespace(train_workers=2, runtime=SimpleNamespace(device=device))
+    with pytest.raises(StrategyFailed, match="lower --train-workers") as exc:
+        train_on_workers(strat, ctx, tmp_path / "stage")
+    assert message in str(exc.value)
