@@ -143,7 +143,8 @@ def _run(args, **where) -> int:
 
     if args.resume is not None:
         given = [f"--{k.replace('_', '-')}" for k in ("config", "benchmark", "strategies", "limit", "train_limit",
-                 "model", "device", "dtype", "batch_size", "seed", "out", "train_workers") if getattr(args, k) is not None]
+                 "model", "device", "dtype", "batch_size", "seed", "out", "train_workers")
+                 if getattr(args, k) is not None]
         if given:
             raise HarnessError(f"--resume continues a run with its own config; drop {', '.join(given)}")
         return _finish_run(run(resume=args.resume, cache=not args.no_cache, progress=_progress(args),
