@@ -40,13 +40,16 @@ class RunConfig:
     # the base and the tuned model through lm-eval: record["forgetting"]. None: no check.
     forgetting: str | None = None
     forgetting_limit: int | None = None  # cap on its questions (None: all)
+    # Processes each fine-tuning cell trains on: Ray Train workers under --executor ray (harness/raytrain.py).
+    # 1: the cell trains in its own process. Part of the training cache key (losses differ across world sizes).
+    train_workers: int = 1
 
     def __post_init__(self):
         for name in ("limit", "train_limit", "forgetting_limit"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("batch_size", "max_new_tokens"):
+        for name in ("batch_size", "max_new_tokens", "train_workers"):
             v = getattr(self, name)
             if name == "batch_size" and v is None:
                 continue

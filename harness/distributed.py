@@ -43,9 +43,28 @@ def _options(values: list[str]) -> dict:
     return out
 
 
-def train_here(args, rank: int, world: int) -> dict:
+def train_strategy(spec, config, ctx, out: Path) -> dict:
+    """FineTune._train on this process's share of every batch: every rank calls it (under torchrun
+    or Ray Train, harness/raytrain.py), rank 0 writes OUT/checkpoint. Returns what to record."""
     import torch.distributed as dist
 
+    from .train import shard
+
+    rank, world = shard()
+    strat = spec.cls(config)
+    settings, phases = strat.settings(), strat.phases(ctx)
+    details = strat._train(ctx, settings, phases, out / "checkpoint")
+    digests = [params_sha256(details.pop("model"))]
+    if world > 1:
+        mine, digests = digests[0], [None] * world
+        dist.all_gather_object(digests, mine)
+    return {**details, "strategy": spec.name, "benchmark": ctx.benchmark.name, "world_size": world,
+            "train_precision": "float32", "backend": dist.get_backend() if world > 1 else None,
+            "rank_params_sha256": digests, "ranks_identical": len(set(digests)) == 1,
+            "prompt_learning": strat.prompt_learning}
+
+
+def train_here(args, rank: int, world: int) -> dict:
     from .benchmark import load_benchmark
     from .cache import fingerprint
     from .finetune import FineTune
@@ -63,21 +82,11 @@ def train_here(args, rank: int, world: int) -> dict:
     out = Path(args.out)
     ctx = PrepareContext(benchmark=bench, runtime=runtime, workdir=out, seed=args.seed,
                          train_limit=args.train_limit, progress=False)
-    strat = spec.cls(config)
-    settings, phases = strat.settings(), strat.phases(ctx)
-    details = strat._train(ctx, settings, phases, out / "checkpoint")
-    digest = params_sha256(details.pop("model"))
-    digests = [digest]
-    if world > 1:
-        digests = [None] * world
-        dist.all_gather_object(digests, digest)
-    meta = {**details, "strategy": spec.name, "benchmark": bench.name, "world_size": world,
-            "train_precision": "float32", "backend": dist.get_backend() if world > 1 else None,
-            "rank_params_sha256": digests, "ranks_identical": len(set(digests)) == 1,
-            "fingerprint": fingerprint({"strategy": spec.name, "config": repr(config), "seed": args.seed,
-                                        "data_sha256": bench.meta.get("data_sha256"), "model": str(runtime.path),
-                                        "train_limit": args.train_limit, "world_size": world,
-                                        "train_precision": "float32"})}
+    meta = train_strategy(spec, config, ctx, out)
+    meta["fingerprint"] = fingerprint({"strategy": spec.name, "config": repr(config), "seed": args.seed,
+                                       "data_sha256": bench.meta.get("data_sha256"), "model": str(runtime.path),
+                                       "train_limit": args.train_limit, "world_size": world,
+                                       "train_precision": "float32"})
     if rank == 0:
         write_json(out / "meta.json", meta)
     return meta

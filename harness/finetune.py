@@ -106,8 +106,16 @@ class FineTune:
             self.model = model
             return {**details, "method": self.name, "training_reused_from": details["method"]}
         trained = {}
+        world = max(shard()[1], ctx.train_workers)
 
         def build(folder: Path) -> dict:
+            if world > shard()[1]:  # --train-workers K under --executor ray: K Ray Train workers train it
+                from .raytrain import train_on_workers
+
+                details = train_on_workers(self, ctx, folder)
+                self.prompt_learning = details.pop("prompt_learning")
+                trained["model"] = self.load(ctx.runtime.fresh_model(), folder / "checkpoint")
+                return {**details, "prompt_learning": self.prompt_learning}
             details = self._train(ctx, settings, phases, folder / "checkpoint")
             trained["model"] = details.pop("model")
             return {**details, "prompt_learning": self.prompt_learning}
@@ -118,7 +126,7 @@ class FineTune:
                  "dtype": str(ctx.runtime.dtype), "libraries": library_versions(),
                  "code": code_version(self._trainer_class()),
                  # results are not bit-identical across world sizes (float sums in another order)
-                 "world_size": shard()[1], "train_precision": "float32"}
+                 "world_size": world, "train_precision": "float32"}
         folder, details, hit = stage(ctx, "train", parts, build)
         if hit:
             self.prompt_learning = details.get("prompt_learning", False)

@@ -189,6 +189,8 @@ def cell_key(spec, config, bench, seed, cfg: RunConfig, runtime, cache: StageCac
         "batch_size": cfg.batch_size or runtime.default_batch_size, "device": runtime.device,
         "dtype": runtime.dtype_name, "model_sha256": cache.tree_hash(runtime.path),
         "libraries": library_versions(), "code": code_version(spec.cls), "format": CACHE_FORMAT,
+        # only when it is not 1, so that keys from before the option existed stay valid
+        **({"train_workers": cfg.train_workers} if cfg.train_workers > 1 and _fine_tunes(spec) else {}),
     })
 
 
@@ -215,7 +217,8 @@ def run_cell(spec, config, bench, seed, cfg, runtime, run_dir, progress, cache: 
             ctx = PrepareContext(benchmark=bench, runtime=runtime, workdir=workdir, seed=seed,
                                  train_limit=cfg.train_limit, batch_size=cfg.batch_size,
                                  max_new_tokens=cfg.max_new_tokens, progress=progress,
-                                 cache=cache if cache is not None and cache.enabled else None)
+                                 cache=cache if cache is not None and cache.enabled else None,
+                                 train_workers=cfg.train_workers)
             random.seed(seed)
             import torch
 
@@ -339,6 +342,10 @@ def run(cfg: RunConfig | None = None, progress: bool = True, log=print, *, cache
     if resume is not None:
         run_dir, previous, cfg = resume_target(resume)
     specs, configs, benches = plan(cfg)
+    if cfg.train_workers > 1 and executor is None:
+        raise ConfigError(f"train_workers {cfg.train_workers} needs --executor ray (Ray Train's TorchTrainer); "
+                          "on this machine without Ray, train on several processes with torchrun: "
+                          "torchrun --nproc_per_node K -m harness.distributed (docs/scale-out.md)")
     from .finetune import FineTune
 
     FineTune._trained.clear()  # models trained by an earlier run in this process are not reused

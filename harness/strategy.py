@@ -23,6 +23,7 @@ class PrepareContext:
     max_new_tokens: int = 24
     progress: bool = True
     cache: Any = None  # harness.cache.StageCache: strategies keep indexes and adapters there (None: workdir)
+    train_workers: int = 1  # fine-tuning trains on this many Ray Train workers (harness/raytrain.py)
 
     def train_examples(self) -> list[Example]:
         train = self.benchmark.split("train")

@@ -151,7 +151,8 @@ def _global_mean(loss, labels, world: int, has_data: bool, n_tokens: int):
     import torch.distributed as dist
 
     n = int((labels[:, 1:] != -100).sum()) if has_data else 0
-    stats = torch.tensor([float(loss.detach()) * n, n, n_tokens if has_data else 0], dtype=torch.float64)
+    stats = torch.tensor([float(loss.detach()) * n, n, n_tokens if has_data else 0], dtype=torch.float64,
+                         device=loss.device)  # NCCL reduces CUDA tensors only
     dist.all_reduce(stats)
     total, count, tokens = stats.tolist()
     return loss * (n * world / count), total / count, int(tokens)
