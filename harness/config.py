@@ -26,7 +26,7 @@ class RunConfig:
     dtype: str = "auto"
     limit: int | None = None        # cap on test questions (None: all)
     train_limit: int | None = None  # cap on train examples (None: all)
-    batch_size: int | None = None   # generation batch; None: the device's default (16 on CPU, 128 on CUDA)
+    batch_size: int | None = None   # generation batch; None: the device's default (64 on CPU, 128 on CUDA)
     max_new_tokens: int = 24        # short-answer QA; answers past 24 tokens are sentences anyway
     usd_per_hour: float = 0.085     # on-demand price of a 2-vCPU cloud machine (AWS c6i.large, us-east-1, 2026)
     out: str | None = None
