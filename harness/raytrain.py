@@ -5,9 +5,10 @@ stage cache calls `build(tmp folder)`, which lands here: a `TorchTrainer` starts
 sets up the torch process group on them (gloo on CPU, NCCL on GPU), and each worker runs the same
 training script as torchrun does (harness/distributed.py `train_strategy` -> FineTune._train, which
 finds the process group through torch.distributed and trains under DistributedDataParallel). Rank 0
-writes the adapter into the stage's temporary folder in the store, every rank returns its meta (Ray
-keeps rank 0's return value), and the stage cache renames the folder into place; the cell then loads
-the adapter and answers as usual. The world size is part of the training fingerprint, so K=2 and K=1
+writes the adapter into a folder of its own node and reports it as a Ray Train checkpoint, which Ray
+Train persists under the store (`<store>/ray-train`, a shared folder or the object store itself);
+the cell, possibly on another node, copies that checkpoint into the stage's build folder, the stage
+cache publishes it (rename, or upload + marker) and the cell loads the adapter and answers as usual. The world size is part of the training fingerprint, so K=2 and K=1
 are different cache entries.
 
 Resources: the cell's own task keeps its CPUs while it waits for the trainer, except that Ray lends
@@ -18,7 +19,7 @@ workers need K more. Works with Ray Train V2 (the default from Ray 2.5x, RAY_TRA
 """
 from __future__ import annotations
 
-import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,15 +51,15 @@ def train_on_workers(strat, ctx, folder: Path) -> dict:
     scaling = ScalingConfig(num_workers=k, use_gpu=use_gpu, resources_per_worker=per_worker,
                             # V1 gives the trainer actor 1 CPU by default, which a full cluster lacks
                             **({} if v2 else {"trainer_resources": {"CPU": 0}}))
-    storage = (ctx.cache.root if ctx.cache is not None else Path(folder).parent) / "ray-train"
+    storage, filesystem = _storage(ctx.cache, folder)
     name = f"{strat.name}-{Path(folder).name.strip('.')}"
     config = {"strategy": strat.name, "config": strat.config, "benchmark": ctx.benchmark,
               "seed": ctx.seed, "train_limit": ctx.train_limit, "model": str(ctx.runtime.path),
               "dtype": str(ctx.runtime.dtype).removeprefix("torch."), "use_gpu": use_gpu,
               "trust_remote_code": bool(getattr(ctx.runtime, "trust_remote_code", False)),
-              "workdir": str(Path(ctx.workdir).resolve()), "out": str(Path(folder).resolve()), "v2": v2}
+              "workdir": str(Path(ctx.workdir).resolve()), "v2": v2}
     trainer = TorchTrainer(_train_loop, train_loop_config=config, scaling_config=scaling,
-                           run_config=RunConfig(storage_path=str(storage), name=name))
+                           run_config=RunConfig(storage_path=storage, storage_filesystem=filesystem, name=name))
     t0 = time.perf_counter()
     try:
         result = trainer.fit()
@@ -67,11 +68,15 @@ def train_on_workers(strat, ctx, folder: Path) -> dict:
         raise StrategyFailed(f"{strat.name}: training on {k} Ray Train workers failed: "
                              f"{lines[-1] if lines else type(exc).__name__}") from None
     fit_s = time.perf_counter() - t0
-    shutil.rmtree(storage / name, ignore_errors=True)  # Ray Train's run state; the adapter is in `folder`
     # V2 hands back rank 0's return value; V1 only what was reported
     meta = getattr(result, "return_value", None) or (result.metrics or {}).get("meta")
-    if not meta or not (Path(folder) / "checkpoint").is_dir():
-        raise StrategyFailed(f"{strat.name}: the Ray Train run finished without an adapter in {folder}")
+    if not meta or result.checkpoint is None:
+        raise StrategyFailed(f"{strat.name}: the Ray Train run finished without an adapter checkpoint")
+    result.checkpoint.to_directory(str(Path(folder) / "checkpoint"))
+    try:  # Ray Train's run state; the adapter is now in `folder`
+        result.checkpoint.filesystem.delete_dir(str(Path(result.checkpoint.path).parent))
+    except OSError:
+        pass
     return {**meta, "ray_train": {"workers": k, "resources_per_worker": per_worker, "train_v2": v2,
                                   "fit_s": round(fit_s, 3)}}
 
@@ -97,7 +102,23 @@ def _train_loop(c: dict) -> dict:
                       trust_remote_code=c["trust_remote_code"])
     ctx = PrepareContext(benchmark=c["benchmark"], runtime=runtime, workdir=Path(c["workdir"]), seed=c["seed"],
                          train_limit=c["train_limit"], progress=False)
-    meta = train_strategy(get_spec(c["strategy"]), c["config"], ctx, Path(c["out"]))
-    if not c["v2"]:
-        ray.train.report({"meta": meta})  # every rank reports (a barrier); Ray keeps rank 0's metrics
+    with tempfile.TemporaryDirectory(prefix="harness-raytrain-") as out:
+        meta = train_strategy(get_spec(c["strategy"]), c["config"], ctx, Path(out))
+        # Every rank reports (a barrier); rank 0's adapter is the checkpoint, persisted to the store.
+        mine = Path(out) / "checkpoint"
+        checkpoint = ray.train.Checkpoint.from_directory(str(mine)) if mine.is_dir() else None
+        ray.train.report({} if c["v2"] else {"meta": meta}, checkpoint=checkpoint)
     return meta
+
+
+def _storage(cache, folder: Path):
+    """Where Ray Train persists the checkpoint: `<store>/ray-train`, as (path, pyarrow filesystem).
+    A folder store is a local path (shared by all nodes on a cluster); an object store goes through
+    its fsspec filesystem, wrapped for pyarrow, so any protocol the store takes works here too."""
+    if cache is None:
+        return str(Path(folder).resolve().parent / "ray-train"), None
+    if cache.remote is None:
+        return str(Path(cache.root) / "ray-train"), None
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    return f"{cache.remote.base}/ray-train", PyFileSystem(FSSpecHandler(cache.remote.fs))

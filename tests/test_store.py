@@ -4,6 +4,7 @@ artifacts downloaded into a local scratch folder on another node. memory:// and 
 stand-in (tests/norename_fs.py) play the object store; no network."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import uuid
@@ -284,6 +285,13 @@ def test_ray_workers_publish_to_a_no_rename_store(tiny_model, tiny_corpus, noren
         assert executor.submitted == 2
         again = run(cfg("again"), progress=False, log=lambda m: None, store=store, executor=executor)
         assert executor.submitted == 2 and executor.skipped == 2  # complete in the store: not submitted
+        # Ray Train persists rank 0's adapter checkpoint through the same no-rename store
+        two = run(dataclasses.replace(cfg("two"), strategies=("lora",), options={"lora": options["lora"]},
+                                      train_workers=2), progress=False,
+                  log=lambda m: None, store=store, executor=executor)
+    [t] = cells(two)
+    assert t["status"] == "ok", t.get("error")
+    assert t["prepare"]["ray_train"]["workers"] == 2 and t["prepare"]["world_size"] == 2
     a, b = cells(local), cells(remote)
     assert [c["status"] for c in b] == ["ok", "ok"], [c.get("error") for c in b]
     assert all("worker" in c for c in b)
@@ -295,5 +303,6 @@ def test_ray_workers_publish_to_a_no_rename_store(tiny_model, tiny_corpus, noren
     assert outputs[0] == outputs[1] == outputs[2]
     assert b[1]["prepare"]["stored_at"].startswith(f"{norename_url}/train/")
     fs, base = fsspec.core.url_to_fs(norename_url)
-    assert len(fs.glob(f"{base}/train/*/{MARKER}")) == 1 and len(fs.find(f"{base}/cells")) == 2
+    assert len(fs.glob(f"{base}/train/*/{MARKER}")) == 2 and len(fs.find(f"{base}/cells")) == 3
+    assert not fs.find(f"{base}/ray-train")  # Ray Train's run state is removed once the adapter is published
     assert not [p for p in fs.find(base) if ".tmp" in p]
