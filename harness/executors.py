@@ -296,7 +296,6 @@ def submit(config: str, address: str | None, run_args: list[str], dry_run: bool 
     the cluster gets this checkout and runs the same command on its head node."""
     if not Path(config).is_file():
         raise ConfigError(f"{config}: no such experiment file")
-    extra = run_args[1:] if run_args[:1] == ["--"] else run_args
     cmd = ["ray", "job", "submit", "--working-dir", "."]
     if address:
         cmd += ["--address", address]

@@ -141,3 +141,66 @@ def test_gpu_request_on_gpu_less_cluster_fails_fast(two_nodes, tiny_corpus, tiny
     assert time.perf_counter() - t0 < 30
     assert not (tmp_path / "out").exists()
     assert two_nodes.is_initialized()  # the test's own session is left alone
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_submit_runs_the_matrix_on_a_ray_start_cluster(tiny_corpus, tiny_model, tmp_path):
+    """`harness submit` against a real `ray start --head` cluster (loopback, dashboard on): Ray's job
+    server gets this checkout (--working-dir .) and runs `harness run --executor ray` on the head."""
+    import os
+    import secrets
+    import shutil
+    import signal
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    pytest.importorskip("ray.dashboard")
+    ray_bin = Path(sys.executable).parent / "ray"
+    if not ray_bin.exists() and shutil.which("ray") is None:
+        pytest.skip("the `ray` command is not installed")
+    repo = Path(__file__).resolve().parent.parent
+    temp = tempfile.mkdtemp(prefix="/tmp/rs")  # Ray's socket paths must stay short
+    gcs, dash = _free_port(), _free_port()
+    # Token authentication as docs/scale-out.md tells clients to set it up: the same token and
+    # RAY_AUTH_MODE=token on the head and on the client that submits.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "RAY_ADDRESS": "", "HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    # --block: the head's processes live and die with this one process, so only this cluster is stopped
+    head = subprocess.Popen(["ray", "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2",
+                             "--node-ip-address=127.0.0.1", "--include-dashboard=true",
+                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={temp}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        exp = tmp_path / "exp.yaml"
+        exp.write_text(f"benchmarks: [{tiny_corpus}]\nmodel: {tiny_model}\nstrategies:\n  zero-shot: {{}}\n"
+                       f"limit: 2\nmax_new_tokens: 6\n")
+        out = tmp_path / "out"
+        cmd = [sys.executable, "-m", "harness", "submit", "--address", f"http://127.0.0.1:{dash}", str(exp),
+               "--out", str(out), "--store", str(tmp_path / "store"), "--quiet"]
+        deadline = time.monotonic() + 120
+        while True:  # the job server answers some seconds after `ray start` returns
+            done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+            if done.returncode == 0 or time.monotonic() > deadline or head.poll() is not None:
+                break
+            if "Failed to connect" not in done.stdout + done.stderr and "Connection" not in done.stdout + done.stderr:
+                break
+            time.sleep(3)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        cells = json.loads((out / "results.json").read_text())["cells"]
+        assert [c["status"] for c in cells] == ["ok"] and "worker" in cells[0]
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
