@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --executor ray: each cell's generation runs on N ray.data actors (docs/scale-out.md)")
     r.add_argument("--train-workers", type=_positive, metavar="K",
                    help="with --executor ray: train each fine-tuning cell on K Ray Train workers (default 1)")
+    r.add_argument("--train-sharding", choices=("ddp", "fsdp"),
+                   help="how those K workers hold the model: ddp (replicated, default) or fsdp (sharded)")
     r.add_argument("--store", help="stage cache shared by all workers: a folder, file:///path, or an fsspec URL "
                    "such as s3://bucket/prefix (default ~/.cache/rag-or-finetune/stages)")
 
@@ -145,7 +147,7 @@ def _run(args, **where) -> int:
 
     if args.resume is not None:
         given = [f"--{k.replace('_', '-')}" for k in ("config", "benchmark", "strategies", "limit", "train_limit",
-                 "model", "device", "dtype", "batch_size", "seed", "out", "train_workers")
+                 "model", "device", "dtype", "batch_size", "seed", "out", "train_workers", "train_sharding")
                  if getattr(args, k) is not None]
         if given:
             raise HarnessError(f"--resume continues a run with its own config; drop {', '.join(given)}")
@@ -162,7 +164,7 @@ def _run(args, **where) -> int:
         "seeds": (args.seed,) if args.seed is not None else None,
         "trust_remote_code": args.trust_remote_code,
         "forgetting": args.forgetting, "forgetting_limit": args.forgetting_limit,
-        "train_workers": args.train_workers,
+        "train_workers": args.train_workers, "train_sharding": args.train_sharding,
     }
     cfg = make_config(args.config, overrides)
     if _decision_flags(args):

@@ -43,6 +43,8 @@ class RunConfig:
     # Processes each fine-tuning cell trains on: Ray Train workers under --executor ray (harness/raytrain.py).
     # 1: the cell trains in its own process. Part of the training cache key (losses differ across world sizes).
     train_workers: int = 1
+    # How those workers split the model: ddp (each holds all weights) or fsdp (sharded, FSDP2).
+    train_sharding: str = "ddp"
 
     def __post_init__(self):
         for name in ("limit", "train_limit", "forgetting_limit"):
@@ -55,6 +57,8 @@ class RunConfig:
                 continue
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        if self.train_sharding not in ("ddp", "fsdp"):
+            raise ConfigError(f"train_sharding must be ddp or fsdp, got {self.train_sharding!r}")
         if self.max_new_tokens > MAX_NEW_TOKENS:
             raise ConfigError(f"max_new_tokens must be at most {MAX_NEW_TOKENS}, got {self.max_new_tokens}")
         for seed in self.seeds:

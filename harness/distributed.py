@@ -5,6 +5,8 @@ on this process, or, under torchrun, on every rank with DistributedDataParallel.
     torchrun --nproc_per_node 2 -m harness.distributed --strategy lora ... --out DIR      # gloo on CPU
     torchrun --nnodes 2 --node_rank R --master_addr HEAD --nproc_per_node 8 -m harness.distributed ...
 
+`--sharding fsdp` shards weights, gradients and optimizer state across the ranks (FSDP2 `fully_shard`
+per decoder layer) for models one device cannot hold; the default, ddp, replicates them.
 Every rank draws the same batches and trains on its slice of each (harness/train.py); the seed is
 set before get_peft_model, so every rank starts from the same adapter. Rank 0 writes DIR/checkpoint
 and DIR/meta.json, which records the world size, the training precision and each rank's sha256 of
@@ -19,15 +21,18 @@ import sys
 from pathlib import Path
 
 from .errors import ConfigError, HarnessError
+from .train import SHARDINGS
 
 
-def params_sha256(model) -> str:
+def params_sha256(model, whole: dict | None = None) -> str:
+    """sha256 of the trainable weights; under FSDP from `whole`, the gathered state dict."""
     import torch
 
     h = hashlib.sha256()
     for name, p in sorted(model.named_parameters()):
         if p.requires_grad:
-            h.update(name.encode() + b"\0" + p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+            t = whole[name] if whole is not None else p
+            h.update(name.encode() + b"\0" + t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
@@ -48,18 +53,20 @@ def train_strategy(spec, config, ctx, out: Path) -> dict:
     or Ray Train, harness/raytrain.py), rank 0 writes OUT/checkpoint. Returns what to record."""
     import torch.distributed as dist
 
-    from .train import shard
+    from .train import full_state_dict, shard
 
     rank, world = shard()
     strat = spec.cls(config)
     settings, phases = strat.settings(), strat.phases(ctx)
     details = strat._train(ctx, settings, phases, out / "checkpoint")
-    digests = [params_sha256(details.pop("model"))]
+    model = details.pop("model")
+    digests = [params_sha256(model, full_state_dict(model))]
     if world > 1:
         mine, digests = digests[0], [None] * world
         dist.all_gather_object(digests, mine)
     return {**details, "strategy": spec.name, "benchmark": ctx.benchmark.name, "world_size": world,
             "train_precision": "float32", "backend": dist.get_backend() if world > 1 else None,
+            "sharding": ctx.train_sharding if world > 1 else None,
             "rank_params_sha256": digests, "ranks_identical": len(set(digests)) == 1,
             "prompt_learning": strat.prompt_learning}
 
@@ -81,12 +88,13 @@ def train_here(args, rank: int, world: int) -> dict:
     runtime = Runtime(args.model, device=args.device, progress=False)
     out = Path(args.out)
     ctx = PrepareContext(benchmark=bench, runtime=runtime, workdir=out, seed=args.seed,
-                         train_limit=args.train_limit, progress=False)
+                         train_limit=args.train_limit, progress=False, train_sharding=args.sharding)
     meta = train_strategy(spec, config, ctx, out)
     meta["fingerprint"] = fingerprint({"strategy": spec.name, "config": repr(config), "seed": args.seed,
                                        "data_sha256": bench.meta.get("data_sha256"), "model": str(runtime.path),
                                        "train_limit": args.train_limit, "world_size": world,
-                                       "train_precision": "float32"})
+                                       "train_precision": "float32",
+                                       **({"sharding": args.sharding} if world > 1 and args.sharding != "ddp" else {})})
     if rank == 0:
         write_json(out / "meta.json", meta)
     return meta
@@ -103,6 +111,9 @@ def main(argv=None) -> int:
     p.add_argument("--train-limit", type=int, help="use only the first M train examples")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="strategy option (repeatable)")
     p.add_argument("--out", required=True, help="folder for checkpoint/ and meta.json")
+    p.add_argument("--sharding", choices=SHARDINGS, default="ddp",
+                   help="with several processes: ddp (every rank holds all weights) or fsdp (FSDP2, weights, "
+                        "gradients and optimizer state sharded across ranks)")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))

@@ -14,7 +14,7 @@ from . import prompts
 from .cache import code_version, library_versions, stage
 from .errors import StrategyFailed
 from .strategy import PrepareContext, answer_prompts
-from .train import Pair, TrainSettings, data_parallel, shard, total_steps, train
+from .train import Pair, TrainSettings, data_parallel, full_state_dict, shard, total_steps, train
 from .types import Example, Prediction
 
 
@@ -52,7 +52,7 @@ class FineTune:
     def wrap(self, base, steps: int):  # pragma: no cover - each kind defines it
         raise NotImplementedError
 
-    def save(self, model, path: Path) -> None:  # pragma: no cover
+    def save(self, model, path: Path, state_dict: dict | None = None) -> None:  # pragma: no cover
         raise NotImplementedError
 
     def finish(self, model):
@@ -126,7 +126,9 @@ class FineTune:
                  "dtype": str(ctx.runtime.dtype), "libraries": library_versions(),
                  "code": code_version(self._trainer_class()),
                  # results are not bit-identical across world sizes (float sums in another order)
-                 "world_size": world, "train_precision": "float32"}
+                 "world_size": world, "train_precision": "float32",
+                 # sharded training sums in another order again; keys of DDP runs stay as they were
+                 **({"sharding": ctx.train_sharding} if world > 1 and ctx.train_sharding != "ddp" else {})}
         folder, details, hit = stage(ctx, "train", parts, build)
         if hit:
             self.prompt_learning = details.get("prompt_learning", False)
@@ -152,7 +154,8 @@ class FineTune:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         hook = getattr(getattr(model, "base_model", None), "update_and_allocate", None)  # AdaLoRA
         rec, measured = None, {}
-        trained = data_parallel(model)  # DDP under torchrun (harness/distributed.py), else the model itself
+        # DDP or FSDP under torchrun / Ray Train (harness/distributed.py), else the model itself
+        trained = data_parallel(model, ctx.train_sharding)
         for phase, pairs in phases:
             r = train(trained, pairs, settings, pad_id=ctx.runtime.pad_id, seed=ctx.seed,
                       device=ctx.runtime.device, name=f"training {self.name} on {phase}", progress=ctx.progress,
@@ -162,8 +165,9 @@ class FineTune:
         if len(phases) > 1:
             details["phases"] = [{"task": name, "examples": len(pairs)} for name, pairs in phases]
         details.update(measured)
+        whole = full_state_dict(model)  # FSDP: gathered on every rank (a collective); else None
         if shard()[0] == 0:  # every rank holds the same weights; one writes them
-            self.save(model, artifact)
+            self.save(model, artifact, whole)
         return {"method": self.name, **details, "trainable_params": trainable, "total_params": total_params,
                 **rec.as_dict(), "epochs": settings.epochs, "lr": settings.lr, "seed": ctx.seed, "model": model}
 
@@ -195,8 +199,8 @@ class PeftFineTune(FineTune):
         self.prompt_learning = bool(getattr(config, "is_prompt_learning", False))
         return model, {"peft_type": str(config.peft_type.value).lower(), "artifact": "adapter"}
 
-    def save(self, model, path: Path) -> None:
-        model.save_pretrained(path)
+    def save(self, model, path: Path, state_dict: dict | None = None) -> None:
+        model.save_pretrained(path, **({"state_dict": state_dict} if state_dict is not None else {}))
 
     def load(self, base, path: Path):
         from peft import PeftModel

@@ -57,7 +57,7 @@ def train_on_workers(strat, ctx, folder: Path) -> dict:
               "seed": ctx.seed, "train_limit": ctx.train_limit, "model": str(ctx.runtime.path),
               "dtype": str(ctx.runtime.dtype).removeprefix("torch."), "use_gpu": use_gpu,
               "trust_remote_code": bool(getattr(ctx.runtime, "trust_remote_code", False)),
-              "workdir": str(Path(ctx.workdir).resolve()), "v2": v2}
+              "workdir": str(Path(ctx.workdir).resolve()), "v2": v2, "sharding": ctx.train_sharding}
     trainer = TorchTrainer(_train_loop, train_loop_config=config, scaling_config=scaling,
                            run_config=RunConfig(storage_path=storage, storage_filesystem=filesystem, name=name))
     t0 = time.perf_counter()
@@ -101,7 +101,7 @@ def _train_loop(c: dict) -> dict:
     runtime = Runtime(c["model"], device=device, dtype=c["dtype"], progress=False,
                       trust_remote_code=c["trust_remote_code"])
     ctx = PrepareContext(benchmark=c["benchmark"], runtime=runtime, workdir=Path(c["workdir"]), seed=c["seed"],
-                         train_limit=c["train_limit"], progress=False)
+                         train_limit=c["train_limit"], progress=False, train_sharding=c["sharding"])
     with tempfile.TemporaryDirectory(prefix="harness-raytrain-") as out:
         meta = train_strategy(get_spec(c["strategy"]), c["config"], ctx, Path(out))
         # Every rank reports (a barrier); rank 0's adapter is the checkpoint, persisted to the store.

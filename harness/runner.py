@@ -191,6 +191,8 @@ def cell_key(spec, config, bench, seed, cfg: RunConfig, runtime, cache: StageCac
         "libraries": library_versions(), "code": code_version(spec.cls), "format": CACHE_FORMAT,
         # only when it is not 1, so that keys from before the option existed stay valid
         **({"train_workers": cfg.train_workers} if cfg.train_workers > 1 and _fine_tunes(spec) else {}),
+        **({"train_sharding": cfg.train_sharding} if cfg.train_workers > 1 and cfg.train_sharding != "ddp"
+           and _fine_tunes(spec) else {}),
     })
 
 
@@ -218,7 +220,7 @@ def run_cell(spec, config, bench, seed, cfg, runtime, run_dir, progress, cache: 
                                  train_limit=cfg.train_limit, batch_size=cfg.batch_size,
                                  max_new_tokens=cfg.max_new_tokens, progress=progress,
                                  cache=cache if cache is not None and cache.enabled else None,
-                                 train_workers=cfg.train_workers)
+                                 train_workers=cfg.train_workers, train_sharding=cfg.train_sharding)
             random.seed(seed)
             import torch
 

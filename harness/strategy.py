@@ -24,6 +24,7 @@ class PrepareContext:
     progress: bool = True
     cache: Any = None  # harness.cache.StageCache: strategies keep indexes and adapters there (None: workdir)
     train_workers: int = 1  # fine-tuning trains on this many Ray Train workers (harness/raytrain.py)
+    train_sharding: str = "ddp"  # with several training processes: ddp, or fsdp (weights sharded)
 
     def train_examples(self) -> list[Example]:
         train = self.benchmark.split("train")

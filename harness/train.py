@@ -135,13 +135,41 @@ def shard() -> tuple[int, int]:
     return 0, 1
 
 
-def data_parallel(model):
-    """The model wrapped for data-parallel training when this process is one of several ranks."""
+SHARDINGS = ("ddp", "fsdp")
+
+
+def data_parallel(model, sharding: str = "ddp"):
+    """The model wrapped for data-parallel training when this process is one of several ranks.
+    ddp: every rank holds all weights (DistributedDataParallel). fsdp: FSDP2's `fully_shard` on each
+    decoder layer and then the whole model, so each rank holds 1/world of the weights, gradients and
+    optimizer state (models that do not fit one device); gradients are averaged as under DDP, so
+    the loss scaling below holds for both. `fully_shard` changes the model in place."""
     if shard()[1] == 1:
+        return model
+    if sharding == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for module in model.modules():  # decoder blocks: the ModuleList named `layers` (Llama, Qwen, Mistral ...)
+            if isinstance(module, torch.nn.ModuleList) and len(module) and hasattr(module[0], "self_attn"):
+                for layer in module:
+                    fully_shard(layer)
+        fully_shard(model)
         return model
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(model)
+
+
+def full_state_dict(model) -> dict | None:
+    """Every weight whole on every rank, when FSDP sharded them (a collective: all ranks call it);
+    None when the model is not sharded (its own tensors are whole)."""
+    from torch.distributed.tensor import DTensor
+
+    if not any(isinstance(p, DTensor) for p in model.parameters()):
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
 
 
 def _global_mean(loss, labels, world: int, has_data: bool, n_tokens: int):

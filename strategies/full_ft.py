@@ -38,16 +38,17 @@ class FullFineTune(FineTune):
                 module.requires_grad_(True)
         return base, {"artifact": "checkpoint (trained weights)", "train_layers": n or "all"}
 
-    def save(self, model, path: Path) -> None:
+    def save(self, model, path: Path, state_dict: dict | None = None) -> None:
         from safetensors.torch import save_file
 
         path.mkdir(parents=True, exist_ok=True)
-        # Only what training changed; tied tensors are saved once.
+        # Only what training changed; tied tensors are saved once. Under FSDP `state_dict` holds the
+        # gathered weights (model's own parameters are shards).
         tensors, seen = {}, set()
         for name, p in model.named_parameters():
-            if p.requires_grad and p.data_ptr() not in seen:
-                seen.add(p.data_ptr())
-                tensors[name] = p.detach().contiguous().cpu()
+            if p.requires_grad and id(p) not in seen:  # a sharded (DTensor) parameter has no data_ptr of its own
+                seen.add(id(p))
+                tensors[name] = (state_dict[name] if state_dict is not None else p).detach().contiguous().cpu()
         save_file(tensors, str(path / "trained.safetensors"))
 
     def load(self, base, path: Path):

@@ -39,7 +39,8 @@ def _outputs(run_dir):
 
 
 @pytest.mark.slow
-def test_two_worker_ray_train_adapter_is_what_the_cell_evaluates(tiny_corpus, tiny_model, tmp_path):
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
+def test_two_worker_ray_train_adapter_is_what_the_cell_evaluates(tiny_corpus, tiny_model, tmp_path, sharding):
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.train.torch")
     from harness.benchmark import load_benchmark
@@ -55,7 +56,8 @@ def test_two_worker_ray_train_adapter_is_what_the_cell_evaluates(tiny_corpus, ti
     ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
     try:
         with RayExecutor() as executor:
-            two = run(_cfg(tiny_corpus, tiny_model, tmp_path, "two", train_workers=2), progress=False,
+            two = run(_cfg(tiny_corpus, tiny_model, tmp_path, "two", train_workers=2, train_sharding=sharding),
+                      progress=False,
                       log=lambda m: None, store=store, executor=executor)
     finally:
         ray.shutdown()
@@ -69,6 +71,7 @@ def test_two_worker_ray_train_adapter_is_what_the_cell_evaluates(tiny_corpus, ti
     assert str(folder) in prep["artifact_path"]
     meta = json.loads((folder / prep["artifact_path"].split("/")[-2] / "meta.json").read_text())
     assert (meta["world_size"], meta["backend"], meta["ranks_identical"]) == (2, "gloo", True)
+    assert meta["sharding"] == sharding
     assert len(meta["rank_params_sha256"]) == 2
     assert len(list(folder.iterdir())) == 2  # the 1-process adapter is another cache entry
     assert not list((store / "ray-train").iterdir())  # Ray Train's run state is removed after success
@@ -81,7 +84,7 @@ def test_two_worker_ray_train_adapter_is_what_the_cell_evaluates(tiny_corpus, ti
     bench = load_benchmark(str(tiny_corpus))
     ctx = PrepareContext(benchmark=bench, runtime=Runtime(str(tiny_model), device="cpu", progress=False),
                          workdir=tmp_path / "here", seed=0, train_limit=8, max_new_tokens=6, progress=False,
-                         cache=StageCache(root=store), train_workers=2)
+                         cache=StageCache(root=store), train_workers=2, train_sharding=sharding)
     details = strat.prepare(ctx)
     assert details["artifact_cached"] and details["artifact_path"] == prep["artifact_path"]
     test = bench.split("test")[:2]
@@ -97,14 +100,17 @@ def test_train_workers_is_part_of_fine_tuning_cells_keys_only(tiny_corpus, tiny_
     bench = load_benchmark(str(tiny_corpus))
     cache = StageCache(root=tmp_path / "store")
 
-    def key(name, workers):
+    def key(name, workers, sharding="ddp"):
         cfg = RunConfig(benchmarks=(str(tiny_corpus),), strategies=(name,), model=str(tiny_model),
-                        train_workers=workers)
+                        train_workers=workers, train_sharding=sharding)
         spec = get_spec(name)
         return cell_key(spec, build_config(spec, {}), bench, 0, cfg, LazyRuntime(cfg, progress=False), cache)
 
     assert key("lora", 2) != key("lora", 1)  # another adapter, so other answers
     assert key("zero-shot", 2) == key("zero-shot", 1)  # nothing trained: the same cell
+    assert key("lora", 2, "fsdp") != key("lora", 2)  # sharded training sums in another order
+    assert key("lora", 1, "fsdp") == key("lora", 1)  # one process: nothing to shard
+    assert key("zero-shot", 2, "fsdp") == key("zero-shot", 1)
 
 
 @pytest.mark.parametrize("device, assigned, cluster, message", [
