@@ -33,8 +33,8 @@ demo: install
 test: dev
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_FLAGS)
 
-# Performance suite (~15 min on 2 idle cores): bench/results.json and docs/performance.md.
-# BENCH_FLAGS=--quick for a ~3 min smoke run; --e2e adds two timed default runs (~25 min).
+# Performance suite (15 min on 2 idle cores, 2026-11-27): bench/results.json and docs/performance.md.
+# BENCH_FLAGS=--quick for a smaller smoke run (one repetition); --e2e adds two timed default runs (~11 min each).
 BENCH_FLAGS ?=
 bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench $(BENCH_FLAGS)

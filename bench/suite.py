@@ -3,7 +3,7 @@ headline figures as ratios measured in the same run. Writes bench/results.json a
 docs/performance.md.
 
     python -m bench                 # the suite (~15 min on 2 idle cores)
-    python -m bench --quick         # smaller counts, one repetition (~3 min): a smoke run
+    python -m bench --quick         # smaller counts, one repetition: a smoke run
     python -m bench --only generation,training --reps 3
     python -m bench --e2e           # also the default `make demo` run, twice (~25 min more)
     python -m bench --dry-run --model DIR --benchmark DIR   # code paths on a fixture model, in-process
@@ -80,7 +80,7 @@ def git_commit() -> str | None:
 def parse(argv):
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="about a third of the work, one repetition (~3 min)")
+    ap.add_argument("--quick", action="store_true", help="about a third of the work, one repetition")
     ap.add_argument("--dry-run", action="store_true",
                     help="tiny counts in this one process; with --model/--benchmark of a fixture, seconds")
     ap.add_argument("--reps", type=int, help="interleaved repetitions per comparison (default 2; --quick 1)")
