@@ -186,12 +186,13 @@ def test_submit_runs_the_matrix_on_a_ray_start_cluster(tiny_corpus, tiny_model, 
         out = tmp_path / "out"
         cmd = [sys.executable, "-m", "harness", "submit", "--address", f"http://127.0.0.1:{dash}", str(exp),
                "--out", str(out), "--store", str(tmp_path / "store"), "--quiet"]
-        deadline = time.monotonic() + 120
-        while True:  # the job server answers some seconds after `ray start` returns
+        deadline = time.monotonic() + 180
+        not_ready = ("Failed to connect", "Connection", "try again later")  # e.g. "No available agent to submit job"
+        while True:  # the job server and its agent answer some seconds after `ray start` returns
             done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
             if done.returncode == 0 or time.monotonic() > deadline or head.poll() is not None:
                 break
-            if "Failed to connect" not in done.stdout + done.stderr and "Connection" not in done.stdout + done.stderr:
+            if not any(s in done.stdout + done.stderr for s in not_ready):
                 break
             time.sleep(3)
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
