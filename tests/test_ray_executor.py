@@ -169,7 +169,9 @@ def test_submit_runs_the_matrix_on_a_ray_start_cluster(tiny_corpus, tiny_model, 
         pytest.skip("the `ray` command is not installed")
     repo = Path(__file__).resolve().parent.parent
     temp = tempfile.mkdtemp(prefix="/tmp/rs")  # Ray's socket paths must stay short
-    gcs, dash = _free_port(), _free_port()
+    # Every port chosen free here: Ray's fixed defaults (the dashboard agent's 52365 above all) may be
+    # held by another cluster on the machine, and then the job server finds no agent to submit to.
+    gcs, dash, *agent = (_free_port() for _ in range(7))
     # Token authentication as docs/scale-out.md tells clients to set it up: the same token and
     # RAY_AUTH_MODE=token on the head and on the client that submits.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -177,7 +179,10 @@ def test_submit_runs_the_matrix_on_a_ray_start_cluster(tiny_corpus, tiny_model, 
     # --block: the head's processes live and die with this one process, so only this cluster is stopped
     head = subprocess.Popen(["ray", "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2",
                              "--node-ip-address=127.0.0.1", "--include-dashboard=true",
-                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={temp}"],
+                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={temp}",
+                             *(f"--{name}={port}" for name, port in zip(
+                                 ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
+                                  "metrics-export-port", "ray-client-server-port"), agent))],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         exp = tmp_path / "exp.yaml"
