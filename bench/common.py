@@ -35,15 +35,15 @@ def use_all_cores() -> int:
 
 
 def load_benchmark_only(opts: Options):
-    from harness.benchmark import load_benchmark
+    from harness.data.benchmark import load_benchmark
 
     use_all_cores()
     return load_benchmark(opts.benchmark)
 
 
 def load(opts: Options):
-    from harness.benchmark import load_benchmark
-    from harness.runtime import Runtime
+    from harness.data.benchmark import load_benchmark
+    from harness.model.runtime import Runtime
 
     use_all_cores()
     return Runtime(opts.model, device=opts.device, progress=False), load_benchmark(opts.benchmark)
@@ -54,7 +54,7 @@ _INDEXES: dict = {}
 
 def embed_index(embedder: str, device: str):
     """One harness Index (one MiniLM load) per process; build() replaces its contents."""
-    from harness.retrieval import Index
+    from harness.methods.retrieval import Index
 
     if (embedder, device) not in _INDEXES:
         _INDEXES[embedder, device] = Index(embedder, device=device)
@@ -64,7 +64,7 @@ def embed_index(embedder: str, device: str):
 def build_chunks(index, chunks) -> None:
     """Index exactly these chunks with the harness's Index: each chunk becomes one whole document
     (id = its position), so the text embedded is the chunk's and hits map back by doc id."""
-    from harness.types import Document
+    from harness.core.types import Document
 
     docs = [Document(id=str(i), text=ch.text) for i, ch in enumerate(chunks)]
     index.build(docs, words=10**9, overlap=0)

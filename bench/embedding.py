@@ -14,7 +14,14 @@ import copy
 
 import numpy as np
 
-from .common import Options, build_chunks, embed_index, interleaved, load_benchmark_only, timed
+from .common import (
+    Options,
+    build_chunks,
+    embed_index,
+    interleaved,
+    load_benchmark_only,
+    timed,
+)
 from .stats import percentile
 
 K = 3
@@ -37,7 +44,7 @@ def index_type(index) -> str:
 def measure(opts: Options, sizes=(1_000, 10_000, 100_000)) -> dict:
     import faiss
 
-    from harness.retrieval import Chunk, chunk_documents
+    from harness.methods.retrieval import Chunk, chunk_documents
     from strategies.rag import RagConfig
 
     bench = load_benchmark_only(opts)

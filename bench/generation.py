@@ -19,7 +19,7 @@ BATCH = 16
 
 def prompts_for(rt, bench, n_closed: int, n_rag: int, k: int = 3) -> dict[str, list[str]]:
     """Chat-templated prompt strings of both conditions, built by the harness's own strategies."""
-    from harness import prompts
+    from harness.methods import prompts
     from strategies.rag import RagConfig
 
     prompter = prompts.Prompter.for_benchmark(bench)
@@ -88,7 +88,7 @@ def padded_positions(lengths: list[int], batches: list[list[int]]) -> int:
 
 
 def measure(opts: Options) -> dict:
-    from harness.runtime import _length_batches
+    from harness.model.runtime import _length_batches
 
     rt, bench = load(opts)
     conditions = prompts_for(rt, bench, opts.n(48, 4), opts.n(32, 4) if not opts.dry_run else 4)

@@ -23,7 +23,7 @@ def unit(x):
 def measure(x, q, label) -> None:
     import faiss
 
-    from harness.retrieval import new_faiss_index
+    from harness.methods.retrieval import new_faiss_index
 
     exact = faiss.IndexFlatIP(x.shape[1])
     exact.add(x)

@@ -25,9 +25,9 @@ def main(argv=None) -> int:
     import ray
     from conftest import build_tiny_model, write_corpus
 
-    from harness.config import RunConfig
-    from harness.executors import RayExecutor
-    from harness.runner import run
+    from harness.engine.config import RunConfig
+    from harness.engine.runner import run
+    from harness.engine.scaleout.executors import RayExecutor
 
     tmp = Path(tempfile.mkdtemp(prefix="raytrain-overhead-"))
     os.environ["HARNESS_CACHE"] = str(tmp / "cache")

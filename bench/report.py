@@ -2,7 +2,6 @@
 existing docs/performance.md is hand-written and kept when the page is regenerated."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from .common import BF16_WORTH_IT
@@ -146,7 +145,7 @@ def markdown(results: dict) -> str:
 
 
 def write(results: dict, out: Path, doc: Path) -> None:
-    from harness.records import write_atomic, write_json
+    from harness.core.records import write_atomic, write_json
 
     write_json(out, results)
     notes = ""

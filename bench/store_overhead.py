@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     import fsspec
     from norename_fs import NoRenameFileSystem
 
-    from harness.cache import StageCache
+    from harness.cache.stages import StageCache
 
     fsspec.register_implementation("norename", NoRenameFileSystem, clobber=True)
     blob = os.urandom(args.mb << 20)

@@ -106,7 +106,7 @@ def parse(argv):
 def main(argv=None) -> int:
     args = parse(argv)
     if args.one:  # a child process: one measurement
-        from harness.records import write_json
+        from harness.core.records import write_json
 
         write_json(Path(args.json), run_one(args.one, Options(**json.loads(args.options))))
         return 0

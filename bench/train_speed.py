@@ -49,10 +49,10 @@ def plain_loop(model, pairs, pad_id, batch_size, lr, device="cpu"):
 def measure(opts: Options, examples: int | None = None) -> dict:
     import peft
 
-    from harness.finetune import qa_pairs
-    from harness.resources import measure as measured
-    from harness.strategy import PrepareContext
-    from harness.train import TrainSettings, train
+    from harness.methods.finetune import qa_pairs
+    from harness.methods.strategy import PrepareContext
+    from harness.methods.train import TrainSettings, train
+    from harness.model.resources import measure as measured
 
     rt, bench = load(opts)
     n = examples or opts.n(48, 8)

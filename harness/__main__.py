@@ -1,6 +1,6 @@
 """`python -m harness` is the `harness` command."""
 import sys
 
-from .cli import main
+from harness.cli import main
 
 sys.exit(main())

@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from .errors import HarnessError
+from harness.core.errors import HarnessError
 
 
 def _strategies_arg(value: str) -> tuple[str, ...]:
@@ -133,7 +133,7 @@ def _decision_flags(args) -> dict:
 
 
 def cmd_run(args) -> int:
-    from .executors import executor_for, store_root
+    from harness.engine.scaleout.executors import executor_for, store_root
 
     store = store_root(args.store)
     with executor_for(args) as executor:
@@ -141,9 +141,9 @@ def cmd_run(args) -> int:
 
 
 def _run(args, **where) -> int:
-    from .config import make_config
-    from .registry import all_strategies
-    from .runner import run
+    from harness.engine.config import make_config
+    from harness.engine.runner import run
+    from harness.methods.registry import all_strategies
 
     if args.resume is not None:
         given = [f"--{k.replace('_', '-')}" for k in ("config", "benchmark", "strategies", "limit", "train_limit",
@@ -168,7 +168,7 @@ def _run(args, **where) -> int:
     }
     cfg = make_config(args.config, overrides)
     if _decision_flags(args):
-        from .decision import DecisionConfig
+        from harness.analysis.decision import DecisionConfig
 
         decision = {**cfg.decision, **_decision_flags(args)}
         DecisionConfig.from_dict(decision)
@@ -184,7 +184,7 @@ def _progress(args) -> bool:
 
 
 def _finish_run(run_dir) -> int:
-    from .report import console_table
+    from harness.report.document import console_table
 
     print()
     print(console_table(run_dir))
@@ -193,20 +193,20 @@ def _finish_run(run_dir) -> int:
 
 
 def cmd_submit(args) -> int:
-    from .executors import submit
+    from harness.engine.scaleout.executors import submit
 
     return submit(args.config, args.address, args.run_args, dry_run=args.dry_run)
 
 
 def cmd_gate(args) -> int:
-    from .gate import gate
+    from harness.report.gate import gate
 
     return gate(args.baseline, args.current, margin=args.margin, metric=args.metric,
                 max_latency_ratio=args.max_latency_ratio, max_cost_ratio=args.max_cost_ratio, junit=args.junit)
 
 
 def cmd_strategies(_args) -> int:
-    from .registry import all_strategies, describe_config
+    from harness.methods.registry import all_strategies, describe_config
 
     for name, spec in all_strategies().items():
         print(f"{name:14s} {spec.description}")
@@ -217,7 +217,7 @@ def cmd_strategies(_args) -> int:
 
 
 def cmd_benchmarks(_args) -> int:
-    from .benchmark import builtin_benchmarks, load_benchmark
+    from harness.data.benchmark import builtin_benchmarks, load_benchmark
 
     for name in builtin_benchmarks():
         b = load_benchmark(name)
@@ -227,7 +227,7 @@ def cmd_benchmarks(_args) -> int:
 
 
 def cmd_corpus(args) -> int:
-    from .corpus import check_command
+    from harness.data.corpus import check_command
 
     return check_command(args)
 
@@ -235,7 +235,7 @@ def cmd_corpus(args) -> int:
 def cmd_report(args) -> int:
     from pathlib import Path
 
-    from .report import write_reports
+    from harness.report.document import write_reports
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "results.json").is_file():
@@ -246,8 +246,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .compare import compare, write_compare
-    from .report import render_markdown
+    from harness.report.compare import compare, write_compare
+    from harness.report.document import render_markdown
 
     doc = compare(args.run_a, args.run_b, args.prices)
     print(render_markdown(doc))
@@ -281,7 +281,7 @@ def _add_lmeval_parsers(sub) -> None:
 
 
 def cmd_export_lm_eval(args) -> int:
-    from .lmeval_bridge import export_task
+    from harness.lmeval.bridge import export_task
 
     path = export_task(args.benchmark, args.out_dir, name=args.name)
     print(f"wrote {path} (task {path.stem}); run it with:\n"
@@ -293,7 +293,7 @@ def cmd_export_lm_eval(args) -> int:
 def cmd_lm_eval(args) -> int:
     import yaml
 
-    from .lmeval_bridge import results_table, run_lm_eval
+    from harness.lmeval.bridge import results_table, run_lm_eval
 
     options = {}
     for item in args.option:

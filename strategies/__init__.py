@@ -1,4 +1,4 @@
-"""Built-in strategies: one module each, registered with @harness.registry.strategy.
+"""Built-in strategies: one module each, registered with @harness.methods.registry.strategy.
 
 The runner imports every module in this package, so adding a strategy is adding a file.
 """

@@ -2,11 +2,11 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
-from harness import prompts
-from harness.errors import ConfigError, StrategyFailed
-from harness.registry import strategy
-from harness.strategy import PrepareContext, answer_prompts
-from harness.types import Example, Prediction
+from harness.core.errors import ConfigError, StrategyFailed
+from harness.core.types import Example, Prediction
+from harness.methods import prompts
+from harness.methods.registry import strategy
+from harness.methods.strategy import PrepareContext, answer_prompts
 
 
 @dataclass(frozen=True)

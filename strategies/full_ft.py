@@ -1,9 +1,9 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import ConfigError, StrategyFailed
-from harness.finetune import FineTune
-from harness.registry import strategy
+from harness.core.errors import ConfigError, StrategyFailed
+from harness.methods.finetune import FineTune
+from harness.methods.registry import strategy
 
 
 @dataclass(frozen=True)

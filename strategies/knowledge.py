@@ -1,8 +1,8 @@
 from dataclasses import dataclass
 
-from harness.errors import ConfigError
-from harness.finetune import qa_pairs
-from harness.registry import strategy
+from harness.core.errors import ConfigError
+from harness.methods.finetune import qa_pairs
+from harness.methods.registry import strategy
 from strategies.lora import LoraAdapter, LoraConfig
 
 

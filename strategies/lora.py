@@ -1,8 +1,8 @@
 from dataclasses import dataclass
 
-from harness.errors import ConfigError
-from harness.finetune import PeftFineTune
-from harness.registry import strategy
+from harness.core.errors import ConfigError
+from harness.methods.finetune import PeftFineTune
+from harness.methods.registry import strategy
 
 
 @dataclass(frozen=True)

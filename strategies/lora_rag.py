@@ -1,9 +1,9 @@
 from dataclasses import dataclass
 from typing import Sequence
 
-from harness.registry import strategy
-from harness.retrieval import DEFAULT_EMBEDDER
-from harness.types import Example, Prediction
+from harness.core.types import Example, Prediction
+from harness.methods.registry import strategy
+from harness.methods.retrieval import DEFAULT_EMBEDDER
 from strategies.lora import LoraAdapter, LoraConfig
 from strategies.rag import Rag, RagConfig
 

@@ -1,11 +1,11 @@
 import random
 from dataclasses import dataclass
 
-from harness.benchmark import load_benchmark
-from harness.errors import ConfigError
-from harness.finetune import qa_pairs
-from harness.prompts import Prompter
-from harness.registry import strategy
+from harness.core.errors import ConfigError
+from harness.data.benchmark import load_benchmark
+from harness.methods.finetune import qa_pairs
+from harness.methods.prompts import Prompter
+from harness.methods.registry import strategy
 from strategies.lora import LoraAdapter, LoraConfig
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.errors import ConfigError, StrategyFailed
-from harness.finetune import PeftFineTune
-from harness.registry import strategy
+from harness.core.errors import ConfigError, StrategyFailed
+from harness.methods.finetune import PeftFineTune
+from harness.methods.registry import strategy
 
 ATTN = ["q_proj", "k_proj", "v_proj", "o_proj"]
 

@@ -1,10 +1,10 @@
 import random
 from dataclasses import dataclass
 
-from harness.errors import ConfigError
-from harness.prompts import Prompter, show_choices
-from harness.registry import strategy
-from harness.retrieval import chunk_documents
+from harness.core.errors import ConfigError
+from harness.methods.prompts import Prompter, show_choices
+from harness.methods.registry import strategy
+from harness.methods.retrieval import chunk_documents
 from strategies.lora_rag import LoraRag, LoraRagConfig
 
 

@@ -2,13 +2,20 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from harness import prompts
-from harness.cache import code_version, documents_hash, library_versions, stage
-from harness.errors import ConfigError
-from harness.registry import strategy
-from harness.retrieval import DEFAULT_EMBEDDER, Index, count_chunks, embedder_path, recall_at
-from harness.strategy import PrepareContext, answer_prompts
-from harness.types import Example, Prediction
+from harness.cache.hashing import code_version, documents_hash, library_versions
+from harness.cache.stages import stage
+from harness.core.errors import ConfigError
+from harness.core.types import Example, Prediction
+from harness.methods import prompts
+from harness.methods.registry import strategy
+from harness.methods.retrieval import (
+    DEFAULT_EMBEDDER,
+    Index,
+    count_chunks,
+    embedder_path,
+    recall_at,
+)
+from harness.methods.strategy import PrepareContext, answer_prompts
 
 
 @dataclass(frozen=True)

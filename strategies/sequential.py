@@ -1,12 +1,12 @@
 from dataclasses import dataclass
 
-from harness import metrics
-from harness.benchmark import load_benchmark
-from harness.errors import StrategyFailed
-from harness.finetune import qa_pairs
-from harness.prompts import Prompter
-from harness.registry import strategy
-from harness.strategy import PrepareContext, answer_prompts
+from harness.analysis import metrics
+from harness.core.errors import StrategyFailed
+from harness.data.benchmark import load_benchmark
+from harness.methods.finetune import qa_pairs
+from harness.methods.prompts import Prompter
+from harness.methods.registry import strategy
+from harness.methods.strategy import PrepareContext, answer_prompts
 from strategies.lora import LoraAdapter, LoraConfig
 
 

@@ -66,7 +66,7 @@ def write_corpus(root: Path, docs=DOCS, questions=QUESTIONS) -> Path:
 def stage_cache(tmp_path_factory):
     """Tests cache their stages in a fresh folder, never the user's; the converted packaged model
     stays where it is (a link), so the real-model tests do not convert it again."""
-    from harness.modelstore import cache_dir
+    from harness.core.paths import cache_dir
 
     real = cache_dir()
     root = tmp_path_factory.mktemp("harness-cache")

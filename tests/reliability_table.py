@@ -46,7 +46,7 @@ Decisions:
   tokenizer_config.json has `auto_map` (its own Python code) is refused unless `--trust-remote-code`
   (config key `trust_remote_code: true`) is given.
 - Names that become paths (a benchmark's name from benchmark.json, a strategy name) go through
-  `harness.paths.safe_name`, and the artifact folder is checked to resolve inside the run folder.
+  `harness.core.paths.safe_name`, and the artifact folder is checked to resolve inside the run folder.
 - A run folder is claimed atomically: timestamped folders with an exclusive mkdir (a suffix on a
   clash), an `--out` folder with an O_EXCL marker file (`.run-claimed`).
 - A full disk (ENOSPC) while writing a record or report: the temporary file is removed, the

@@ -5,11 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import DOCS, QUESTIONS, write_corpus
-from harness.benchmark import builtin_benchmarks, load_benchmark
-from harness.errors import DataError, HarnessError
 
+from harness.core.errors import DataError, HarnessError
+from harness.data.benchmark import builtin_benchmarks, load_benchmark
 
 # -- the embedded benchmark ---------------------------------------------------------------------
 

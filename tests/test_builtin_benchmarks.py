@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.benchmark import CORPORA_DIR, builtin_benchmarks, load_benchmark
+from harness.data.benchmark import CORPORA_DIR, builtin_benchmarks, load_benchmark
 
 # name -> (task, documents, train, test); the same numbers are in each benchmark.json and SOURCE.md
 COUNTS = {

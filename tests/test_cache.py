@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import RunConfig
-from harness.records import read_jsonl, temp_files
-from harness.runner import run
+from harness.core.records import read_jsonl, temp_files
+from harness.engine.config import RunConfig
+from harness.engine.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]
 LORA = {"epochs": 1, "r": 4, "alpha": 8}

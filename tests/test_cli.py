@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -226,11 +225,10 @@ def test_bad_batch_size_is_an_argparse_error(capsys):
 def in_process(tmp_path, monkeypatch):
     """Call harness.cli.main() here, with run folders going to a tmp folder."""
     from harness import cli as cli_mod
-    from harness import runner
 
     reports = tmp_path / "reports"
     reports.mkdir()
-    monkeypatch.setattr(runner, "REPORTS", reports)
+    monkeypatch.setenv("HARNESS_REPORTS", str(reports))
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM"):
         monkeypatch.setenv(var, os.environ.get(var, "1" if var != "TOKENIZERS_PARALLELISM" else "false"))
     return cli_mod.main, reports
@@ -248,8 +246,8 @@ def test_config_with_unknown_strategy_option(in_process, tmp_path, capsys):
 
 def test_strategies_flag_drops_options_of_other_strategies(in_process, tmp_path, monkeypatch, capsys):
     # --strategies zero-shot drops lora, and with it lora's options: validation must pass.
-    from harness import runner
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
+    from harness.engine import runner
 
     main, reports = in_process
     (tmp_path / "exp.yaml").write_text("strategies:\n  zero-shot: {}\n  lora: {lr: 0.01}\nlimit: 1\n")

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import registry
-from harness.config import DEFAULT_STRATEGIES, RunConfig, load_yaml, make_config
-from harness.errors import ConfigError, HarnessError
+from harness.core.errors import ConfigError, HarnessError
+from harness.engine.config import DEFAULT_STRATEGIES, RunConfig, load_yaml, make_config
+from harness.methods import registry
 
 CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")
                  if p.name != "prices.yaml")  # the price table, not an experiment (tests/test_cost.py)

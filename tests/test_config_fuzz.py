@@ -16,9 +16,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import registry, runner
-from harness.config import _YAML_KEYS, RunConfig, make_config
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
+from harness.engine import runner
+from harness.engine.config import _YAML_KEYS, RunConfig, make_config
+from harness.methods import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 N = int(os.environ.get("HARNESS_FUZZ_EXAMPLES", "60"))
@@ -138,7 +139,7 @@ def test_fuzz_cli(tmp_path_factory, monkeypatch, command, argv):
     from harness import cli
 
     reports = tmp_path_factory.mktemp("reports")
-    monkeypatch.setattr(runner, "REPORTS", reports)
+    monkeypatch.setenv("HARNESS_REPORTS", str(reports))
     monkeypatch.setattr(runner, "run", lambda cfg, **_: (_ for _ in ()).throw(HarnessError("stub: no run")))
     argv = [a for a in argv if "--debug" not in a]  # --debug re-raises by design
     out, err = io.StringIO(), io.StringIO()

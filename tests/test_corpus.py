@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import DOCS, QUESTIONS, write_corpus
-from harness import cli, runner
-from harness.benchmark import load_benchmark
-from harness.corpus import CorpusError, check_corpus, load_corpus, unsafe_id
-from harness.errors import DataError, HarnessError
+
+from harness import cli
+from harness.core.errors import DataError, HarnessError
+from harness.data.benchmark import load_benchmark
+from harness.data.corpus import CorpusError, check_corpus, load_corpus, unsafe_id
+from harness.engine import runner
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -67,7 +68,7 @@ def test_md_documents_jsonl_questions_and_benchmark_json(tmp_path):
 
 
 def test_builtin_corpora_load_the_same_by_path_and_by_name():
-    from harness.benchmark import builtin_benchmarks
+    from harness.data.benchmark import builtin_benchmarks
 
     for name in builtin_benchmarks():
         a, b = load_benchmark(name), load_benchmark(str(REPO / "corpora" / name))
@@ -122,8 +123,8 @@ def test_split_flags_reach_the_loader_through_the_cli(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("ratio", [0, -0.1, 1.5, float("nan")])
 def test_bad_test_ratio(tmp_path, ratio):
-    from harness.config import RunConfig
-    from harness.errors import ConfigError
+    from harness.core.errors import ConfigError
+    from harness.engine.config import RunConfig
 
     with pytest.raises(ConfigError):
         RunConfig(test_ratio=ratio)
@@ -284,7 +285,7 @@ def test_a_50mb_document_is_chunked_not_rejected(tmp_path):
     b = load_benchmark(str(root))
     big = next(d for d in b.documents if d.id == "d1")
     assert len(big.text) > 50_000_000
-    from harness.retrieval import iter_chunks
+    from harness.methods.retrieval import iter_chunks
 
     first = next(iter_chunks(b.documents, 100, 20))
     assert first[0] == 0 and len(big.text[first[1]:first[2]].split()) == 100
@@ -366,15 +367,15 @@ def test_run_with_a_broken_corpus_stops_before_the_model(case, tmp_path, monkeyp
     break_it, expected = ISSUE8_CASES[case]
     break_it(root)
     reports = tmp_path / "reports"
-    monkeypatch.setattr(runner, "REPORTS", reports)
+    monkeypatch.setenv("HARNESS_REPORTS", str(reports))
 
     class NoModel:
         def __init__(self, *a, **k):
             raise AssertionError("the model must not load for a broken corpus")
 
-    import harness.runtime
+    import harness.model.runtime
 
-    monkeypatch.setattr(harness.runtime, "Runtime", NoModel)
+    monkeypatch.setattr(harness.model.runtime, "Runtime", NoModel)
     assert cli.main(["run", "--corpus", str(root), "--strategies", "zero-shot,rag", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.benchmark import load_benchmark
-from harness.corpus import check_corpus
-from harness.errors import HarnessError
-from harness.types import Benchmark
+from harness.core.errors import HarnessError
+from harness.core.types import Benchmark
+from harness.data.benchmark import load_benchmark
+from harness.data.corpus import check_corpus
 
 ids = st.one_of(st.sampled_from(["d1", "d2", "q1", "q2", "../x", "/abs", "a\\b", "..", "", " ", "n\0l"]),
                 st.text(max_size=6))

@@ -1,11 +1,18 @@
 """Price table, break-even arithmetic and the recommendation rule, against hand-computed numbers."""
 import pytest
 
-from harness.config import make_config
-from harness.cost import (DAYS_PER_MONTH, Costs, cell_costs, crossover_monthly, crossover_total, load_prices,
-                          machine_price)
-from harness.decision import DecisionConfig, recommend
-from harness.errors import ConfigError
+from harness.analysis.cost import (
+    DAYS_PER_MONTH,
+    Costs,
+    cell_costs,
+    crossover_monthly,
+    crossover_total,
+    load_prices,
+    machine_price,
+)
+from harness.analysis.decision import DecisionConfig, recommend
+from harness.core.errors import ConfigError
+from harness.engine.config import make_config
 
 
 def test_default_price_table_loads():

@@ -18,7 +18,7 @@ ARGS = ["--strategy", "lora", "--option", "dropout=0", "--option", "batch_size=4
 def _train(tmp_path, tiny_corpus, tiny_model, name, launcher, args=ARGS):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     out = tmp_path / name
-    cmd = [sys.executable, *launcher, "-m", "harness.distributed", "--benchmark", str(tiny_corpus),
+    cmd = [sys.executable, *launcher, "-m", "harness.engine.scaleout.distributed", "--benchmark", str(tiny_corpus),
            "--model", str(tiny_model), "--out", str(out), *args]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -39,7 +39,7 @@ def test_torchrun_two_ranks_match_one_process(tmp_path, tiny_corpus, tiny_model)
 
 
 def test_script_refuses_strategies_that_do_not_train(tmp_path, tiny_corpus, tiny_model, capsys):
-    from harness.distributed import main
+    from harness.engine.scaleout.distributed import main
 
     code = main(["--strategy", "zero-shot", "--benchmark", str(tiny_corpus), "--model", str(tiny_model),
                  "--out", str(tmp_path / "x")])

@@ -3,12 +3,11 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from harness.config import RunConfig
-from harness.errors import ConfigError
-from harness.records import read_jsonl
-from harness.runner import run
+from harness.core.errors import ConfigError
+from harness.core.records import read_jsonl
+from harness.engine.config import RunConfig
+from harness.engine.runner import run
 from strategies.peft_methods import METHODS
 
 ALL = ["lora", "full-ft", *METHODS]
@@ -57,8 +56,8 @@ def test_methods_differ_in_size(trained):
 def test_saved_adapter_reloads_to_identical_predictions(trained, tiny_model, method):
     from peft import PeftModel
 
-    from harness import prompts
-    from harness.runtime import Runtime
+    from harness.methods import prompts
+    from harness.model.runtime import Runtime
 
     run_dir, cells = trained
     rt = Runtime(str(tiny_model), device="cpu", progress=False)

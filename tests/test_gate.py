@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import metrics
-from harness.config import RunConfig
-from harness.errors import HarnessError
-from harness.gate import compare, gate, load_run
-from harness.records import read_jsonl, write_json, write_jsonl
-from harness.runner import run
-
+from harness.analysis import metrics
+from harness.core.errors import HarnessError
+from harness.core.records import read_jsonl, write_json, write_jsonl
+from harness.engine.config import RunConfig
+from harness.engine.runner import run
+from harness.report.gate import compare, gate, load_run
 
 
 def make_run(folder: Path, outputs: dict[str, list[str]], *, bench="tiny", data="abc", latency=1.0, seed=0) -> Path:

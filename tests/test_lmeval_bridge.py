@@ -6,14 +6,19 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import DOCS
-from harness import metrics
+
+from harness.analysis import metrics
 from harness.cli import main
-from harness.config import RunConfig
-from harness.errors import ConfigError, HarnessError
-from harness.lmeval_bridge import evaluate, export_task, harness_lm_class, prepare_strategy
-from harness.prompts import Prompter
+from harness.core.errors import ConfigError, HarnessError
+from harness.engine.config import RunConfig
+from harness.lmeval.bridge import (
+    evaluate,
+    export_task,
+    harness_lm_class,
+    prepare_strategy,
+)
+from harness.methods.prompts import Prompter
 
 MC_QUESTIONS = [
     ("m1", "Who opened the Harbor City bridge?", ["Alice Stone", "Raj Patel", "Marta Ruiz"], "Alice Stone", "test", "d1"),
@@ -201,7 +206,7 @@ def test_strategies_answer_exported_task_through_lm_eval(tiny_model, tiny_corpus
 
 
 def test_forgetting_check_in_run_records(tiny_model, tiny_corpus, tmp_path):
-    from harness.runner import run
+    from harness.engine.runner import run
 
     with pytest.raises(ConfigError, match="forgetting"):
         RunConfig(forgetting="no_such_task")
@@ -225,7 +230,7 @@ def test_forgetting_check_in_run_records(tiny_model, tiny_corpus, tmp_path):
 
 
 def test_forgetting_keys_in_experiment_yaml(tmp_path):
-    from harness.config import make_config
+    from harness.engine.config import make_config
 
     path = tmp_path / "exp.yaml"
     path.write_text("strategies: [lora]\nforgetting: boolq\nforgetting_limit: 50\n")

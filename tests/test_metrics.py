@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness import metrics
-from harness.metrics import (
+from harness.analysis import metrics
+from harness.analysis.metrics import (
     EXTRACTION_RULE,
     bootstrap_ci,
     contains,
@@ -16,7 +16,6 @@ from harness.metrics import (
     score,
     token_f1,
 )
-
 
 # -- normalize -------------------------------------------------------------------------------
 

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import DOCS
-from harness import metrics, prompts
-from harness.benchmark import load_benchmark
-from harness.errors import DataError
-from harness.runtime import Runtime
-from harness.types import Example
+
+from harness.analysis import metrics
+from harness.core.errors import DataError
+from harness.core.types import Example
+from harness.data.benchmark import load_benchmark
+from harness.methods import prompts
+from harness.model.runtime import Runtime
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def test_loglikelihood_matches_lm_eval_hflm(rt):
 
 
 def test_loglikelihood_rejects_an_empty_continuation(rt):
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
 
     with pytest.raises(HarnessError):
         rt.loglikelihood([([1, 2, 3], [])])
@@ -163,8 +164,8 @@ def test_bad_choices_are_data_errors(tmp_path, row, message):
 
 @pytest.fixture(scope="module")
 def mc_run(tiny_model, tmp_path_factory):
-    from harness.config import RunConfig
-    from harness.runner import run
+    from harness.engine.config import RunConfig
+    from harness.engine.runner import run
 
     root = write_mc_corpus(tmp_path_factory.mktemp("mc") / "mc")
     out = tmp_path_factory.mktemp("mc-run") / "run"
@@ -197,8 +198,8 @@ def test_every_strategy_chooses_one_of_the_options(mc_run):
 
 
 def test_lora_trains_on_the_correct_choice_text(rt, tmp_path):
-    from harness.finetune import qa_pairs
-    from harness.strategy import PrepareContext
+    from harness.methods.finetune import qa_pairs
+    from harness.methods.strategy import PrepareContext
 
     b = load_benchmark(str(write_mc_corpus(tmp_path / "mc")))
     ctx = PrepareContext(benchmark=b, runtime=rt, workdir=tmp_path)

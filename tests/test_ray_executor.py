@@ -9,7 +9,7 @@ import time
 import pytest
 
 from harness.cli import main
-from harness.config import RunConfig
+from harness.engine.config import RunConfig
 
 RUN = ["--strategies", "zero-shot", "--limit", "2", "--quiet"]
 
@@ -67,8 +67,8 @@ def _outputs(run_dir):
 @pytest.mark.slow
 def test_local_ray_cluster_matches_local_executor(tiny_corpus, tiny_model, tmp_path):
     ray = pytest.importorskip("ray")
-    from harness.executors import RayExecutor
-    from harness.runner import run
+    from harness.engine.runner import run
+    from harness.engine.scaleout.executors import RayExecutor
 
     lora = {"lora": {"epochs": 1, "batch_size": 4}}
     cfg = _cfg(tiny_corpus, tiny_model, tmp_path, "local", ("zero-shot", "lora"), options=lora)
@@ -110,8 +110,8 @@ def two_nodes():
 
 @pytest.mark.slow
 def test_two_nodes_share_cells_and_rerun_skips_completed(two_nodes, tiny_corpus, tiny_model, tmp_path):
-    from harness.executors import RayExecutor
-    from harness.runner import run
+    from harness.engine.runner import run
+    from harness.engine.scaleout.executors import RayExecutor
 
     logs = []
     store = tmp_path / "store"

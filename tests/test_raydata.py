@@ -42,8 +42,8 @@ def test_pooled_calls_split_into_the_local_batches(tiny_model):
     what one local call gives (prompts of several lengths behind a long shared prefix)."""
     from dataclasses import asdict
 
-    from harness.raydata import DataParallel, PooledRuntime
-    from harness.runtime import Runtime
+    from harness.engine.scaleout.raydata import DataParallel, PooledRuntime
+    from harness.model.runtime import Runtime
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a loaded 2-core machine made OpenMP spin (see test_lmeval_bridge.py)
@@ -75,9 +75,9 @@ def test_pooled_calls_split_into_the_local_batches(tiny_model):
 @pytest.mark.slow
 def test_two_actors_give_the_local_answers_once(tiny_corpus, tiny_model, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
-    from harness.config import RunConfig
-    from harness.executors import RayExecutor
-    from harness.runner import run
+    from harness.engine.config import RunConfig
+    from harness.engine.runner import run
+    from harness.engine.scaleout.executors import RayExecutor
 
     log = tmp_path / "actors.log"
     monkeypatch.setenv("HARNESS_RAYDATA_LOG", str(log))  # before ray.init: the workers inherit it
@@ -124,9 +124,9 @@ def test_two_actors_give_the_local_answers_once(tiny_corpus, tiny_model, tmp_pat
 def test_data_parallel_on_one_gpu_fails_fast(tiny_model):
     """On CUDA the cell keeps its GPU: one GPU leaves none for an actor (a logical GPU is enough here)."""
     ray = pytest.importorskip("ray")
-    from harness.config import RunConfig
-    from harness.errors import HarnessError
-    from harness.executors import RayExecutor
+    from harness.core.errors import HarnessError
+    from harness.engine.config import RunConfig
+    from harness.engine.scaleout.executors import RayExecutor
 
     ray.init(num_cpus=1, num_gpus=1, include_dashboard=False, logging_level="warning")
     try:

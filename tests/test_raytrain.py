@@ -7,8 +7,8 @@ import json
 import pytest
 
 from harness.cli import main
-from harness.config import RunConfig
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
+from harness.engine.config import RunConfig
 
 LORA = {"lora": {"epochs": 2, "batch_size": 4, "dropout": 0.0}}  # dropout 0: ranks draw no different masks
 
@@ -43,13 +43,13 @@ def _outputs(run_dir):
 def test_two_worker_ray_train_adapter_is_what_the_cell_evaluates(tiny_corpus, tiny_model, tmp_path, sharding):
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.train.torch")
-    from harness.benchmark import load_benchmark
-    from harness.cache import StageCache
-    from harness.executors import RayExecutor
-    from harness.registry import build_config, get_spec
-    from harness.runner import run
-    from harness.runtime import Runtime
-    from harness.strategy import PrepareContext
+    from harness.cache.stages import StageCache
+    from harness.data.benchmark import load_benchmark
+    from harness.engine.runner import run
+    from harness.engine.scaleout.executors import RayExecutor
+    from harness.methods.registry import build_config, get_spec
+    from harness.methods.strategy import PrepareContext
+    from harness.model.runtime import Runtime
 
     store = tmp_path / "store"
     one = run(_cfg(tiny_corpus, tiny_model, tmp_path, "one"), progress=False, log=lambda m: None, store=store)
@@ -92,10 +92,10 @@ def test_two_worker_ray_train_adapter_is_what_the_cell_evaluates(tiny_corpus, ti
 
 
 def test_train_workers_is_part_of_fine_tuning_cells_keys_only(tiny_corpus, tiny_model, tmp_path):
-    from harness.benchmark import load_benchmark
-    from harness.cache import StageCache
-    from harness.registry import build_config, get_spec
-    from harness.runner import LazyRuntime, cell_key
+    from harness.cache.stages import StageCache
+    from harness.data.benchmark import load_benchmark
+    from harness.engine.runner import LazyRuntime, cell_key
+    from harness.methods.registry import build_config, get_spec
 
     bench = load_benchmark(str(tiny_corpus))
     cache = StageCache(root=tmp_path / "store")
@@ -124,8 +124,8 @@ def test_workers_the_cluster_cannot_hold_fail_at_once(monkeypatch, tmp_path, dev
 
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.train.torch")
-    from harness.errors import StrategyFailed
-    from harness.raytrain import train_on_workers
+    from harness.core.errors import StrategyFailed
+    from harness.engine.scaleout.raytrain import train_on_workers
 
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
     monkeypatch.setattr(ray, "cluster_resources", lambda: cluster)

@@ -3,22 +3,22 @@ import json
 
 import pytest
 
-from harness.benchmark import load_benchmark
-from harness.config import RunConfig
-from harness.runner import run
+from harness.data.benchmark import load_benchmark
+from harness.engine.config import RunConfig
+from harness.engine.runner import run
 
 pytestmark = pytest.mark.real_model
 
 
 @pytest.fixture(scope="module")
 def runtime():
-    from harness.runtime import Runtime
+    from harness.model.runtime import Runtime
 
     return Runtime("smollm2-135m", device="cpu", progress=False)
 
 
 def test_reads_the_answer_from_a_gold_paragraph(runtime):
-    from harness import prompts
+    from harness.methods import prompts
 
     bench = load_benchmark("squadshifts_nyt")
     docs = {d.id: d.text for d in bench.documents}

@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import write_corpus
-from harness import registry, runner
-from harness.config import RunConfig, make_config
-from harness.errors import ConfigError, HarnessError
+
+from harness.core.errors import ConfigError, HarnessError
+from harness.engine import runner
+from harness.engine.config import RunConfig, make_config
+from harness.methods import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 rel = pytest.mark.reliability
@@ -37,11 +38,11 @@ def cli(tmp_path, monkeypatch, capsys):
     """harness.cli.main in process, run folders under tmp; returns (rc, stderr lines, reports dir).
     Loading a model counts as work: the Runtime is replaced by one that records the call."""
     from harness import cli as cli_mod
-    from harness import runtime
+    from harness.model import runtime
 
     reports = tmp_path / "reports"
     reports.mkdir()
-    monkeypatch.setattr(runner, "REPORTS", reports)
+    monkeypatch.setenv("HARNESS_REPORTS", str(reports))
     loads = []
     real = runtime.Runtime
 
@@ -250,6 +251,7 @@ def faulty_run(tmp_path_factory, tiny_model):
     """One run on the tiny model: zero-shot works, four test-only strategies fail in different ways,
     and the benchmark's own name tries to climb out of the run folder."""
     import torch
+
     from strategies.lora import Lora, LoraConfig
 
     @dataclass(frozen=True)
@@ -287,8 +289,8 @@ def faulty_run(tmp_path_factory, tiny_model):
     saved = dict(registry._REGISTRY)
     registry._REGISTRY.update(specs)
     reports = tmp / "reports"
-    old = runner.REPORTS
-    runner.REPORTS = reports
+    old = os.environ.get("HARNESS_REPORTS")
+    os.environ["HARNESS_REPORTS"] = str(reports)
     try:
         for name, spec in specs.items():
             spec.cls.name = name
@@ -297,7 +299,10 @@ def faulty_run(tmp_path_factory, tiny_model):
                         options={"t-nan": {"epochs": 1, "batch_size": 4}})
         run_dir = runner.run(cfg, progress=False, log=lambda m: None)
     finally:
-        runner.REPORTS = old
+        if old is None:
+            os.environ.pop("HARNESS_REPORTS", None)
+        else:
+            os.environ["HARNESS_REPORTS"] = old
         registry._REGISTRY.clear()
         registry._REGISTRY.update(saved)
     results = json.loads((run_dir / "results.json").read_text())
@@ -348,7 +353,7 @@ def test_other_strategies_survive_faults(faulty_run):
 def test_benchmark_name_cannot_leave_the_run_folder(faulty_run):
     assert faulty_run.cells["zero-shot"]["benchmark"] == "..escaped"
     inside = [p for p in (faulty_run.dir / "artifacts").iterdir()]
-    from harness.paths import safe_name
+    from harness.core.paths import safe_name
 
     assert [p.name for p in inside] == [safe_name("..escaped")]
     assert inside[0].parent == faulty_run.dir / "artifacts" and not inside[0].name.startswith(".")
@@ -372,7 +377,7 @@ class _FrozenClock:
 
 @rel("fault", "runs started in the same second (8 threads) get 8 different run folders")
 def test_same_second_runs_get_different_folders(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "REPORTS", tmp_path)
+    monkeypatch.setenv("HARNESS_REPORTS", str(tmp_path))
     monkeypatch.setattr(runner, "dt", _FrozenClock)
     barrier = threading.Barrier(8)
     got, errors = [], []
@@ -398,9 +403,9 @@ def test_same_second_processes(tmp_path):
     start = time.time() + 3
     code = (
         "import datetime, sys, time, types; from pathlib import Path\n"
-        "from harness import runner\n"
+        "import os; from harness.engine import runner\n"
         "now = lambda tz=None: datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=tz)\n"
-        "runner.REPORTS = Path(sys.argv[2])\n"
+        "os.environ['HARNESS_REPORTS'] = sys.argv[2]\n"
         "runner.dt = types.SimpleNamespace(datetime=types.SimpleNamespace(now=now), timezone=datetime.timezone)\n"
         "time.sleep(max(0, float(sys.argv[3]) - time.time()))\n"
         "print(runner.new_run_dir(None))\n"
@@ -416,7 +421,7 @@ def test_same_second_processes(tmp_path):
 
 @rel("fault", "two runs given the same --out at once: exactly one gets the folder")
 def test_same_out_folder(tmp_path):
-    from harness.paths import claim_folder
+    from harness.core.paths import claim_folder
 
     out = tmp_path / "run"
     barrier = threading.Barrier(6)
@@ -450,7 +455,7 @@ def _enospc(*_a, **_k):
 @rel("fault", "disk full (ENOSPC) while rewriting a report: the previous report stays intact")
 def test_full_disk_keeps_previous_report(faulty_run, tmp_path, monkeypatch, capsys):
     from harness import cli as cli_mod
-    from harness import records
+    from harness.core import records
 
     run_dir = tmp_path / "run"
     shutil.copytree(faulty_run.dir, run_dir)
@@ -469,7 +474,7 @@ def test_full_disk_keeps_previous_report(faulty_run, tmp_path, monkeypatch, caps
 
 @rel("fault", "disk full during the write itself: old file intact, temp file removed")
 def test_full_disk_in_write(tmp_path, monkeypatch):
-    from harness import records
+    from harness.core import records
 
     target = tmp_path / "results.json"
     records.write_json(target, {"v": 1})
@@ -518,7 +523,7 @@ def test_remote_code_is_refused(cli, tmp_path, tiny_corpus, tiny_model, where):
 
 @rel("security", "trust_remote_code is off by default and --trust-remote-code reaches the model loader")
 def test_trust_remote_code_flag(cli, tmp_path, tiny_corpus, tiny_model, monkeypatch):
-    from harness import modelstore
+    from harness.model import modelstore
 
     assert RunConfig().trust_remote_code is False
     assert make_config(None, {"trust_remote_code": None}).trust_remote_code is False
@@ -540,7 +545,7 @@ def test_trust_remote_code_flag(cli, tmp_path, tiny_corpus, tiny_model, monkeypa
 
 @rel("security", "a malicious pickle (pytorch_model.bin) beside safetensors weights is never unpickled")
 def test_pickle_weights_are_never_loaded(tmp_path, tiny_model):
-    from harness.runtime import Runtime
+    from harness.model.runtime import Runtime
 
     model = _copy_model(tiny_model, tmp_path / "m")
     marker = tmp_path / "unpickled"
@@ -569,7 +574,7 @@ UNSAFE_CALLS = [
 ]
 # Reviewed exceptions: FAISS reads back only indexes the harness wrote into its own stage cache
 # (FAISS's binary format; no pickle), under a key of the corpus, embedder and chunking.
-ALLOWED = {"reading a FAISS index file (pickled metadata elsewhere)": {"harness/retrieval.py"}}
+ALLOWED = {"reading a FAISS index file (pickled metadata elsewhere)": {"harness/methods/retrieval.py"}}
 
 
 @rel("security", "no code path unpickles, evals, imports by name or trusts remote code (source scan)")
@@ -601,7 +606,7 @@ def test_unsafe_patterns_match():
 @pytest.mark.parametrize("name", ["../../x", "/etc/passwd", "a/b", "a\\b", "..", ".", "", "x\0y", ".hidden",
                                   "C:\\win", "ü/名前", "a" * 300])
 def test_safe_name(tmp_path, name):
-    from harness.paths import inside, safe_name
+    from harness.core.paths import inside, safe_name
 
     s = safe_name(name)
     assert s and "/" not in s and "\\" not in s and "\0" not in s and not s.startswith(".")
@@ -613,7 +618,7 @@ def test_safe_name(tmp_path, name):
 
 @rel("security", "a symlink planted in the run folder cannot lead artifacts outside it")
 def test_inside_refuses_symlink_escape(tmp_path):
-    from harness.paths import inside
+    from harness.core.paths import inside
 
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "bench").symlink_to(tmp_path)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, metrics
-from harness.records import read_jsonl, write_jsonl
+from harness import cli
+from harness.analysis import metrics
+from harness.core.records import read_jsonl, write_jsonl
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "reports" / "example"
 

@@ -10,11 +10,10 @@ import struct
 from pathlib import Path
 
 import pytest
-
-from harness.report import write_reports
-from harness.records import write_jsonl
-
 from browser import Page, ensure_chromium
+
+from harness.core.records import write_jsonl
+from harness.report.document import write_reports
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "reports" / "example"
 

@@ -8,9 +8,15 @@ import zlib
 import numpy as np
 import pytest
 
-from harness.errors import HarnessError
-from harness.retrieval import Index, chunk_documents, chunk_spans, count_chunks, iter_chunks
-from harness.types import Document
+from harness.core.errors import HarnessError
+from harness.core.types import Document
+from harness.methods.retrieval import (
+    Index,
+    chunk_documents,
+    chunk_spans,
+    count_chunks,
+    iter_chunks,
+)
 
 
 class HashEncoder:

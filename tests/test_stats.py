@@ -5,7 +5,7 @@ import random
 import numpy as np
 import pytest
 
-from harness import stats
+from harness.analysis import stats
 
 
 def test_binomial_tail_by_hand():

@@ -1,4 +1,4 @@
-"""--store on an object store (harness/store.py): entries published by uploading their files and then
+"""--store on an object store (harness/cache/store.py): entries published by uploading their files and then
 a completion marker, never by a rename; half-uploaded or corrupt entries recomputed, not loaded;
 artifacts downloaded into a local scratch folder on another node. memory:// and a no-rename
 stand-in (tests/norename_fs.py) play the object store; no network."""
@@ -14,12 +14,13 @@ import fsspec
 import pytest
 from norename_fs import NoRenameFileSystem
 
-from harness.cache import StageCache, fingerprint
+from harness.cache.hashing import fingerprint
+from harness.cache.stages import StageCache
+from harness.cache.store import MARKER
 from harness.cli import main
-from harness.config import RunConfig
-from harness.records import read_jsonl, temp_files
-from harness.runner import run
-from harness.store import MARKER
+from harness.core.records import read_jsonl, temp_files
+from harness.engine.config import RunConfig
+from harness.engine.runner import run
 
 TESTS = Path(__file__).resolve().parent
 
@@ -209,7 +210,7 @@ def _run(cfg, store):
 
 def test_a_matrix_on_a_memory_store_publishes_then_hits_from_any_node(tiny_model, tiny_corpus, memory_url,
                                                                      monkeypatch, tmp_path):
-    from harness.executors import store_root
+    from harness.engine.scaleout.executors import store_root
 
     store = store_root(memory_url)
     _node(monkeypatch, tmp_path, "node1")
@@ -258,7 +259,7 @@ def test_ray_workers_publish_to_a_no_rename_store(tiny_model, tiny_corpus, noren
     pytest.importorskip("ray")
     import os
 
-    from harness.executors import RayExecutor, store_root
+    from harness.engine.scaleout.executors import RayExecutor, store_root
 
     # The stand-in reaches the workers the way a real fsspec driver does: an installed package whose
     # `fsspec.specs` entry point names it (here a dist-info folder on the workers' PYTHONPATH).

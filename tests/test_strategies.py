@@ -1,10 +1,10 @@
 """Every registered strategy runs end to end through the runner on the tiny model and corpus."""
 import json
 
-from harness.config import RunConfig
-from harness.records import read_jsonl
-from harness.registry import all_strategies
-from harness.runner import run
+from harness.core.records import read_jsonl
+from harness.engine.config import RunConfig
+from harness.engine.runner import run
+from harness.methods.registry import all_strategies
 
 FAST = {"lora": {"epochs": 1, "r": 4, "alpha": 8}, "lora-rag": {"epochs": 1, "r": 4, "alpha": 8}}
 

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from harness.errors import StrategyFailed
-from harness.runtime import Runtime
-from harness.train import TrainSettings, _collate, loss_on_targets, train
+from harness.core.errors import StrategyFailed
+from harness.methods.train import TrainSettings, _collate, loss_on_targets, train
+from harness.model.runtime import Runtime
 
 
 def _pairs(rt, n=16):

@@ -1,0 +1,1 @@
+"""Numbers from records: metrics, statistics, costs and the recommendation. No model, no torch."""

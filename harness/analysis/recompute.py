@@ -1,0 +1,205 @@
+"""Everything a report states, recomputed from a run's records: scores, statistics, costs, decision.
+
+Predictions are rescored against the benchmark's gold answers (loaded by the name or path the run
+used), so a scoring change or an edited or external predictions file (only `id` and `output` are
+required per line) needs no model run. Nothing here imports torch or loads a model.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.analysis import metrics, stats
+from harness.analysis.cost import (
+    cell_costs,
+    crossover_monthly,
+    crossover_total,
+    load_prices,
+    machine_price,
+)
+from harness.analysis.decision import DecisionConfig, recommend
+from harness.core.errors import DataError, HarnessError
+
+EXTERNAL = "external"  # strategy name for prediction lines that do not say which strategy made them
+LABELS = {"f1": "token F1", "exact_match": "accuracy"}
+
+
+def read_run(run_dir: Path) -> tuple[dict, list[tuple[int, dict]]]:
+    path = run_dir / "results.json"
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HarnessError(f"{run_dir}: no results.json here; is it a run folder?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"not valid JSON ({exc})", path) from None
+    if not isinstance(results, dict) or not isinstance(results.get("cells"), list) \
+            or not isinstance(results.get("benchmarks"), list):
+        raise DataError("not a run record (needs 'cells' and 'benchmarks')", path)
+    rows = []
+    pred = run_dir / "predictions.jsonl"
+    if pred.exists():
+        for n, line in enumerate(pred.read_text(encoding="utf-8").split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"invalid JSON ({exc.msg})", pred, n) from None
+            if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or not isinstance(obj.get("output"), str):
+                raise DataError("each line needs a string 'id' and a string 'output'", pred, n)
+            rows.append((n, obj))
+    return results, rows
+
+
+def _gold(results: dict, run_dir: Path) -> dict[str, dict]:
+    """benchmark name -> {"task", "examples": id -> Example or None, "note"}, loaded without a model."""
+    from harness.data.benchmark import load_benchmark
+
+    names = results.get("config", {}).get("benchmarks") or []
+    out = {}
+    for i, b in enumerate(results["benchmarks"]):
+        ref = names[i] if i < len(names) else b["name"]
+        try:
+            bench = load_benchmark(ref)
+            out[b["name"]] = {"task": bench.task, "examples": {e.id: e for e in bench.examples}, "note": None}
+        except HarnessError as exc:
+            out[b["name"]] = {"task": b.get("task", "extractive_qa"), "examples": None,
+                              "note": f"benchmark {ref!r} could not be loaded ({exc}); gold answers taken from "
+                                      "predictions.jsonl"}
+    return out
+
+
+def rescore(results: dict, rows: list[tuple[int, dict]], run_dir: Path) -> tuple[list[dict], dict]:
+    """Score every prediction line again; returns the scored rows and the gold data per benchmark."""
+    gold = _gold(results, run_dir)
+    bench_names = [b["name"] for b in results["benchmarks"]]
+    seeds = results.get("config", {}).get("seeds") or [0]
+    pred = run_dir / "predictions.jsonl"
+    seen, out = set(), []
+    for n, r in rows:
+        bname = r.get("benchmark")
+        if bname is None:
+            if len(bench_names) != 1:
+                raise DataError("line has no 'benchmark' and the run has several", pred, n)
+            bname = bench_names[0]
+        if bname not in gold:
+            raise DataError(f"benchmark {bname!r} is not one of this run's ({', '.join(bench_names)})", pred, n)
+        key = (bname, r.get("seed", seeds[0]), r.get("strategy", EXTERNAL), r["id"])
+        if key in seen:
+            raise DataError(f"duplicate prediction for question {r['id']!r} ({key[2]}, seed {key[1]})", pred, n)
+        seen.add(key)
+        g = gold[bname]
+        if g["examples"] is not None:
+            ex = g["examples"].get(r["id"])
+            if ex is None:
+                raise DataError(f"question id {r['id']!r} is not in benchmark {bname!r}", pred, n)
+            question, answers, doc_ids = ex.input, list(ex.answers), list(ex.doc_ids)
+        else:
+            if not isinstance(r.get("answers"), list):
+                raise DataError("no gold answers: the benchmark is unavailable and the line has no 'answers'", pred, n)
+            question, answers, doc_ids = r.get("question", ""), r["answers"], r.get("doc_ids", [])
+        trace = r.get("trace") or {}
+        s = metrics.score(r["output"], answers, question, g["task"], trace)  # trace: multiple choice's acc_norm
+        ranked = trace.get("retrieved_doc_ids")
+        gold_hit = None
+        if ranked is not None and doc_ids:
+            gold_hit = float(bool(set(ranked) & set(doc_ids)))
+        out.append({**r, "benchmark": bname, "seed": key[1], "strategy": key[2], "question": question,
+                    "answers": answers, "doc_ids": doc_ids, **s, "gold_retrieved": gold_hit, "line": n})
+    return out, gold
+
+
+def _retrieval(rows: list[dict], primary: str) -> dict | None:
+    ranked = [(r["trace"]["retrieved_doc_ids"], r) for r in rows
+              if (r.get("trace") or {}).get("retrieved_doc_ids") is not None and r["doc_ids"]]
+    if not ranked:
+        return None
+    kmax = max(len(x) for x, _ in ranked)
+    recall = {f"recall@{k}": sum(bool(set(x[:k]) & set(r["doc_ids"])) for x, r in ranked) / len(ranked)
+              for k in range(1, kmax + 1)}
+    hit = [r[primary] for x, r in ranked if set(x) & set(r["doc_ids"])]
+    miss = [r[primary] for x, r in ranked if not set(x) & set(r["doc_ids"])]
+    return {"recall": recall, "n": len(ranked),
+            "acc_gold_retrieved": sum(hit) / len(hit) if hit else None, "n_gold_retrieved": len(hit),
+            "acc_gold_missed": sum(miss) / len(miss) if miss else None, "n_gold_missed": len(miss)}
+
+
+def _latency(rows: list[dict]) -> dict | None:
+    us = [r["usage"] for r in rows if isinstance(r.get("usage"), dict) and "latency_seconds" in r["usage"]]
+    if not us:
+        return None
+    lat = [u["latency_seconds"] for u in us]
+    ret = [u.get("retrieval_seconds", 0.0) for u in us]
+    gen = [a - b for a, b in zip(lat, ret)]
+    return {"p50": metrics.percentile(lat, 50), "p95": metrics.percentile(lat, 95),
+            "retrieval_p50": metrics.percentile(ret, 50), "retrieval_p95": metrics.percentile(ret, 95),
+            "generation_p50": metrics.percentile(gen, 50), "generation_p95": metrics.percentile(gen, 95)}
+
+
+def analyze(run_dir: Path, prices_path=None, decision: dict | None = None) -> tuple[dict, list[dict]]:
+    """Recompute the run's metrics, statistics, costs and recommendation.
+
+    Returns results (cells' metrics updated in place, an `analysis` section added) and scored rows.
+    decision: overrides of the run's recorded `decision` settings (CLI flags)."""
+    results, raw = read_run(run_dir)
+    rows, gold = rescore(results, raw, run_dir)
+    prices = load_prices(prices_path)
+    dc = DecisionConfig.from_dict({**(results.get("config", {}).get("decision") or {}), **(decision or {})})
+    usd_h, kind = machine_price(results, prices)
+    present = set((r["benchmark"], r["seed"], r["strategy"]) for r in rows)
+    # a cell an earlier rebuild made for lines since removed from predictions.jsonl goes with them
+    results["cells"] = [c for c in results["cells"] if not str(c.get("source", "")).startswith("predictions.jsonl only")
+                        or (c["benchmark"], c.get("seed"), c["strategy"]) in present]
+    cells = results["cells"]
+    for (b, seed, s) in dict.fromkeys((r["benchmark"], r["seed"], r["strategy"]) for r in rows):
+        if not any(c["benchmark"] == b and c.get("seed") == seed and c["strategy"] == s for c in cells):
+            cells.append({"strategy": s, "benchmark": b, "seed": seed, "status": "ok", "error": None,
+                          "config": {}, "source": "predictions.jsonl only (no cost or latency record)"})
+    analysis = {"primary_metric": {}, "benchmarks": {}, "decision": _plain(dc),
+                "prices": {"source": prices["source"], "machine_kind": kind, "usd_per_hour": usd_h,
+                           "hosted": prices["hosted"].get(results.get("model", {}).get("name"))}}
+    for b in results["benchmarks"]:
+        task = gold[b["name"]]["task"]
+        primary = metrics.primary_metric(task)
+        analysis["primary_metric"][b["name"]] = primary
+        per_seed = {}
+        for seed in dict.fromkeys(c.get("seed") for c in cells if c["benchmark"] == b["name"]):
+            bcells = [c for c in cells if c["benchmark"] == b["name"] and c.get("seed") == seed]
+            scores, entries, diag = {}, [], {}
+            for c in bcells:
+                mine = [r for r in rows if r["benchmark"] == b["name"] and r["seed"] == seed and r["strategy"] == c["strategy"]]
+                if c["status"] != "ok" or not mine:
+                    continue
+                c["metrics"] = {m: metrics.bootstrap_ci([r[m] for r in mine if m in r])
+                                for m in metrics.metric_names(task)}
+                scores[c["strategy"]] = {r["id"]: r for r in mine}
+                ret, lat = _retrieval(mine, primary), _latency(mine)
+                if ret:
+                    c["retrieval"] = ret["recall"]
+                costs = cell_costs(c, bcells, results, prices)
+                diag[c["strategy"]] = {"retrieval": ret, "latency": lat, "costs": _plain(costs)}
+                acc = c["metrics"][primary]
+                entries.append({"strategy": c["strategy"], "acc": acc["mean"], "low": acc["low"], "high": acc["high"],
+                                "p95": lat["p95"] if lat else (c.get("answer") or {}).get("latency_p95_s"),
+                                "costs": costs})
+            cmp = stats.comparisons(scores, primary)
+            rec = recommend(entries, scores, primary, LABELS[primary], dc, cmp)
+            by = {e["strategy"]: e["costs"] for e in entries if e["costs"]}
+            cross = []
+            for rag in [s for s in by if by[s].refresh_kind == "re-index"]:
+                for ft in [s for s in by if by[s].refresh_kind.startswith("re-train")]:
+                    cross.append({"rag": rag, "finetune": ft,
+                                  "total_queries": crossover_total(by[rag], by[ft]),
+                                  "monthly_queries": crossover_monthly(by[rag], by[ft], dc.refresh_days),
+                                  "rag_refresh_usd": by[rag].refresh_usd, "finetune_refresh_usd": by[ft].refresh_usd})
+            per_seed[str(seed)] = {"comparisons": cmp, "recommendation": rec, "strategies": diag,
+                                   "crossovers": cross, "gold_note": gold[b["name"]]["note"]}
+        analysis["benchmarks"][b["name"]] = per_seed
+    results["analysis"] = analysis
+    return results, rows
+
+
+def _plain(obj):
+    import dataclasses
+
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj

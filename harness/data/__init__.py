@@ -1,0 +1,1 @@
+"""Benchmarks and corpora: finding, loading and checking them, task types, chunking documents."""

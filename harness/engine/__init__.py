@@ -1,0 +1,1 @@
+"""Config -> cells -> records: planning a run, running each cell, writing results, resuming."""

@@ -1,0 +1,353 @@
+"""Run configuration: an experiment YAML (benchmarks x strategies x seeds) with CLI overrides."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.core.errors import ConfigError
+from harness.data.corpus import DEFAULT_SPLIT_SEED, DEFAULT_TEST_RATIO
+
+DEFAULT_STRATEGIES = ("zero-shot", "few-shot", "rag", "lora")
+MAX_NEW_TOKENS = 4096  # the answer buffer is batch x max_new_tokens; a typo of 10**9 must not reach it
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    benchmarks: tuple[str, ...] = ("squadshifts_nyt",)
+    strategies: tuple[str, ...] = DEFAULT_STRATEGIES
+    options: dict = field(default_factory=dict)  # strategy name -> its config values
+    seeds: tuple[int, ...] = (0,)
+    model: str = "smollm2-135m"
+    device: str = "auto"
+    dtype: str = "auto"
+    limit: int | None = None        # cap on test questions (None: all)
+    train_limit: int | None = None  # cap on train examples (None: all)
+    batch_size: int | None = None   # generation batch; None: the device's default (64 on CPU, 128 on CUDA)
+    max_new_tokens: int = 24        # short-answer QA; answers past 24 tokens are sentences anyway
+    usd_per_hour: float = 0.085     # on-demand price of a 2-vCPU cloud machine (AWS c6i.large, us-east-1, 2026)
+    out: str | None = None
+    split_seed: int = DEFAULT_SPLIT_SEED    # splits corpus questions that have no split; apart from `seeds`
+    test_ratio: float = DEFAULT_TEST_RATIO  # share of those questions that become test questions
+    # Off: a model folder whose config.json names its own Python code (auto_map) is refused.
+    # `--trust-remote-code` runs that code, with the user's rights; only for models one trusts.
+    trust_remote_code: bool = False
+    decision: dict = field(default_factory=dict)  # report's decision inputs (harness.analysis.decision.DecisionConfig)
+    # After each fine-tuning strategy, score this general-knowledge benchmark (not trained on) on
+    # the base and the tuned model through lm-eval: record["forgetting"]. None: no check.
+    forgetting: str | None = None
+    forgetting_limit: int | None = None  # cap on its questions (None: all)
+    # Processes each fine-tuning cell trains on: Ray Train workers under --executor ray (harness/engine/scaleout/raytrain.py).
+    # 1: the cell trains in its own process. Part of the training cache key (losses differ across world sizes).
+    train_workers: int = 1
+    # How those workers split the model: ddp (each holds all weights) or fsdp (sharded, FSDP2).
+    train_sharding: str = "ddp"
+
+    def __post_init__(self):
+        for name in ("limit", "train_limit", "forgetting_limit"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        for name in ("batch_size", "max_new_tokens", "train_workers"):
+            v = getattr(self, name)
+            if name == "batch_size" and v is None:
+                continue
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        if self.train_sharding not in ("ddp", "fsdp"):
+            raise ConfigError(f"train_sharding must be ddp or fsdp, got {self.train_sharding!r}")
+        if self.max_new_tokens > MAX_NEW_TOKENS:
+            raise ConfigError(f"max_new_tokens must be at most {MAX_NEW_TOKENS}, got {self.max_new_tokens}")
+        for seed in self.seeds:
+            if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+                raise ConfigError(f"seeds must be integers from 0 to 2**32-1, got {seed!r}")
+        for name in ("benchmarks", "strategies"):
+            for v in getattr(self, name):
+                if not isinstance(v, str) or not v.strip() or "\0" in v:
+                    raise ConfigError(f"{name} must be non-empty names, got {v!r}")
+        for name in ("model", "device", "dtype", "out"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, str) or not v.strip() or "\0" in v):
+                raise ConfigError(f"{name} must be a non-empty string, got {v!r}")
+        if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", self.device):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if not isinstance(self.trust_remote_code, bool):
+            raise ConfigError(f"trust_remote_code must be true or false, got {self.trust_remote_code!r}")
+        if not isinstance(self.usd_per_hour, (int, float)) or not math.isfinite(self.usd_per_hour) \
+                or self.usd_per_hour < 0:
+            raise ConfigError(f"usd_per_hour must be a number >= 0, got {self.usd_per_hour!r}")
+        if isinstance(self.test_ratio, bool) or not isinstance(self.test_ratio, (int, float)) \
+                or not 0 < self.test_ratio <= 1:
+            raise ConfigError(f"test_ratio must be a number in (0, 1], got {self.test_ratio!r}")
+        if not isinstance(self.split_seed, int) or isinstance(self.split_seed, bool):
+            raise ConfigError(f"split_seed must be an integer, got {self.split_seed!r}")
+        if not self.strategies:
+            raise ConfigError("no strategies to run")
+        if not self.benchmarks:
+            raise ConfigError("no benchmarks to run")
+        if not self.seeds:
+            raise ConfigError("no seeds to run")
+        from harness.analysis.decision import DecisionConfig
+
+        DecisionConfig.from_dict(self.decision)  # unknown keys and bad values fail before any work
+        if self.forgetting is not None:
+            from harness.data.benchmark import builtin_benchmarks
+
+            if not isinstance(self.forgetting, str) or not (
+                    self.forgetting in builtin_benchmarks() or (Path(self.forgetting) / "questions.jsonl").is_file()):
+                raise ConfigError(f"forgetting must name a built-in benchmark ({', '.join(builtin_benchmarks())}) "
+                                  f"or a corpus folder, got {self.forgetting!r}")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+_OPTIONAL_TYPES = {"limit": int, "train_limit": int, "batch_size": int, "out": str,
+                   "forgetting": str, "forgetting_limit": int}  # default None
+_YAML_KEYS = {"benchmark", "benchmarks", "strategies", "seed", "seeds", *_FIELDS} - {"options"}
+
+
+def _tuple_of(value, kind, key, where):
+    if isinstance(value, kind) and not isinstance(value, bool):
+        return (value,)
+    if isinstance(value, list) and value and all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+        return tuple(value)
+    raise ConfigError(f"{where}: '{key}' must be a {kind.__name__} or a list of them, got {value!r}")
+
+
+def _loader():
+    """PyYAML's safe loader (no python/* tags: nothing is imported or called), plus YAML 1.2
+    floats: `lr: 1e-3` is a number, not the string '1e-3'. Duplicate keys are errors, and so are
+    anchors, aliases and merge keys: the config has no templating, and an alias bomb cannot blow up."""
+    import yaml
+    from yaml.constructor import ConstructorError
+
+    class Loader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, f"anchors and aliases (&{event.anchor}, *{event.anchor}) are not supported: "
+                    "the config has no templating", event.start_mark)
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node, deep=False):
+            if not isinstance(node, yaml.MappingNode):
+                return super().construct_mapping(node, deep)
+            mapping = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise ConstructorError(None, None, "merge keys (<<) are not supported: the config has no "
+                                           "templating", key_node.start_mark)
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in mapping
+                except TypeError:
+                    raise ConstructorError(None, None, "found an unhashable key", key_node.start_mark) from None
+                if duplicate:
+                    raise ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                mapping[key] = self.construct_object(value_node, deep=deep)
+            return mapping
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
+    return Loader
+
+
+def _key_lines(node, prefix: str = "", out: dict | None = None, depth: int = 0) -> dict[str, int]:
+    """'limit' -> 3, 'strategies.rag' -> 5, 'strategies.rag.k' -> 6: the line each key (or list
+    item) is on, so that an error names it."""
+    import yaml
+
+    out = {} if out is None else out
+    if depth > 3:
+        return out
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode):
+                out.setdefault(prefix + k.value, k.start_mark.line + 1)
+                _key_lines(v, f"{prefix}{k.value}.", out, depth + 1)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            if isinstance(item, yaml.ScalarNode):
+                out.setdefault(prefix + item.value, item.start_mark.line + 1)
+    return out
+
+
+class _Where:
+    """Names the file and line of a YAML key in error messages."""
+
+    def __init__(self, path: Path, lines: dict[str, int]):
+        self.path, self.lines = path, lines
+
+    def __call__(self, *keys) -> str:
+        for key in keys:
+            if key in self.lines:
+                return f"{self.path}:{self.lines[key]}"
+        return str(self.path)
+
+
+def _parse(p: Path) -> tuple[Any, _Where]:
+    import yaml
+
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the config file ({exc.strerror or exc})") from None
+    loader = None
+    try:
+        loader = _loader()(text)  # the reader already refuses control characters
+        node = loader.get_single_node()
+        data = None if node is None else loader.construct_document(node)
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise ConfigError(f"{p}:{line}: invalid YAML (control character #x{exc.character:04x})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark else str(p)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: invalid YAML (nested too deeply)") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return data, _Where(p, _key_lines(node) if node is not None else {})
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read an experiment file into RunConfig keyword arguments (safe loader, unknown keys rejected)."""
+    return _load(Path(path))[0]
+
+
+def _load(p: Path) -> tuple[dict[str, Any], _Where]:
+    data, where = _parse(p)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}:1: the top level must be a mapping of keys to values, got a {type(data).__name__}")
+    unknown = sorted((k for k in data if k not in _YAML_KEYS), key=str)
+    if unknown:
+        raise ConfigError(f"{where(str(unknown[0]))}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                          f"known: {', '.join(sorted(_YAML_KEYS))}")
+    if "benchmark" in data and "benchmarks" in data or "seed" in data and "seeds" in data:
+        key = "benchmarks" if "benchmark" in data and "benchmarks" in data else "seeds"
+        raise ConfigError(f"{where(key)}: give either '{key[:-1]}' or '{key}', not both")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        at = where(key)
+        if key in ("benchmark", "benchmarks"):
+            out["benchmarks"] = _tuple_of(value, str, key, at)
+        elif key in ("seed", "seeds"):
+            out["seeds"] = _tuple_of(value, int, key, at)
+        elif key == "strategies":
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                out["strategies"] = tuple(value)
+            elif isinstance(value, dict):
+                for name, opts in value.items():
+                    if not isinstance(name, str):
+                        raise ConfigError(f"{at}: strategy names must be strings, got {name!r}")
+                    if opts is not None and not isinstance(opts, dict):
+                        raise ConfigError(f"{where('strategies.' + name)}: options of strategy {name!r} "
+                                          "must be a mapping")
+                    bad = [k for k in opts or {} if not isinstance(k, str)]
+                    if bad:
+                        raise ConfigError(f"{where('strategies.' + name)}: option names of strategy {name!r} "
+                                          f"must be strings, got {bad[0]!r}")
+                out["strategies"] = tuple(value)
+                out["options"] = {k: dict(v or {}) for k, v in value.items()}
+            else:
+                raise ConfigError(f"{at}: 'strategies' must be a list of names or a mapping name -> options")
+        elif key == "decision":
+            from harness.analysis.decision import DecisionConfig
+
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(f"{at}: 'decision' must be a mapping (monthly_queries, refresh_days, latency_target_s)")
+            DecisionConfig.from_dict(value, f"{at}: decision")
+            out[key] = dict(value or {})
+        elif key in _OPTIONAL_TYPES:
+            kind = _OPTIONAL_TYPES[key]
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                raise ConfigError(f"{at}: '{key}' must be of type {kind.__name__}, got {value!r}")
+            out[key] = value
+        else:
+            default = _FIELDS[key].default
+            if value is not None and default is not None and not isinstance(value, type(default)) and not (
+                isinstance(default, float) and isinstance(value, int)
+            ):
+                raise ConfigError(f"{at}: '{key}' must be of type {type(default).__name__}, got {value!r}")
+            if isinstance(value, bool) and not isinstance(default, bool):
+                raise ConfigError(f"{at}: '{key}' must not be true/false, got {value!r}")
+            if value is None:
+                raise ConfigError(f"{at}: '{key}' needs a value")
+            out[key] = value
+    for key, value in out.items():  # each value alone, so the error names its line
+        if key != "options":
+            try:
+                RunConfig(**{key: value})
+            except ConfigError as exc:
+                raise ConfigError(f"{where(key, key[:-1])}: {exc}") from None
+    return out, where
+
+
+def make_config(yaml_path: str | None, overrides: dict[str, Any]) -> RunConfig:
+    """The run's config: YAML values, then CLI overrides; every name is checked against the
+    registries here, before any model or data is loaded."""
+    values, where = _load(Path(yaml_path)) if yaml_path else ({}, None)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values.update(given)
+    cfg = RunConfig(**values)
+    check_names(cfg, where, yaml_keys=set(values) - set(given))
+    return cfg
+
+
+def check_names(cfg: RunConfig, where: _Where | None = None, yaml_keys: set[str] = frozenset()) -> None:
+    """Strategies and benchmarks are names in the registries (or a corpus folder), never import
+    paths: nothing named in a config is imported. Options of the strategies that run are built.
+    `where` locates the keys in `yaml_keys` (those that came from the YAML file) in messages."""
+    from harness.data.benchmark import builtin_benchmarks
+    from harness.methods.registry import all_strategies, build_config
+
+    def at(key, *keys):
+        return f"{where(*keys)}: " if where and key in yaml_keys else ""
+
+    known = all_strategies()
+    for name in cfg.strategies:
+        if name not in known:
+            raise ConfigError(f"{at('strategies', 'strategies.' + name, 'strategies')}unknown strategy {name!r}; "
+                              f"known strategies: {', '.join(known)}")
+        if name in cfg.options:
+            try:
+                build_config(known[name], cfg.options[name])
+            except ConfigError as exc:
+                named = [f"strategies.{name}.{k}" for k in cfg.options[name]
+                         if f"{name}.{k} " in str(exc) or repr(k) in str(exc) or f" {k}" in str(exc)]
+                raise ConfigError(f"{at('options', *named, 'strategies.' + name)}{exc}") from None
+    if where and "benchmarks" in yaml_keys:  # names from the command line go straight to the corpus loader
+        builtin = builtin_benchmarks()
+        for name in cfg.benchmarks:
+            if name not in builtin and not Path(name).is_dir():
+                raise ConfigError(
+                    f"{where('benchmarks.' + name, 'benchmark', 'benchmarks')}: unknown benchmark {name!r}: "
+                    f"neither a built-in benchmark ({', '.join(builtin)}) nor a corpus folder")
+
+
+def check_data(specs, configs, benches) -> None:
+    """Checks that need the benchmarks' data, run before the model loads: a strategy class may
+    define `check(name, config, benchmark)` that raises ConfigError (rag: k against the chunk count)."""
+    for spec in specs:
+        check = getattr(spec.cls, "check", None)
+        for bench in benches if check else ():
+            check(spec.name, configs[spec.name], bench)

@@ -1,0 +1,1 @@
+"""Running cells elsewhere: the Ray executor, ray.data generation, Ray Train and torchrun training."""

