@@ -44,7 +44,7 @@ def index_type(index) -> str:
 def measure(opts: Options, sizes=(1_000, 10_000, 100_000)) -> dict:
     import faiss
 
-    from harness.methods.retrieval import Chunk, chunk_documents
+    from harness.data.chunks import Chunk, chunk_documents
     from strategies.rag import RagConfig
 
     bench = load_benchmark_only(opts)

@@ -88,7 +88,7 @@ def padded_positions(lengths: list[int], batches: list[list[int]]) -> int:
 
 
 def measure(opts: Options) -> dict:
-    from harness.model.runtime import _length_batches
+    from harness.model.batching import length_batches
 
     rt, bench = load(opts)
     conditions = prompts_for(rt, bench, opts.n(48, 4), opts.n(32, 4) if not opts.dry_run else 4)
@@ -110,7 +110,7 @@ def measure(opts: Options) -> dict:
         cond["agree_with_lm_eval"] = sum(a == b.strip() for a, b in zip(ours, outputs["lm-eval"])) / len(texts)
         cond["agree_with_plain"] = sum(a == b.strip() for a, b in zip(ours, outputs["plain"])) / len(texts)
         cond["padded_prompt_positions"] = {
-            "length-sorted": padded_positions(lengths, _length_batches([[0] * n for n in lengths], BATCH, rt.max_batch_tokens)),
+            "length-sorted": padded_positions(lengths, length_batches([[0] * n for n in lengths], BATCH, rt.max_batch_tokens)),
             "file order": padded_positions(lengths, [list(range(b, min(b + BATCH, len(texts)))) for b in range(0, len(texts), BATCH)]),
         }
         out[name] = cond

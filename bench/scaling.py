@@ -13,7 +13,7 @@ FACTORS = (1, 2, 4)
 
 def measure(opts: Options) -> dict:
     from harness.analysis import metrics
-    from harness.methods.retrieval import chunk_documents
+    from harness.data.chunks import chunk_documents
     from harness.methods.strategy import PrepareContext
     from strategies.rag import RagConfig
     from strategies.zero_shot import ZeroShot, ZeroShotConfig

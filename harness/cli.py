@@ -1,4 +1,6 @@
-"""Command line: `harness run`, `harness strategies`, `harness benchmarks`, `harness report`, `harness compare`."""
+"""The `harness` command: one small parser function per command group, one cmd_* function per command.
+
+Every user error is a HarnessError: printed as one line, exit status 2 (--debug shows the traceback)."""
 from __future__ import annotations
 
 import argparse
@@ -25,12 +27,25 @@ def _positive(value: str) -> int:
     return n
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="harness", description=__doc__)
-    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = p.add_subparsers(dest="command", required=True)
+EPILOG = """Bad input exits with status 2 and one line naming the file, line and problem; --debug shows the traceback."""
 
-    r = sub.add_parser("run", help="run strategies against a benchmark and write a report")
+
+def build_parser() -> argparse.ArgumentParser:
+    from harness import __version__
+
+    p = argparse.ArgumentParser(prog="harness", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Compare prompting, RAG and fine-tuning on the same questions: "
+                                            "accuracy, cost and latency, and a recommendation.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_run_parser, _report_parsers, _gate_parser, _listing_parsers, _add_lmeval_parsers, _submit_parser):
+        add(sub)
+    return p
+
+
+def _run_parser(sub) -> None:
+    r = sub.add_parser("run", help="run strategies against benchmarks and write a report")
     r.add_argument("--config", help="experiment YAML (benchmarks x strategies x seeds); flags override it")
     r.add_argument("--benchmark", help="built-in benchmark name or a corpus folder")
     r.add_argument("--corpus", action="append", default=[], metavar="PATH",
@@ -43,41 +58,64 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", help="packaged model name (smollm2-135m) or a local model directory")
     r.add_argument("--device", help="auto (default), cpu or cuda")
     r.add_argument("--dtype", help="auto (default: bfloat16 on cuda, float32 on cpu), float32, bfloat16")
-    r.add_argument("--batch-size", type=_positive, help="generation batch size (default 16)")
+    r.add_argument("--batch-size", type=_positive, help="generation batch size (default: 64 on CPU, 128 on CUDA)")
     r.add_argument("--seed", type=int, help="seed (overrides the config's seeds)")
-    r.add_argument("--out", help="run folder (default reports/<timestamp>/; reports/latest points at the newest)")
+    r.add_argument("--out", help="run folder (default ./reports/<timestamp>/, or under $HARNESS_REPORTS; "
+                   "reports/latest points at the newest)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--trust-remote-code", action="store_true", default=None,
-                   help="run Python code shipped in a model folder (config.json auto_map); off by default")
+                   help="run Python code shipped in a model folder (config.json auto_map); off by default, "
+                        "and never taken from a run folder by --resume")
     r.add_argument("--no-cache", action="store_true", help="recompute every stage instead of reusing cached ones")
     r.add_argument("--resume", nargs="?", const="latest", metavar="RUN_DIR",
                    help="continue a killed or interrupted run (default: reports/latest) with its own config")
     _decision_args(r)
-    r.add_argument("--forgetting", metavar="TASK",
-                   help="after each fine-tuning strategy, score this benchmark (e.g. boolq) on the base and the tuned model")
+    r.add_argument("--forgetting", metavar="TASK", help="after each fine-tuning strategy, score this benchmark "
+                   "(e.g. boolq) on the base and the tuned model")
     r.add_argument("--forgetting-limit", type=_positive, help="use only the first N questions of the forgetting task")
-    r.add_argument("--executor", choices=("local", "ray"), default="local",
+    g = r.add_argument_group("scale-out (docs/scale-out.md)")
+    g.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="where cells run: this process (default) or a Ray cluster, one task per cell")
-    r.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local cluster; 'auto' "
+    g.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local cluster; 'auto' "
                    "finds a running one)")
-    r.add_argument("--max-concurrency", type=_positive, help="with --executor ray: at most N cells at once")
-    r.add_argument("--cpus-per-cell", type=_positive, default=1, help="with --executor ray: CPUs each cell asks for")
-    r.add_argument("--data-parallel", type=_positive, metavar="N",
-                   help="with --executor ray: each cell's generation runs on N ray.data actors (docs/scale-out.md)")
-    r.add_argument("--train-workers", type=_positive, metavar="K",
+    g.add_argument("--max-concurrency", type=_positive, help="with --executor ray: at most N cells at once")
+    g.add_argument("--cpus-per-cell", type=_positive, default=1, help="with --executor ray: CPUs each cell asks for")
+    g.add_argument("--data-parallel", type=_positive, metavar="N",
+                   help="with --executor ray: each cell's generation runs on N ray.data actors")
+    g.add_argument("--train-workers", type=_positive, metavar="K",
                    help="with --executor ray: train each fine-tuning cell on K Ray Train workers (default 1)")
-    r.add_argument("--train-sharding", choices=("ddp", "fsdp"),
+    g.add_argument("--train-sharding", choices=("ddp", "fsdp"),
                    help="how those K workers hold the model: ddp (replicated, default) or fsdp (sharded)")
-    r.add_argument("--store", help="stage cache shared by all workers: a folder, file:///path, or an fsspec URL "
+    g.add_argument("--store", help="stage cache shared by all workers: a folder, file:///path, or an fsspec URL "
                    "such as s3://bucket/prefix (default ~/.cache/rag-or-finetune/stages)")
 
-    s = sub.add_parser("submit", help="submit `harness run --executor ray` to a Ray cluster as a job",
-                       usage="harness submit [--address URL] [--dry-run] CONFIG [harness run flags...]")
-    s.add_argument("--address", help="the cluster's dashboard address, e.g. http://head:8265 (default $RAY_ADDRESS)")
-    s.add_argument("--dry-run", action="store_true", help="print the ray job submit command, do not run it")
-    s.add_argument("config", help="experiment YAML")
-    s.add_argument("run_args", nargs=argparse.REMAINDER, help="everything after CONFIG goes to `harness run`")
 
+def _report_parsers(sub) -> None:
+    rep = sub.add_parser("report", help="rebuild report.md/html/csv of a run folder from its records")
+    rep.add_argument("run_dir")
+    rep.add_argument("--prices", help="price table YAML (default configs/prices.yaml)")
+    _decision_args(rep)
+    cmp = sub.add_parser("compare", help="paired differences between two runs of the same benchmark")
+    cmp.add_argument("run_a")
+    cmp.add_argument("run_b")
+    cmp.add_argument("--out", help="also write the comparison to this file (.md, or .html)")
+    cmp.add_argument("--prices", help="price table YAML (default configs/prices.yaml)")
+
+
+def _gate_parser(sub) -> None:
+    from harness.analysis.metrics import METRIC_REGISTRY
+
+    g = sub.add_parser("gate", help="fail (exit 1) when current results are worse than a baseline's")
+    g.add_argument("--baseline", required=True, help="baseline run folder or its results.json")
+    g.add_argument("--current", required=True, help="current run folder or its results.json")
+    g.add_argument("--margin", type=float, default=0.02, help="allowed drop of the metric (default 0.02)")
+    g.add_argument("--metric", default="f1", help=f"per-question metric: {', '.join(METRIC_REGISTRY)} (default f1)")
+    g.add_argument("--max-latency-ratio", type=float, help="fail when latency p95 rises beyond this ratio")
+    g.add_argument("--max-cost-ratio", type=float, help="fail when cost per query rises beyond this ratio")
+    g.add_argument("--junit", help="write JUnit XML here for CI systems")
+
+
+def _listing_parsers(sub) -> None:
     sub.add_parser("strategies", help="list registered strategies and their options")
     sub.add_parser("benchmarks", help="list built-in benchmarks")
     cor = sub.add_parser("corpus", help="work with a corpus folder of your own")
@@ -88,25 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--split-seed", type=int, help="seed of that split (default 0)")
     chk.add_argument("--chunk-words", type=_positive, help="chunk size in words for the count (rag's default)")
     chk.add_argument("--chunk-overlap", type=int, help="chunk overlap in words (rag's default)")
-    g = sub.add_parser("gate", help="fail (exit 1) when current results are worse than a baseline's")
-    g.add_argument("--baseline", required=True, help="baseline run folder or its results.json")
-    g.add_argument("--current", required=True, help="current run folder or its results.json")
-    g.add_argument("--margin", type=float, default=0.02, help="allowed drop of the metric (default 0.02)")
-    g.add_argument("--metric", default="f1", help="per-question metric: f1 (default), exact_match, contains")
-    g.add_argument("--max-latency-ratio", type=float, help="fail when latency p95 rises beyond this ratio")
-    g.add_argument("--max-cost-ratio", type=float, help="fail when cost per query rises beyond this ratio")
-    g.add_argument("--junit", help="write JUnit XML here for CI systems")
-    _add_lmeval_parsers(sub)
-    rep = sub.add_parser("report", help="rebuild report.md/html/csv of a run folder from its records")
-    rep.add_argument("run_dir")
-    rep.add_argument("--prices", help="price table YAML (default configs/prices.yaml)")
-    _decision_args(rep)
-    cmp = sub.add_parser("compare", help="paired differences between two runs of the same benchmark")
-    cmp.add_argument("run_a")
-    cmp.add_argument("run_b")
-    cmp.add_argument("--out", help="also write the comparison to this file (.md, or .html)")
-    cmp.add_argument("--prices", help="price table YAML (default configs/prices.yaml)")
-    return p
+
+
+def _submit_parser(sub) -> None:
+    s = sub.add_parser("submit", help="submit `harness run --executor ray` to a Ray cluster as a job",
+                       usage="harness submit [--address URL] [--dry-run] CONFIG [harness run flags...]")
+    s.add_argument("--address", help="the cluster's dashboard address, e.g. http://head:8265 (default $RAY_ADDRESS)")
+    s.add_argument("--dry-run", action="store_true", help="print the ray job submit command, do not run it")
+    s.add_argument("config", help="experiment YAML")
+    s.add_argument("run_args", nargs=argparse.REMAINDER, help="everything after CONFIG goes to `harness run`")
 
 
 def _nonneg(value: str) -> float:
@@ -152,7 +180,8 @@ def _run(args, **where) -> int:
         if given:
             raise HarnessError(f"--resume continues a run with its own config; drop {', '.join(given)}")
         return _finish_run(run(resume=args.resume, cache=not args.no_cache, progress=_progress(args),
-                               log=lambda m: print(m, flush=True), **where))
+                               log=lambda m: print(m, flush=True), trust_remote_code=bool(args.trust_remote_code),
+                               **where))
     strategies = args.strategies
     if strategies == ("all",):
         strategies = tuple(all_strategies())
@@ -227,9 +256,28 @@ def cmd_benchmarks(_args) -> int:
 
 
 def cmd_corpus(args) -> int:
-    from harness.data.corpus import check_command
+    """`harness corpus check PATH`: exit 0 with a summary, or exit 2 listing every problem."""
+    from harness.data.chunks import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_WORDS
+    from harness.data.corpus import (
+        DEFAULT_SPLIT_SEED,
+        DEFAULT_TEST_RATIO,
+        CorpusError,
+        check_corpus,
+        summary,
+    )
 
-    return check_command(args)
+    words = args.chunk_words or DEFAULT_CHUNK_WORDS
+    overlap = DEFAULT_CHUNK_OVERLAP if args.chunk_overlap is None else args.chunk_overlap
+    if not 0 <= overlap < words:
+        raise HarnessError(f"--chunk-overlap must be >= 0 and smaller than the chunk size ({words}), got {overlap}")
+    result = check_corpus(args.path, DEFAULT_SPLIT_SEED if args.split_seed is None else args.split_seed,
+                          DEFAULT_TEST_RATIO if args.test_ratio is None else args.test_ratio)
+    if result.problems:
+        for w in result.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        raise CorpusError(result.root, result.problems)
+    print(summary(result, words, overlap))
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -247,7 +295,7 @@ def cmd_report(args) -> int:
 
 def cmd_compare(args) -> int:
     from harness.report.compare import compare, write_compare
-    from harness.report.document import render_markdown
+    from harness.report.render import render_markdown
 
     doc = compare(args.run_a, args.run_b, args.prices)
     print(render_markdown(doc))
@@ -281,7 +329,7 @@ def _add_lmeval_parsers(sub) -> None:
 
 
 def cmd_export_lm_eval(args) -> int:
-    from harness.lmeval.bridge import export_task
+    from harness.lmeval.export import export_task
 
     path = export_task(args.benchmark, args.out_dir, name=args.name)
     print(f"wrote {path} (task {path.stem}); run it with:\n"
@@ -293,7 +341,7 @@ def cmd_export_lm_eval(args) -> int:
 def cmd_lm_eval(args) -> int:
     import yaml
 
-    from harness.lmeval.bridge import results_table, run_lm_eval
+    from harness.lmeval.model import results_table, run_lm_eval
 
     options = {}
     for item in args.option:

@@ -2,11 +2,17 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
-from harness.core.errors import ConfigError, StrategyFailed
-from harness.core.types import Example, Prediction
-from harness.methods import prompts
-from harness.methods.registry import strategy
-from harness.methods.strategy import PrepareContext, answer_prompts
+from harness.api import (
+    ConfigError,
+    Example,
+    Prediction,
+    PrepareContext,
+    Prompter,
+    StrategyBase,
+    StrategyFailed,
+    answer_prompts,
+    strategy,
+)
 
 
 @dataclass(frozen=True)
@@ -21,11 +27,16 @@ class FewShotConfig:
 
 
 @strategy("few-shot", config=FewShotConfig)
-class FewShot:
+class FewShot(StrategyBase):
     """Closed-book with k worked question/answer pairs from the train split as earlier chat turns."""
 
-    def __init__(self, config: FewShotConfig):
-        self.config = config
+    @classmethod
+    def check(cls, name: str, config: FewShotConfig, benchmark) -> None:
+        """Before the model loads: the train split must hold the demonstrations."""
+        have = len(benchmark.split("train"))
+        if config.shots > have:
+            raise ConfigError(f"{name}.shots={config.shots} is larger than the train split of benchmark "
+                              f"{benchmark.name!r} ({have} questions)")
 
     def prepare(self, ctx: PrepareContext) -> dict:
         self.ctx = ctx
@@ -34,7 +45,7 @@ class FewShot:
             raise StrategyFailed(f"few-shot: needs {self.config.shots} train examples, has {len(train)}")
         picked = random.Random(ctx.seed).sample(train, self.config.shots)
         self.demos = [(e.input, e.answers[0]) for e in picked]
-        self.prompter = prompts.Prompter.for_benchmark(ctx.benchmark)
+        self.prompter = Prompter.for_benchmark(ctx.benchmark)
         return {"demo_ids": [e.id for e in picked]}
 
     def answer(self, examples: Sequence[Example]) -> list[Prediction]:

@@ -1,9 +1,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.core.errors import ConfigError, StrategyFailed
-from harness.methods.finetune import FineTune
-from harness.methods.registry import strategy
+from harness.api import ConfigError, FineTune, StrategyFailed, strategy
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,6 @@
 from dataclasses import dataclass
 
-from harness.core.errors import ConfigError
-from harness.methods.finetune import qa_pairs
-from harness.methods.registry import strategy
+from harness.api import ConfigError, qa_pairs, strategy
 from strategies.lora import LoraAdapter, LoraConfig
 
 

@@ -1,8 +1,6 @@
 from dataclasses import dataclass
 
-from harness.core.errors import ConfigError
-from harness.methods.finetune import PeftFineTune
-from harness.methods.registry import strategy
+from harness.api import ConfigError, PeftFineTune, strategy
 
 
 @dataclass(frozen=True)

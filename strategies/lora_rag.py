@@ -1,9 +1,7 @@
 from dataclasses import dataclass
 from typing import Sequence
 
-from harness.core.types import Example, Prediction
-from harness.methods.registry import strategy
-from harness.methods.retrieval import DEFAULT_EMBEDDER
+from harness.api import DEFAULT_EMBEDDER, Example, Prediction, strategy
 from strategies.lora import LoraAdapter, LoraConfig
 from strategies.rag import Rag, RagConfig
 
@@ -26,11 +24,14 @@ class LoraRag(LoraAdapter):
         self.rag = Rag(RagConfig(k=c.k, chunk_words=c.chunk_words, chunk_overlap=c.chunk_overlap,
                                  embedder=c.embedder))
 
-    check = staticmethod(Rag.check)  # k against the benchmark's chunks, before the model loads
+    @classmethod
+    def check(cls, name, config, benchmark) -> None:  # k against the benchmark's chunks, before the model loads
+        Rag.check(name, config, benchmark)
 
     def prepare(self, ctx) -> dict:
         details = super().prepare(ctx)
         index = self.rag.prepare(ctx)
+        self.retriever = self.rag.retriever
         return {**details, "artifact_bytes": details["artifact_bytes"] + index["artifact_bytes"],
                 "artifact": "adapter + faiss index", "chunks": index["chunks"]}
 

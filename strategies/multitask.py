@@ -1,11 +1,7 @@
 import random
 from dataclasses import dataclass
 
-from harness.core.errors import ConfigError
-from harness.data.benchmark import load_benchmark
-from harness.methods.finetune import qa_pairs
-from harness.methods.prompts import Prompter
-from harness.methods.registry import strategy
+from harness.api import ConfigError, Prompter, load_benchmark, qa_pairs, strategy
 from strategies.lora import LoraAdapter, LoraConfig
 
 
@@ -37,6 +33,14 @@ def mixture(sizes: list[int], weights: tuple, total: int) -> list[int]:
 @strategy("multitask", config=MultiTaskConfig)
 class MultiTask(LoraAdapter):
     """Multi-task fine-tuning: one LoRA adapter trained on a mixture of tasks, evaluated on each."""
+
+    @classmethod
+    def check(cls, name: str, config: MultiTaskConfig, benchmark) -> None:
+        """Before the model loads: every task loads, and mix weights cover the evaluated benchmark."""
+        names = [load_benchmark(t).name for t in config.tasks]
+        if config.mix and benchmark.name not in names:
+            raise ConfigError(f"{name}.mix has {len(config.mix)} weights, but the evaluated benchmark "
+                              f"{benchmark.name!r} is not among tasks; add it to tasks")
 
     def phases(self, ctx):
         benches = [load_benchmark(n) for n in self.config.tasks]

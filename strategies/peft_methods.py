@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.core.errors import ConfigError, StrategyFailed
-from harness.methods.finetune import PeftFineTune
-from harness.methods.registry import strategy
+from harness.api import ConfigError, PeftFineTune, StrategyFailed, strategy
 
 ATTN = ["q_proj", "k_proj", "v_proj", "o_proj"]
 

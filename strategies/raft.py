@@ -1,10 +1,7 @@
 import random
 from dataclasses import dataclass
 
-from harness.core.errors import ConfigError
-from harness.methods.prompts import Prompter, show_choices
-from harness.methods.registry import strategy
-from harness.methods.retrieval import chunk_documents
+from harness.api import ConfigError, Prompter, chunk_documents, show_choices, strategy
 from strategies.lora_rag import LoraRag, LoraRagConfig
 
 

@@ -2,30 +2,34 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from harness.cache.hashing import code_version, documents_hash, library_versions
-from harness.cache.stages import stage
-from harness.core.errors import ConfigError
-from harness.core.types import Example, Prediction
-from harness.methods import prompts
-from harness.methods.registry import strategy
-from harness.methods.retrieval import (
+from harness.api import (
+    DEFAULT_CHUNK_OVERLAP,
+    DEFAULT_CHUNK_WORDS,
     DEFAULT_EMBEDDER,
+    ConfigError,
+    Example,
     Index,
+    Prediction,
+    PrepareContext,
+    Prompter,
+    StrategyBase,
+    answer_prompts,
+    code_version,
     count_chunks,
+    documents_hash,
     embedder_path,
+    library_versions,
     recall_at,
+    stage,
+    strategy,
 )
-from harness.methods.strategy import PrepareContext, answer_prompts
 
 
 @dataclass(frozen=True)
 class RagConfig:
     k: int = 3                 # more context: better recall, linearly more prompt tokens (prefill dominates)
-    # ~130 tokens a chunk: 3 chunks keep a RAG prompt near 430 tokens. Prefill of those prompts is
-    # most of the default run's time (200 x 536 tokens took 378 s with 150-word chunks).
-    # MiniLM reads at most 256 word pieces (~190 words); longer chunks would be cut.
-    chunk_words: int = 100
-    chunk_overlap: int = 20
+    chunk_words: int = DEFAULT_CHUNK_WORDS      # ~130 tokens; harness/data/chunks.py says why
+    chunk_overlap: int = DEFAULT_CHUNK_OVERLAP
     embedder: str = DEFAULT_EMBEDDER
 
     def __post_init__(self):
@@ -37,29 +41,37 @@ class RagConfig:
             raise ConfigError("rag.chunk_overlap must be >= 0 and smaller than rag.chunk_words")
 
 
+class TopK:
+    """The Retriever of the contract: the top k chunks of an Index."""
+
+    def __init__(self, index: Index, k: int):
+        self.index, self.k = index, k
+
+    def search(self, queries):
+        return self.index.search(queries, self.k)
+
+
 @strategy("rag", config=RagConfig)
-class Rag:
+class Rag(StrategyBase):
     """Retrieve the top-k chunks of the benchmark's documents (MiniLM + FAISS) and answer from them."""
 
-    def __init__(self, config: RagConfig):
-        self.config = config
-
-    @staticmethod
-    def check(name: str, c: RagConfig, benchmark) -> int:
+    @classmethod
+    def check(cls, name: str, c: RagConfig, benchmark) -> None:
         """Run before the model loads (chunking is cheap): k above the chunk count is a config error."""
         n = count_chunks(benchmark.documents, c.chunk_words, c.chunk_overlap)
         if c.k > n:
             raise ConfigError(f"{name}.k={c.k} is larger than the number of chunks ({n}) of benchmark "
                               f"{benchmark.name!r} with chunk_words={c.chunk_words}")
-        return n
 
     def prepare(self, ctx: PrepareContext) -> dict:
         self.ctx = ctx
-        self.prompter = prompts.Prompter.for_benchmark(ctx.benchmark)
+        self.prompter = Prompter.for_benchmark(ctx.benchmark)
         c = self.config
         docs = ctx.benchmark.documents
-        n_chunks = self.check(self.name, c, ctx.benchmark)
+        self.check(self.name, c, ctx.benchmark)
+        n_chunks = count_chunks(docs, c.chunk_words, c.chunk_overlap)
         self.index = Index(c.embedder, device=ctx.runtime.device)
+        self.retriever = TopK(self.index, c.k)
 
         def build(folder):
             t0 = time.perf_counter()
@@ -76,6 +88,7 @@ class Rag:
         if hit:
             self.index.load(folder / "index.faiss", docs, c.chunk_words, c.chunk_overlap)
         size = (folder / "index.faiss").stat().st_size
+        self.artifact_path = folder
         return {"chunks": n_chunks, "documents": len(docs),
                 "artifact_bytes": size, "artifact": f"faiss {self.index.kind}", "embedder": c.embedder,
                 "index": {"type": self.index.kind, "chunk_words": c.chunk_words,
@@ -83,7 +96,7 @@ class Rag:
                           "path": str(folder), "cached": hit, **meta}}
 
     def answer(self, examples: Sequence[Example], model=None, desc: str = "answering rag") -> list[Prediction]:
-        hits, seconds = self.index.search([e.input for e in examples], self.config.k)
+        hits, seconds = self.retriever.search([e.input for e in examples])
         msgs, traces = [], []
         for e, chunks in zip(examples, hits):
             msgs.append(self.prompter.with_context(e.input, [c.text for c in chunks]))

@@ -1,12 +1,16 @@
 from dataclasses import dataclass
 
-from harness.analysis import metrics
-from harness.core.errors import StrategyFailed
-from harness.data.benchmark import load_benchmark
-from harness.methods.finetune import qa_pairs
-from harness.methods.prompts import Prompter
-from harness.methods.registry import strategy
-from harness.methods.strategy import PrepareContext, answer_prompts
+from harness.api import (
+    ConfigError,
+    PrepareContext,
+    Prompter,
+    StrategyFailed,
+    answer_prompts,
+    load_benchmark,
+    qa_pairs,
+    score,
+    strategy,
+)
 from strategies.lora import LoraAdapter, LoraConfig
 
 
@@ -19,6 +23,13 @@ class SequentialConfig(LoraConfig):
 @strategy("sequential", config=SequentialConfig)
 class Sequential(LoraAdapter):
     """Sequential fine-tuning: LoRA on task A, then on task B; records how much of A was forgotten."""
+
+    @classmethod
+    def check(cls, name: str, config: SequentialConfig, benchmark) -> None:
+        """Before the model loads: task A loads and is not the benchmark under evaluation."""
+        if load_benchmark(config.first).name == benchmark.name:
+            raise ConfigError(f"{name}: task A ({config.first}) is the benchmark under evaluation; pick another "
+                              "`first`")
 
     def phases(self, ctx):
         self.task_a = load_benchmark(self.config.first)
@@ -38,7 +49,7 @@ class Sequential(LoraAdapter):
         preds = answer_prompts(a_ctx, test, [prompter.closed_book(e.input) for e in test], model=model,
                                hf_generate=True)
         model.train()
-        em = sum(metrics.score(p.output, e.answers, e.input, e.task)["exact_match"] for p, e in zip(preds, test))
+        em = sum(score(p.output, e.answers, e.input, e.task)["exact_match"] for p, e in zip(preds, test))
         key = "after_a" if phase == a.name else "after_b"
         out = {f"task_a_accuracy_{key}": em / len(test)}
         if key == "after_b" and hasattr(self, "_before"):

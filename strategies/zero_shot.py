@@ -1,10 +1,15 @@
 from dataclasses import dataclass
 from typing import Sequence
 
-from harness.core.types import Example, Prediction
-from harness.methods import prompts
-from harness.methods.registry import strategy
-from harness.methods.strategy import PrepareContext, answer_prompts
+from harness.api import (
+    Example,
+    Prediction,
+    PrepareContext,
+    Prompter,
+    StrategyBase,
+    answer_prompts,
+    strategy,
+)
 
 
 @dataclass(frozen=True)
@@ -13,15 +18,12 @@ class ZeroShotConfig:
 
 
 @strategy("zero-shot", config=ZeroShotConfig)
-class ZeroShot:
+class ZeroShot(StrategyBase):
     """Closed-book: the question and an answer-format instruction, no context, no examples."""
-
-    def __init__(self, config: ZeroShotConfig):
-        self.config = config
 
     def prepare(self, ctx: PrepareContext) -> dict:
         self.ctx = ctx
-        self.prompter = prompts.Prompter.for_benchmark(ctx.benchmark)
+        self.prompter = Prompter.for_benchmark(ctx.benchmark)
         return {}
 
     def answer(self, examples: Sequence[Example]) -> list[Prediction]:

@@ -285,7 +285,7 @@ def test_a_50mb_document_is_chunked_not_rejected(tmp_path):
     b = load_benchmark(str(root))
     big = next(d for d in b.documents if d.id == "d1")
     assert len(big.text) > 50_000_000
-    from harness.methods.retrieval import iter_chunks
+    from harness.data.chunks import iter_chunks
 
     first = next(iter_chunks(b.documents, 100, 20))
     assert first[0] == 0 and len(big.text[first[1]:first[2]].split()) == 100

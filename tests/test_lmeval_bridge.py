@@ -12,12 +12,8 @@ from harness.analysis import metrics
 from harness.cli import main
 from harness.core.errors import ConfigError, HarnessError
 from harness.engine.config import RunConfig
-from harness.lmeval.bridge import (
-    evaluate,
-    export_task,
-    harness_lm_class,
-    prepare_strategy,
-)
+from harness.lmeval.export import export_task
+from harness.lmeval.model import evaluate, harness_lm_class, prepare_strategy
 from harness.methods.prompts import Prompter
 
 MC_QUESTIONS = [

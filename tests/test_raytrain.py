@@ -94,8 +94,9 @@ def test_two_worker_ray_train_adapter_is_what_the_cell_evaluates(tiny_corpus, ti
 def test_train_workers_is_part_of_fine_tuning_cells_keys_only(tiny_corpus, tiny_model, tmp_path):
     from harness.cache.stages import StageCache
     from harness.data.benchmark import load_benchmark
-    from harness.engine.runner import LazyRuntime, cell_key
+    from harness.engine.plan import Cell, cell_key
     from harness.methods.registry import build_config, get_spec
+    from harness.model.lazy import LazyRuntime
 
     bench = load_benchmark(str(tiny_corpus))
     cache = StageCache(root=tmp_path / "store")
@@ -104,7 +105,8 @@ def test_train_workers_is_part_of_fine_tuning_cells_keys_only(tiny_corpus, tiny_
         cfg = RunConfig(benchmarks=(str(tiny_corpus),), strategies=(name,), model=str(tiny_model),
                         train_workers=workers, train_sharding=sharding)
         spec = get_spec(name)
-        return cell_key(spec, build_config(spec, {}), bench, 0, cfg, LazyRuntime(cfg, progress=False), cache)
+        runtime = LazyRuntime(cfg.model, cfg.device, cfg.dtype, progress=False)
+        return cell_key(Cell(spec, build_config(spec, {}), bench, 0), cfg, runtime, cache)
 
     assert key("lora", 2) != key("lora", 1)  # another adapter, so other answers
     assert key("zero-shot", 2) == key("zero-shot", 1)  # nothing trained: the same cell

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import write_corpus
 
+from harness.api import StrategyBase
 from harness.core.errors import ConfigError, HarnessError
 from harness.engine import runner
 from harness.engine.config import RunConfig, make_config
@@ -235,10 +236,7 @@ def test_bad_model_path(cli, tmp_path, tiny_corpus, tiny_model, make, needles):
 
 # -- faults inside strategies --------------------------------------------------------------------
 
-class _Base:
-    def __init__(self, config):
-        self.config = config
-
+class _Base(StrategyBase):  # the Strategy contract's defaults; only the fault differs
     def prepare(self, ctx):
         return {}
 

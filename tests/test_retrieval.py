@@ -10,13 +10,8 @@ import pytest
 
 from harness.core.errors import HarnessError
 from harness.core.types import Document
-from harness.methods.retrieval import (
-    Index,
-    chunk_documents,
-    chunk_spans,
-    count_chunks,
-    iter_chunks,
-)
+from harness.data.chunks import chunk_documents, chunk_spans, count_chunks, iter_chunks
+from harness.methods.retrieval import Index
 
 
 class HashEncoder:

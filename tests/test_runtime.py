@@ -1,7 +1,8 @@
 """Batched generation with a shared-prefix KV cache must give exactly what plain greedy decoding gives."""
 import torch
 
-from harness.model.runtime import Runtime, _common_prefix_len
+from harness.model.batching import common_prefix_len as _common_prefix_len
+from harness.model.runtime import Runtime
 
 
 def test_common_prefix_len():
@@ -51,7 +52,7 @@ def test_stop_at_newline_cuts_after_visible_text(tiny_model):
 
 
 def test_length_batches_respect_both_caps():
-    from harness.model.runtime import _length_batches
+    from harness.model.batching import length_batches as _length_batches
 
     prompts = [[0] * n for n in (500, 10, 20, 480, 30, 490, 15)]
     batches = _length_batches(prompts, batch_size=3, max_tokens=1000)

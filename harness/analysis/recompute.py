@@ -19,26 +19,45 @@ from harness.analysis.cost import (
 )
 from harness.analysis.decision import DecisionConfig, recommend
 from harness.core.errors import DataError, HarnessError
+from harness.data.tasks import DEFAULT_TASK
 
 EXTERNAL = "external"  # strategy name for prediction lines that do not say which strategy made them
-LABELS = {"f1": "token F1", "exact_match": "accuracy"}
+LABELS = {"f1": "token F1", "exact_match": "accuracy"}  # how the report names the headline metric
 
 
-def read_run(run_dir: Path) -> tuple[dict, list[tuple[int, dict]]]:
-    path = run_dir / "results.json"
+def metric_label(name: str) -> str:
+    """"token F1", "accuracy", or the registered metric's label."""
+    return LABELS.get(name) or metrics.get_metric(name).label
+
+
+def read_run(path, predictions: bool = True, require_predictions: bool = False) -> tuple[dict, list[tuple[int, dict]]]:
+    """A run folder (or its results.json): its results, and predictions.jsonl's lines with their line
+    numbers. The one reader of run records: report, compare, gate and --resume all use it, so a bad
+    record is one error naming the file and line wherever it is read."""
+    path = Path(path)
+    run_dir = path.parent if path.name == "results.json" and path.is_file() else path
+    res = run_dir / "results.json"
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))
+        results = json.loads(res.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise HarnessError(f"{run_dir}: no results.json here; is it a run folder?") from None
+        raise HarnessError(f"{path}: no results.json here; give a run folder or its results.json") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"not valid JSON ({exc})", path) from None
+        raise DataError(f"not valid JSON ({exc})", res) from None
+    except OSError as exc:
+        raise HarnessError(f"{res}: cannot read it ({exc.strerror or exc})") from None
     if not isinstance(results, dict) or not isinstance(results.get("cells"), list) \
             or not isinstance(results.get("benchmarks"), list):
-        raise DataError("not a run record (needs 'cells' and 'benchmarks')", path)
+        raise DataError("not a run record (needs 'cells' and 'benchmarks')", res)
     rows = []
     pred = run_dir / "predictions.jsonl"
-    if pred.exists():
-        for n, line in enumerate(pred.read_text(encoding="utf-8").split("\n"), 1):
+    if predictions and not pred.is_file() and require_predictions:
+        raise DataError("predictions.jsonl is missing beside results.json; per-question scores are needed", pred)
+    if predictions and pred.is_file():
+        try:
+            text = pred.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"not UTF-8 ({exc.reason})", pred) from None
+        for n, line in enumerate(text.split("\n"), 1):
             if not line.strip():
                 continue
             try:
@@ -63,7 +82,7 @@ def _gold(results: dict, run_dir: Path) -> dict[str, dict]:
             bench = load_benchmark(ref)
             out[b["name"]] = {"task": bench.task, "examples": {e.id: e for e in bench.examples}, "note": None}
         except HarnessError as exc:
-            out[b["name"]] = {"task": b.get("task", "extractive_qa"), "examples": None,
+            out[b["name"]] = {"task": b.get("task", DEFAULT_TASK), "examples": None,
                               "note": f"benchmark {ref!r} could not be loaded ({exc}); gold answers taken from "
                                       "predictions.jsonl"}
     return out
@@ -183,7 +202,7 @@ def analyze(run_dir: Path, prices_path=None, decision: dict | None = None) -> tu
                                 "p95": lat["p95"] if lat else (c.get("answer") or {}).get("latency_p95_s"),
                                 "costs": costs})
             cmp = stats.comparisons(scores, primary)
-            rec = recommend(entries, scores, primary, LABELS[primary], dc, cmp)
+            rec = recommend(entries, scores, primary, metric_label(primary), dc, cmp)
             by = {e["strategy"]: e["costs"] for e in entries if e["costs"]}
             cross = []
             for rag in [s for s in by if by[s].refresh_kind == "re-index"]:

@@ -16,8 +16,9 @@ from pathlib import Path
 LIBRARIES = ("torch", "transformers", "peft", "sentence-transformers", "faiss-cpu", "numpy", "tokenizers",
              "safetensors")
 # Modules whose code decides what every strategy outputs (prompts, decoding, training, retrieval).
-CORE = ("model/runtime.py", "methods/strategy.py", "methods/prompts.py", "methods/retrieval.py",
-        "methods/train.py", "methods/finetune.py", "core/types.py")
+CORE = ("model/runtime.py", "model/batching.py", "methods/strategy.py", "methods/prompts.py",
+        "methods/retrieval.py", "methods/train.py", "methods/finetune.py", "core/types.py", "data/chunks.py",
+        "data/tasks.py")
 HARNESS_DIR = Path(__file__).resolve().parents[1]
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from harness.core.errors import DataError, HarnessError
 from harness.core.types import Benchmark, Document, Example
+from harness.data.tasks import DEFAULT_TASK, TASK_TYPES, task_type
 
 DEFAULT_SPLIT_SEED = 0
 DEFAULT_TEST_RATIO = 0.3  # near the built-in benchmarks' test share (NYT: 200 of 746); the rest trains
@@ -124,7 +125,7 @@ class _Loader:
                                      "and questions.jsonl or questions.csv")
             return self.result
         meta = self._meta(root / "benchmark.json")
-        task = meta.get("task", "extractive_qa")
+        task = meta.get("task", DEFAULT_TASK)
         name = meta.get("name", root.resolve().name or "corpus")
         docs = self._documents()
         examples = self._questions(task, self.named if docs is not None else None)
@@ -194,6 +195,9 @@ class _Loader:
             if key in meta and (not isinstance(meta[key], str) or not meta[key].strip()):
                 self.problem(path, None, f"{key!r} must be a non-empty string")
                 meta.pop(key)
+        if "task" in meta and meta["task"] not in TASK_TYPES:
+            self.problem(path, None, f"unknown task {meta['task']!r}; known task types: {', '.join(TASK_TYPES)}")
+            meta.pop("task")
         if "name" in meta and unsafe_id(meta["name"]):
             self.problem(path, None, f"name {meta['name']!r} {unsafe_id(meta['name'])}; it names the run's folders")
             meta.pop("name")
@@ -369,7 +373,8 @@ class _Loader:
     def _choices(self, obj, answers, task, path, n) -> tuple[str, ...] | None:
         """Multiple choice: at least two distinct non-empty options, and the answer among them."""
         choices = obj.get("choices")
-        if choices is None and task != "multiple_choice":
+        needs = task_type(task).needs_choices
+        if choices is None and not needs:
             return ()
         if not isinstance(choices, list) or not all(isinstance(c, str) and c.strip() for c in choices):
             self.problem(path, n, "field 'choices' must be a list of non-empty strings")
@@ -377,7 +382,7 @@ class _Loader:
         if len(choices) < 2 or len(set(choices)) < len(choices):
             self.problem(path, n, "field 'choices' needs at least two options, all different")
             return None
-        if task == "multiple_choice" and answers is not None and not all(a in choices for a in answers):
+        if needs and answers is not None and not all(a in choices for a in answers):
             self.problem(path, n, "the answer of a multiple-choice question must be one of its choices")
             return None
         return tuple(choices)
@@ -440,7 +445,7 @@ class _Loader:
 
 
 def summary(result: CheckResult, chunk_words: int, chunk_overlap: int) -> str:
-    from harness.methods.retrieval import count_chunks
+    from harness.data.chunks import count_chunks
 
     b = result.benchmark
     splits = {s: len(b.split(s)) for s in SPLITS if b.split(s)}
@@ -456,23 +461,3 @@ def summary(result: CheckResult, chunk_words: int, chunk_overlap: int) -> str:
                      f"test ratio {a['test_ratio']}")
     lines += [f"  warning: {w}" for w in result.warnings]
     return "\n".join(lines)
-
-
-def check_command(args) -> int:
-    """`harness corpus check PATH`: exit 0 with a summary, or exit 2 listing every problem."""
-    import sys
-
-    from strategies.rag import RagConfig
-
-    words = args.chunk_words or RagConfig.chunk_words
-    overlap = RagConfig.chunk_overlap if args.chunk_overlap is None else args.chunk_overlap
-    if not 0 <= overlap < words:
-        raise HarnessError(f"--chunk-overlap must be >= 0 and smaller than the chunk size ({words}), got {overlap}")
-    result = check_corpus(args.path, DEFAULT_SPLIT_SEED if args.split_seed is None else args.split_seed,
-                          DEFAULT_TEST_RATIO if args.test_ratio is None else args.test_ratio)
-    if result.problems:
-        for w in result.warnings:
-            print(f"warning: {w}", file=sys.stderr)
-        raise CorpusError(result.root, result.problems)
-    print(summary(result, words, overlap))
-    return 0

@@ -10,6 +10,7 @@ from typing import Any
 
 from harness.core.errors import ConfigError
 from harness.data.corpus import DEFAULT_SPLIT_SEED, DEFAULT_TEST_RATIO
+from harness.model.batching import DEFAULT_MAX_NEW_TOKENS
 
 DEFAULT_STRATEGIES = ("zero-shot", "few-shot", "rag", "lora")
 MAX_NEW_TOKENS = 4096  # the answer buffer is batch x max_new_tokens; a typo of 10**9 must not reach it
@@ -27,7 +28,7 @@ class RunConfig:
     limit: int | None = None        # cap on test questions (None: all)
     train_limit: int | None = None  # cap on train examples (None: all)
     batch_size: int | None = None   # generation batch; None: the device's default (64 on CPU, 128 on CUDA)
-    max_new_tokens: int = 24        # short-answer QA; answers past 24 tokens are sentences anyway
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS  # short-answer QA (harness/model/batching.py says why)
     usd_per_hour: float = 0.085     # on-demand price of a 2-vCPU cloud machine (AWS c6i.large, us-east-1, 2026)
     out: str | None = None
     split_seed: int = DEFAULT_SPLIT_SEED    # splits corpus questions that have no split; apart from `seeds`
@@ -342,12 +343,3 @@ def check_names(cfg: RunConfig, where: _Where | None = None, yaml_keys: set[str]
                 raise ConfigError(
                     f"{where('benchmarks.' + name, 'benchmark', 'benchmarks')}: unknown benchmark {name!r}: "
                     f"neither a built-in benchmark ({', '.join(builtin)}) nor a corpus folder")
-
-
-def check_data(specs, configs, benches) -> None:
-    """Checks that need the benchmarks' data, run before the model loads: a strategy class may
-    define `check(name, config, benchmark)` that raises ConfigError (rag: k against the chunk count)."""
-    for spec in specs:
-        check = getattr(spec.cls, "check", None)
-        for bench in benches if check else ():
-            check(spec.name, configs[spec.name], bench)

@@ -15,7 +15,7 @@ from harness.cache.stages import stage
 from harness.core.errors import StrategyFailed
 from harness.core.types import Example, Prediction
 from harness.methods import prompts
-from harness.methods.strategy import PrepareContext, answer_prompts
+from harness.methods.strategy import PrepareContext, StrategyBase, answer_prompts
 from harness.methods.train import (
     Pair,
     TrainSettings,
@@ -45,18 +45,11 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-class FineTune:
+class FineTune(StrategyBase):
     """Fine-tune a fresh copy of the model on the train split's question/answer pairs, then answer
     closed-book. Subclasses say how the model is made trainable (`wrap`) and what is saved (`save`)."""
 
-    config: object
-
-    def __init__(self, config):
-        self.config = config
-        self.model = None
-        self.ctx: PrepareContext | None = None
-
-    prompt_learning = False
+    fine_tunes = True
 
     def wrap(self, base, steps: int):  # pragma: no cover - each kind defines it
         raise NotImplementedError
@@ -113,15 +106,17 @@ class FineTune:
             model, details = FineTune._trained[key]
             self.prompt_learning = details.get("prompt_learning", False)
             self.model = model
+            self.artifact_path = Path(details["artifact_path"]) if details.get("artifact_path") else None
             return {**details, "method": self.name, "training_reused_from": details["method"]}
         trained = {}
         world = max(shard()[1], ctx.train_workers)
 
         def build(folder: Path) -> dict:
-            if world > shard()[1]:  # --train-workers K under --executor ray: K Ray Train workers train it
-                from harness.engine.scaleout.raytrain import train_on_workers
-
-                details = train_on_workers(self, ctx, folder)
+            if world > shard()[1]:  # --train-workers K: the executor's workers train it (Ray Train)
+                if ctx.train_on_workers is None:
+                    raise StrategyFailed(f"{self.name}: train_workers {ctx.train_workers} needs an executor that "
+                                         "trains on several workers (--executor ray)")
+                details = ctx.train_on_workers(self, ctx, folder)
                 self.prompt_learning = details.pop("prompt_learning")
                 trained["model"] = self.load(ctx.runtime.fresh_model(), folder / "checkpoint")
                 return {**details, "prompt_learning": self.prompt_learning}
@@ -149,6 +144,7 @@ class FineTune:
             details = {**details, "training_reused_from": details.get("method")}
         details = {**details, "method": self.name, "artifact_bytes": dir_bytes(folder / "checkpoint"),
                    "artifact_path": str(folder / "checkpoint"), "artifact_cached": hit}
+        self.artifact_path = folder / "checkpoint"
         FineTune._trained[key] = (self.model, details)
         return {k: v for k, v in details.items() if k != "prompt_learning"}
 

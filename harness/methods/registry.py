@@ -5,9 +5,11 @@ import dataclasses
 import importlib
 import pkgutil
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 from harness.core.errors import ConfigError
+from harness.methods.strategy import StrategyBase
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,12 @@ _REGISTRY: dict[str, StrategySpec] = {}
 
 
 def strategy(name: str, config: type, description: str = ""):
+    """Register a strategy class under `name`, with its frozen config dataclass. The class subclasses
+    harness.api.StrategyBase, which holds the contract's optional members and their defaults."""
+
     def register(cls):
+        if not (isinstance(cls, type) and issubclass(cls, StrategyBase)):
+            raise TypeError(f"strategy {name!r}: {cls!r} must subclass harness.api.StrategyBase")
         if name in _REGISTRY and _REGISTRY[name].cls is not cls:
             raise RuntimeError(f"strategy {name!r} registered twice")
         doc = description or (cls.__doc__ or "").strip().splitlines()[0]
@@ -33,11 +40,24 @@ def strategy(name: str, config: type, description: str = ""):
     return register
 
 
+# Outside packages add strategies by declaring, in their pyproject.toml,
+#   [project.entry-points."rag_or_finetune.strategies"]
+#   my-strategy = "my_package.my_module"
+# Loading the entry point imports that module, whose @strategy decorators register its classes.
+ENTRY_POINT_GROUP = "rag_or_finetune.strategies"
+
+
 def _discover() -> None:
     import strategies
 
     for mod in pkgutil.iter_modules(strategies.__path__):
         importlib.import_module(f"strategies.{mod.name}")
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as exc:  # an installed plugin's bug is named, not a traceback
+            raise ConfigError(f"strategy plugin {ep.name!r} ({ep.value}) failed to load: "
+                              f"{type(exc).__name__}: {exc}") from None
 
 
 def all_strategies() -> dict[str, StrategySpec]:

@@ -1,4 +1,4 @@
-"""Chunk documents, embed them with sentence-transformers, and search them with FAISS.
+"""Embed document chunks (harness/data/chunks.py) with sentence-transformers and search them with FAISS.
 
 Indexing streams: chunks are produced lazily, embedded a window at a time and added to FAISS at once,
 so building an index holds the documents' text (once, in the Benchmark), the embeddings (in FAISS)
@@ -6,17 +6,16 @@ and a 16-byte row per chunk (document index, character start, character end), no
 """
 from __future__ import annotations
 
-import re
 import time
 from array import array
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from harness.core.errors import HarnessError
 from harness.core.types import Document
+from harness.data.chunks import Chunk, chunk_text, count_chunks, iter_chunks
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 
@@ -38,58 +37,6 @@ HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
 EMBED_WINDOW = 2048  # chunks embedded per encode() call: bounds the text and vectors in flight
-
-_WORD = re.compile(r"\S+")
-
-
-@dataclass(frozen=True)
-class Chunk:
-    doc_id: str
-    text: str
-
-
-def _check_sizes(words: int, overlap: int) -> None:
-    if overlap >= words:
-        raise HarnessError(f"chunk overlap ({overlap}) must be smaller than the chunk size ({words})")
-
-
-def chunk_spans(text: str, words: int, overlap: int) -> Iterator[tuple[int, int]]:
-    """(start, end) character offsets of each chunk of `words` words, `overlap` words shared with the
-    previous one. The regex engine walks a chunk at a time, so a 50 MB document never becomes a list
-    of words. Same chunks as range(0, max(n_words - overlap, 1), words - overlap) over text.split()."""
-    take = re.compile(r"\S+(?:\s+\S+){0,%d}" % (words - 1))
-    # the next chunk's first word: `step` words on, with more than `overlap` words from there to the end
-    skip = re.compile(r"(?:\S+\s+){%d}(?=(?:\S+\s+){%d}\S)" % (words - overlap, overlap))
-    first = _WORD.search(text)
-    pos = first.start() if first else len(text)
-    while m := take.match(text, pos):
-        yield pos, m.end()
-        s = skip.match(text, pos)
-        if not s:
-            return
-        pos = s.end()
-
-
-def chunk_text(text: str, start: int, end: int) -> str:
-    return " ".join(text[start:end].split())
-
-
-def iter_chunks(docs: Sequence[Document], words: int, overlap: int) -> Iterator[tuple[int, int, int]]:
-    """(document index, start char, end char) of every chunk, in document order."""
-    _check_sizes(words, overlap)
-    for d, doc in enumerate(docs):
-        for start, end in chunk_spans(doc.text, words, overlap):
-            yield d, start, end
-
-
-def count_chunks(docs: Sequence[Document], words: int, overlap: int) -> int:
-    return sum(1 for _ in iter_chunks(docs, words, overlap))
-
-
-def chunk_documents(docs: Sequence[Document], words: int, overlap: int) -> list[Chunk]:
-    """Split on words; each chunk keeps its document id, so recall is measured per document."""
-    return [Chunk(docs[d].id, chunk_text(docs[d].text, s, e)) for d, s, e in iter_chunks(docs, words, overlap)]
-
 
 def embedder_path(name: str) -> str:
     if name == DEFAULT_EMBEDDER:
@@ -230,9 +177,3 @@ class Index:
         _, ids = self.index.search(q, k)
         per_query = (time.perf_counter() - t0) / max(len(queries), 1)
         return [[self.chunk(int(j)) for j in row if j >= 0] for row in ids], [per_query] * len(queries)
-
-
-def recall_at(retrieved_doc_ids: Sequence[str], gold: Sequence[str], k: int) -> float | None:
-    if not gold:
-        return None
-    return float(any(d in gold for d in retrieved_doc_ids[:k]))

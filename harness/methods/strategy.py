@@ -1,44 +1,119 @@
-"""What a strategy is, what it gets to prepare with, and the shared path from prompts to predictions."""
+"""The Strategy contract, what a strategy gets to prepare with, and the shared path from prompts to
+predictions (batched generation, or log-likelihood for multiple choice)."""
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from tqdm.auto import tqdm
 
 from harness.core.errors import StrategyFailed
 from harness.core.types import Benchmark, Example, Prediction, Usage
+from harness.data.chunks import Chunk
+from harness.data.tasks import task_type
 from harness.methods import prompts
+from harness.model.batching import DEFAULT_MAX_NEW_TOKENS
 
 
 @dataclass
 class PrepareContext:
+    """What a strategy gets to prepare with: the benchmark, the shared model runtime, where to keep
+    artifacts, and the run's settings."""
+
     benchmark: Benchmark
     runtime: Any  # harness.model.runtime.Runtime
     workdir: Path  # where this strategy keeps its artifacts (index, adapter)
     seed: int = 0
     train_limit: int | None = None
     batch_size: int | None = None  # None: the runtime's default for its device
-    max_new_tokens: int = 24
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     progress: bool = True
     cache: Any = None  # harness.cache.stages.StageCache: strategies keep indexes and adapters there (None: workdir)
-    train_workers: int = 1  # fine-tuning trains on this many Ray Train workers (harness/engine/scaleout/raytrain.py)
+    train_workers: int = 1  # fine-tuning trains on this many workers, through `train_on_workers`
     train_sharding: str = "ddp"  # with several training processes: ddp, or fsdp (weights sharded)
+    # Given by an executor that can train on several workers (the Ray executor hands in Ray Train's):
+    # train_on_workers(strategy, ctx, folder) -> details. Methods never import the scale-out code.
+    train_on_workers: Callable | None = None
 
     def train_examples(self) -> list[Example]:
         train = self.benchmark.split("train")
         return train[: self.train_limit] if self.train_limit is not None else train
 
 
+class Retriever(Protocol):
+    """What a RAG strategy retrieves with: the top `k` chunks for each query."""
+
+    k: int
+
+    def search(self, queries: Sequence[str]) -> tuple[list[list[Chunk]], list[float]]:
+        """Top-k chunks per query, and each query's share of the search time in seconds."""
+
+
+@runtime_checkable
 class Strategy(Protocol):
+    """The contract every strategy meets. `prepare` and `answer` are the work; the other members are
+    read by the engine, the lm-eval bridge, the forgetting check and --data-parallel, and
+    StrategyBase gives each its documented default."""
+
     name: str
+    config: Any
+    fine_tunes: bool      # prepare() trains a model (the forgetting check and --train-workers apply)
+    model: Any            # after prepare: the model it answers with; None: the runtime's base model
+    prompt_learning: bool  # that model prepends virtual tokens (prompt/prefix tuning): plain generate only
+    demos: Sequence[tuple[str, str]]  # worked (question, answer) pairs put before every question
+    retriever: Retriever | None  # after prepare: what it retrieves with; None: answers closed-book
+    artifact_path: Path | None   # after prepare: the folder holding its index or adapter, if any
 
     def prepare(self, ctx: PrepareContext) -> dict:
         """One-time work (index, training). Returns details for the record: artifact_bytes, params..."""
 
     def answer(self, examples: Sequence[Example]) -> list[Prediction]:
         """Per-query work, batched over all the examples given."""
+
+    @classmethod
+    def check(cls, name: str, config: Any, benchmark: Benchmark) -> None:
+        """Checks that need the benchmark's data, run before the model loads; raise ConfigError."""
+
+
+class StrategyBase:
+    """The optional members of the Strategy contract with their defaults. A strategy subclasses it,
+    sets what applies in prepare(), and registers with @strategy beside the class."""
+
+    name: str = ""               # set by the @strategy decorator
+    fine_tunes: bool = False
+
+    def __init__(self, config):
+        self.config = config
+        self.model = None
+        self.prompt_learning = False
+        self.demos: Sequence[tuple[str, str]] = ()
+        self.retriever: Retriever | None = None
+        self.artifact_path: Path | None = None
+        self.ctx: PrepareContext | None = None
+
+    @classmethod
+    def check(cls, name: str, config, benchmark: Benchmark) -> None:
+        return None
+
+    def prepare(self, ctx: PrepareContext) -> dict:  # pragma: no cover - every strategy defines it
+        raise NotImplementedError
+
+    def answer(self, examples: Sequence[Example]) -> list[Prediction]:  # pragma: no cover
+        raise NotImplementedError
+
+
+def prepare_strategy(spec, config, ctx: PrepareContext):
+    """Seed, build and prepare one strategy, as the engine, the lm-eval bridge and the training
+    scripts all do; returns (strategy, prepare details)."""
+    import torch
+
+    random.seed(ctx.seed)
+    torch.manual_seed(ctx.seed)
+    strat = spec.cls(config)
+    details = strat.prepare(ctx) or {}
+    return strat, details
 
 
 def answer_prompts(
@@ -54,7 +129,7 @@ def answer_prompts(
 ) -> list[Prediction]:
     """Encode chat prompts, generate in length-sorted batches, and account each query's usage.
     Multiple-choice examples are answered by `choose_prompts` instead."""
-    if any(e.task == "multiple_choice" for e in examples):
+    if any(task_type(e.task).answered_by == "loglikelihood" for e in examples):
         return choose_prompts(ctx, examples, messages, model=model, retrieval_seconds=retrieval_seconds,
                               traces=traces, desc=desc, plain=hf_generate)
     rt = ctx.runtime

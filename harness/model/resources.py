@@ -1,7 +1,6 @@
 """Measure a stage: wall and CPU seconds, and peak resident memory sampled while it runs."""
 from __future__ import annotations
 
-import os
 import threading
 import time
 from contextlib import contextmanager
@@ -9,25 +8,30 @@ from dataclasses import dataclass
 
 
 def rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        import resource
+    """This process's resident memory now (psutil: Linux, macOS and Windows alike)."""
+    import psutil
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return psutil.Process().memory_info().rss
 
 
 @dataclass
 class Measured:
     wall_s: float = 0.0
     cpu_s: float = 0.0
-    peak_rss_mb: float = 0.0
+    peak_rss_mb: float = 0.0      # the process's highest resident memory during the stage
+    start_rss_mb: float | None = None  # resident memory when the stage began (what earlier stages left)
     peak_gpu_mb: float | None = None
+
+    @property
+    def rise_mb(self) -> float | None:
+        """What the stage itself needed: its peak above the memory it started with."""
+        return None if self.start_rss_mb is None else max(self.peak_rss_mb - self.start_rss_mb, 0.0)
 
     def as_dict(self) -> dict:
         d = {"wall_s": round(self.wall_s, 3), "cpu_s": round(self.cpu_s, 3),
              "peak_rss_mb": round(self.peak_rss_mb, 1)}
+        if self.rise_mb is not None:
+            d["rise_rss_mb"] = round(self.rise_mb, 1)
         if self.peak_gpu_mb is not None:
             d["peak_gpu_mb"] = round(self.peak_gpu_mb, 1)
         return d
@@ -35,11 +39,13 @@ class Measured:
 
 @contextmanager
 def measure(interval: float = 0.02):
-    """Peak RSS is the process's, model weights included: what the machine must provide."""
+    """Peak RSS is the process's, model weights included: what the machine must provide. The rise
+    above the starting RSS is what this stage added, apart from what earlier stages left resident."""
     import torch
 
     out = Measured()
     peak = [rss_bytes()]
+    out.start_rss_mb = peak[0] / 2**20
     stop = threading.Event()
 
     def sample():

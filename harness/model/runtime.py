@@ -15,6 +15,11 @@ from typing import Callable, Sequence
 import torch
 
 from harness.core.errors import HarnessError
+from harness.model.batching import (
+    DEFAULT_MAX_NEW_TOKENS,
+    length_batches,
+    shared_prefix_len,
+)
 from harness.model.modelstore import resolve_model
 
 
@@ -147,7 +152,7 @@ class Runtime:
         self,
         prompts: Sequence[list[int]],
         *,
-        max_new_tokens: int = 24,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         batch_size: int | None = None,
         stop_at_newline: bool = True,
         model=None,
@@ -169,7 +174,7 @@ class Runtime:
             prefix_len = shared_prefix_len(prompts, share_prefix)
         prefix_cache = None
         results: list[Generation | None] = [None] * len(prompts)
-        for idx in _length_batches(prompts, batch_size, max_batch_tokens):
+        for idx in length_batches(prompts, batch_size, max_batch_tokens):
             t0 = time.perf_counter()
             if prefix_len >= 8 and prefix_cache is None:
                 # Computed once, inside the first batch's timing, so its cost is counted.
@@ -199,7 +204,7 @@ class Runtime:
         return results  # type: ignore[return-value]
 
     @torch.inference_mode()
-    def generate_hf(self, prompts, *, max_new_tokens=24, batch_size=None, model=None, on_batch=None,
+    def generate_hf(self, prompts, *, max_new_tokens=DEFAULT_MAX_NEW_TOKENS, batch_size=None, model=None, on_batch=None,
                     stop_at_newline=True, **_ignored) -> list[Generation]:
         """Batched greedy decoding through the model's own `generate` (left padding, no shared
         prefix). For models the decoder loop cannot drive: peft prompt-learning adapters prepend
@@ -207,7 +212,7 @@ class Runtime:
         model = model or self.model
         stops = sorted(self.stop_ids)
         results: list[Generation | None] = [None] * len(prompts)
-        for idx in _length_batches(prompts, batch_size or self.default_batch_size, self.max_batch_tokens):
+        for idx in length_batches(prompts, batch_size or self.default_batch_size, self.max_batch_tokens):
             t0 = time.perf_counter()
             width = max(len(prompts[i]) for i in idx)
             ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
@@ -272,7 +277,7 @@ class Runtime:
         prefix_cache = None
         results: list[LogLikelihood | None] = [None] * len(requests)
         bs = batch_size or self.default_batch_size
-        for n, idx in enumerate(_length_batches(prompts, bs, self.max_batch_tokens)):
+        for n, idx in enumerate(length_batches(prompts, bs, self.max_batch_tokens)):
             t0 = time.perf_counter()
             rows = [i for g in idx for i in members[g]]
             conts = [list(requests[i][1]) for i in rows]
@@ -441,38 +446,3 @@ def _cache_kwarg(model) -> str:
     import inspect
 
     return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
-
-
-def _length_batches(prompts: Sequence[list[int]], batch_size: int, max_tokens: int) -> list[list[int]]:
-    """Indices sorted by length, cut into batches under both the row and the padded-token cap."""
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    batches, cur = [], []
-    for i in order:
-        if cur and (len(cur) == batch_size or (len(cur) + 1) * len(prompts[i]) > max_tokens):
-            batches.append(cur)
-            cur = []
-        cur.append(i)
-    if cur:
-        batches.append(cur)
-    return batches
-
-
-def shared_prefix_len(prompts: Sequence[list[int]], share: bool = True) -> int:
-    """The prefix whose KV cache a call computes once: the tokens every prompt shares, but every
-    prompt keeps at least one token after it (its logits predict the first new token)."""
-    n = _common_prefix_len(prompts) if share and len(prompts) > 1 else 0
-    return min(n, min(len(p) for p in prompts) - 1)
-
-
-def _common_prefix_len(seqs: Sequence[list[int]]) -> int:
-    first = seqs[0]
-    n = len(first)
-    for s in seqs[1:]:
-        m = min(n, len(s))
-        i = 0
-        while i < m and s[i] == first[i]:
-            i += 1
-        n = i
-        if n == 0:
-            break
-    return n

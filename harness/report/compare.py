@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.analysis import stats
-from harness.analysis.recompute import LABELS, analyze
+from harness.analysis import metrics, stats
+from harness.analysis.recompute import analyze, metric_label
 from harness.core.errors import HarnessError
 from harness.core.records import write_atomic
-from harness.report.document import Doc, _p, render_html, render_markdown
+from harness.report.render import Doc, fmt_p, render_html, render_markdown
 
 
 def compare(run_a: Path, run_b: Path, prices=None) -> Doc:
@@ -31,7 +31,7 @@ def compare(run_a: Path, run_b: Path, prices=None) -> Doc:
             raise HarnessError(f"benchmark {name}: the runs answered different questions ({len(ids_a - ids_b)} only "
                                f"in A, {len(ids_b - ids_a)} only in B); a paired comparison needs the same ids")
         primary = ra["analysis"]["primary_metric"][name]
-        graded = primary == "f1"
+        graded = not metrics.get_metric(primary).binary
 
         def by_cell(rows):
             out = {}
@@ -56,8 +56,8 @@ def compare(run_a: Path, run_b: Path, prices=None) -> Doc:
             verdict = ("no significant difference" if t["p_holm"] >= stats.ALPHA
                        else "B better" if t["diff"] > 0 else "B worse")
             rows.append([strategy, str(seed), str(x["n"]), f"{mean_a:.3f}", f"{mean_b:.3f}",
-                         f"{t['diff']:+.3f}{ci}", _p(t["p"]), _p(t["p_holm"]), verdict])
-        label = LABELS[primary]
+                         f"{t['diff']:+.3f}{ci}", fmt_p(t["p"]), fmt_p(t["p_holm"]), verdict])
+        label = metric_label(primary)
         doc.table(["Strategy", "Seed", "Questions", f"A {label}", f"B {label}",
                    "B − A " + ("[95% CI]" if graded else "(only B / only A right)"),
                    "Bootstrap p" if graded else "McNemar p", "Holm p", "Verdict"], rows)

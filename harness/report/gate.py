@@ -10,14 +10,14 @@ Exit status: 0 all passed, 1 something failed, 2 the inputs cannot be compared.
 """
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.analysis import metrics
-from harness.core.errors import DataError, HarnessError
-from harness.core.records import read_jsonl, write_atomic
+from harness.analysis.recompute import read_run
+from harness.core.errors import HarnessError
+from harness.core.records import write_atomic
 
 N_BOOT = 2000
 SEED = 0  # the interval is part of a CI verdict: the same inputs must always give the same verdict
@@ -44,25 +44,9 @@ class Check:
 
 def load_run(arg: str) -> tuple[dict, list[dict], Path]:
     """A run folder or its results.json, with the predictions.jsonl beside it."""
+    results, rows = read_run(Path(arg), require_predictions=True)
     p = Path(arg)
-    path = p / "results.json" if p.is_dir() else p
-    if not path.is_file():
-        raise HarnessError(f"{arg}: no results.json there (give a run folder or its results.json)")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"not a valid results.json ({exc})", path) from None
-    if not isinstance(results, dict) or not isinstance(results.get("cells"), list):
-        raise DataError("not a run record: no 'cells' list", path)
-    preds = path.parent / "predictions.jsonl"
-    if not preds.is_file():
-        raise DataError("predictions.jsonl is missing beside results.json; the gate needs per-question scores",
-                        preds)
-    try:
-        rows = read_jsonl(preds)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"not valid JSON lines ({exc})", preds) from None
-    return results, rows, path
+    return results, [r for _, r in rows], p / "results.json" if p.is_dir() else p
 
 
 def _by_cell(rows: list[dict]) -> dict[tuple, dict[tuple, dict]]:

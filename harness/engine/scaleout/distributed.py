@@ -75,13 +75,12 @@ def train_here(args, rank: int, world: int) -> dict:
     from harness.cache.hashing import fingerprint
     from harness.core.records import write_json
     from harness.data.benchmark import load_benchmark
-    from harness.methods.finetune import FineTune
     from harness.methods.registry import build_config, get_spec
     from harness.methods.strategy import PrepareContext
     from harness.model.runtime import Runtime
 
     spec = get_spec(args.strategy)
-    if not issubclass(spec.cls, FineTune):
+    if not spec.cls.fine_tunes:
         raise ConfigError(f"{args.strategy} does not fine-tune; this script trains fine-tuning strategies only")
     config = build_config(spec, _options(args.option))
     bench = load_benchmark(args.benchmark)

@@ -24,6 +24,9 @@ from pathlib import Path
 
 from harness.core.errors import ConfigError, HarnessError
 from harness.core.paths import SOURCE_ROOT
+from harness.engine.cell import CellEnv, run_cell
+from harness.engine.executor import LocalExecutor
+from harness.engine.plan import all_cached
 
 # Passed to every worker: nothing is fetched from a hub on a cluster node either.
 WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -150,54 +153,56 @@ class RayExecutor:
                                f"Ray cluster has {total.get('GPU', 0):g}; add GPUs or drop --data-parallel")
         return PlannedRuntime(cfg, device)
 
-    def submit(self, cells, keys, cfg, configs, runtime, stages, run_dir, log) -> "RayCells":
-        """Skip the `cells` [(bench, seed, spec)] complete in the store (`keys`: their fingerprints,
-        computed here on the driver), submit the rest."""
-        from harness.engine.runner import _all_cached
-        from harness.methods.finetune import FineTune
+    @property
+    def train_on_workers(self):
+        """Fine-tuning cells train on --train-workers K Ray Train workers (harness/engine/scaleout/raytrain.py)."""
+        from harness.engine.scaleout.raytrain import train_on_workers
 
+        return train_on_workers
+
+    def submit(self, cells, env, log) -> "RayCells":
+        """Skip the cells complete in the store (their keys were computed here, on the driver), submit
+        the rest."""
         ray = self.connect()
+        cfg, stages = env.cfg, env.cache
         # max_calls is fixed per remote function (Ray refuses it in .options()): one for each kind.
         fresh, reused = ray.remote(max_calls=1)(_training_cell), ray.remote(_evaluation_cell)
         bench_refs = {}
         jobs, local = [], {}
-        for bench, seed, spec in cells:
-            k = (bench.name, seed, spec.name)
-            key = keys[k]
-            test = bench.split("test")[:cfg.limit] if cfg.limit else bench.split("test")
-            if stages.enabled and _all_cached(stages, key, [e.id for e in test]):
-                local[k] = (spec, configs[spec.name], bench, seed, key)
+        for cell in cells:
+            if stages.enabled and all_cached(stages, cell.key, [e.id for e in cell.test_examples(cfg.limit)]):
+                local[cell.id] = cell
                 continue
-            if bench.name not in bench_refs:
-                bench_refs[bench.name] = ray.put(bench)
-            training = isinstance(spec.cls, type) and issubclass(spec.cls, FineTune)
+            if cell.bench.name not in bench_refs:
+                bench_refs[cell.bench.name] = ray.put(cell.bench)
             # A fresh worker process for every training cell: no model state leaks between cells.
             options = {"num_cpus": self.cpus_per_cell, "num_gpus": self.num_gpus,
-                       "name": f"{spec.name}/{bench.name}/seed{seed}"}
-            args = (spec.name, configs[spec.name], bench_refs[bench.name], seed,
-                    dataclasses.replace(cfg, device=runtime.device), str(stages.root), stages.enabled, str(run_dir),
-                    key)
+                       "name": f"{cell.spec.name}/{cell.bench.name}/seed{cell.seed}"}
+            # the strategy travels by name (its class is found again in the worker's registry)
+            args = (cell.spec.name, cell.config, bench_refs[cell.bench.name], cell.seed,
+                    dataclasses.replace(cfg, device=env.runtime.device), str(stages.root), stages.enabled,
+                    str(env.run_dir), cell.key)
             if self.data_parallel:
                 from harness.engine.scaleout.raydata import DataParallel
 
                 args += (DataParallel(self.data_parallel, self.cpus_per_cell, self.num_gpus),)
-            jobs.append((k, (fresh if training else reused).options(**options), args))
+            jobs.append((cell.id, (fresh if cell.spec.cls.fine_tunes else reused).options(**options), args))
         self.skipped += len(local)
         self.submitted += len(jobs)
         log(f"ray: {len(cells)} cells, {len(local)} complete in the store {stages.root} (not submitted), "
             f"{len(jobs)} to run on the cluster ({', '.join(f'{k}={v:g}' for k, v in self.resources.items())}; "
             f"{self.cpus_per_cell} CPU" + (" + 1 GPU" if self.num_gpus else "") + " per cell"
             + (f", at most {self.max_concurrency} at once)" if self.max_concurrency else ")"))
-        return RayCells(ray, jobs, local, self.max_concurrency, cfg, runtime, stages, run_dir)
+        return RayCells(ray, jobs, local, self.max_concurrency, env)
 
 
 class RayCells:
     """The submitted cells; `result(k)` returns a cell's (record, rows), submitting more as earlier
     ones finish so that at most `limit` run at once."""
 
-    def __init__(self, ray, jobs, local, limit, cfg, runtime, stages, run_dir):
-        self.ray, self.local, self.limit = ray, local, limit
-        self.cfg, self.runtime, self.stages, self.run_dir = cfg, runtime, stages, run_dir
+    def __init__(self, ray, jobs, local, limit, env):
+        self.ray, self.local, self.limit, self.env = ray, local, limit, env
+        self.stages = env.cache
         self.configs = {args[0]: args[1] for _, _, args in jobs}
         self.waiting = list(jobs)          # not yet submitted, in order
         self.running: dict = {}            # ObjectRef -> cell
@@ -209,13 +214,10 @@ class RayCells:
             k, fn, args = self.waiting.pop(0)
             self.running[fn.remote(*args)] = k
 
-    def result(self, k) -> tuple[dict, list[dict]]:
+    def result(self, cell) -> tuple[dict, list[dict]]:
+        k = cell.id
         if k in self.local:  # complete in the store: read back here, no model loaded
-            from harness.engine.runner import run_cell
-
-            spec, config, bench, seed, key = self.local.pop(k)
-            return run_cell(spec, config, bench, seed, self.cfg, self.runtime, self.run_dir, False,
-                            cache=self.stages, key=key)
+            return run_cell(self.local.pop(k), self.env)
         while k not in self.done:
             if not self.running:
                 raise HarnessError(f"cell {k} was never submitted")  # a bug, not a user error
@@ -255,18 +257,21 @@ def _evaluation_cell(*args):
 def _cell(strategy, config, bench, seed, cfg, store, cache_enabled, run_dir, key, data_parallel=None):
     """One cell in a Ray worker: the local executor's run_cell against the shared store."""
     from harness.cache.stages import StageCache
-    from harness.engine.runner import LazyRuntime, run_cell
+    from harness.engine.plan import Cell
+    from harness.engine.scaleout.raytrain import train_on_workers
     from harness.methods.registry import get_spec
+    from harness.model.lazy import LazyRuntime
 
-    spec = get_spec(strategy)
     stages = StageCache(root=store, enabled=cache_enabled)  # a folder's path or an object store's URL
     # A reused (evaluation) worker keeps the loaded model for its next cells; training cells get a
     # fresh process each and so a fresh runtime.
     which = (cfg.model, cfg.device, cfg.dtype)
-    runtime = _RUNTIMES.get(which) or _RUNTIMES.setdefault(which, LazyRuntime(cfg, progress=False))
+    runtime = _RUNTIMES.get(which) or _RUNTIMES.setdefault(which, LazyRuntime(
+        cfg.model, cfg.device, cfg.dtype, trust_remote_code=cfg.trust_remote_code, progress=False))
     loaded_before = runtime.load_measured is not None
-    record, rows = run_cell(spec, config, bench, seed, cfg, runtime, Path(run_dir), False, cache=stages, key=key,
-                            data_parallel=data_parallel)
+    env = CellEnv(cfg, runtime, Path(run_dir), stages, progress=False, data_parallel=data_parallel,
+                  train_on_workers=train_on_workers)
+    record, rows = run_cell(Cell(get_spec(strategy), config, bench, seed, key), env)
     import ray
 
     record["worker"] = {"node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
@@ -277,14 +282,14 @@ def _cell(strategy, config, bench, seed, cfg, store, cache_enabled, run_dir, key
 
 @contextmanager
 def executor_for(args):
-    """The executor `harness run` flags ask for: None (this process) or a connected RayExecutor."""
+    """The executor `harness run` flags ask for: this process (LocalExecutor) or a connected RayExecutor."""
     if args.executor == "local":
         given = [f for f, v in (("--address", args.address), ("--max-concurrency", args.max_concurrency),
                                 ("--cpus-per-cell", args.cpus_per_cell != 1),
                                 ("--data-parallel", getattr(args, "data_parallel", None))) if v]
         if given:
             raise ConfigError(f"{', '.join(given)}: only with --executor ray")
-        yield None
+        yield LocalExecutor()
         return
     with RayExecutor(args.address, args.max_concurrency, args.cpus_per_cell,
                      data_parallel=getattr(args, "data_parallel", None)) as executor:

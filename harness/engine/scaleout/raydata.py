@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 from harness.core.errors import HarnessError
+from harness.model.batching import DEFAULT_MAX_NEW_TOKENS
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,12 @@ class DataParallel:
     @contextmanager
     def answering(self, ctx, strategy: str, config, strat, details: dict):
         """ctx.runtime is a PooledRuntime while the strategy answers. A fine-tuned strategy's model
-        (strat.model) reaches the actors as its saved weights: details["artifact_path"]."""
+        (strat.model) reaches the actors as its saved weights: strat.artifact_path."""
         runtime = ctx.runtime
-        model, adapter = getattr(strat, "model", None), None
-        if model is not None and details.get("artifact_path"):
-            adapter = {"strategy": strategy, "config": config, "path": details["artifact_path"],
-                       "prompt_learning": bool(getattr(strat, "prompt_learning", False))}
+        model, adapter = strat.model, None
+        if model is not None and strat.artifact_path is not None:
+            adapter = {"strategy": strategy, "config": config, "path": str(strat.artifact_path),
+                       "prompt_learning": strat.prompt_learning}
         ctx.runtime = PooledRuntime(runtime, self, model, adapter)
         try:
             yield ctx.runtime
@@ -66,9 +67,10 @@ class PooledRuntime:
         return getattr(self._runtime, name)
 
     # -- the three model calls ------------------------------------------------------------------
-    def generate(self, prompts, *, max_new_tokens=24, batch_size=None, stop_at_newline=True, model=None,
+    def generate(self, prompts, *, max_new_tokens=DEFAULT_MAX_NEW_TOKENS, batch_size=None, stop_at_newline=True, model=None,
                  on_batch=None, share_prefix=True, max_batch_tokens=None):
-        from harness.model.runtime import Generation, _length_batches, shared_prefix_len
+        from harness.model.batching import length_batches, shared_prefix_len
+        from harness.model.runtime import Generation
 
         rt = self._runtime
         kw = {"max_new_tokens": max_new_tokens, "batch_size": batch_size or rt.default_batch_size,
@@ -77,13 +79,14 @@ class PooledRuntime:
             self._stats["local_calls"] += bool(prompts)
             return rt.generate(prompts, model=model, on_batch=on_batch, share_prefix=share_prefix, **kw)
         kw["prefix_len"] = shared_prefix_len(prompts, share_prefix)
-        batches = _length_batches(prompts, kw["batch_size"], kw["max_batch_tokens"])
+        batches = length_batches(prompts, kw["batch_size"], kw["max_batch_tokens"])
         jobs = [{"call": "generate", "args": [[list(prompts[i]) for i in idx]], "kwargs": kw} for idx in batches]
         return self._gather(batches, self._run(jobs), len(prompts), Generation, on_batch)
 
-    def generate_hf(self, prompts, *, max_new_tokens=24, batch_size=None, model=None, on_batch=None,
+    def generate_hf(self, prompts, *, max_new_tokens=DEFAULT_MAX_NEW_TOKENS, batch_size=None, model=None, on_batch=None,
                     stop_at_newline=True, **_ignored):
-        from harness.model.runtime import Generation, _length_batches
+        from harness.model.batching import length_batches
+        from harness.model.runtime import Generation
 
         rt = self._runtime
         kw = {"max_new_tokens": max_new_tokens, "batch_size": batch_size or rt.default_batch_size,
@@ -91,17 +94,14 @@ class PooledRuntime:
         if not prompts or not self._pooled(model):
             self._stats["local_calls"] += bool(prompts)
             return rt.generate_hf(prompts, model=model, on_batch=on_batch, **kw)
-        batches = _length_batches(prompts, kw["batch_size"], rt.max_batch_tokens)
+        batches = length_batches(prompts, kw["batch_size"], rt.max_batch_tokens)
         jobs = [{"call": "generate_hf", "args": [[list(prompts[i]) for i in idx]], "kwargs": kw} for idx in batches]
         return self._gather(batches, self._run(jobs), len(prompts), Generation, on_batch)
 
     def loglikelihood(self, requests, *, batch_size=None, model=None, on_batch=None, share_prefix=True,
                       plain=False):
-        from harness.model.runtime import (
-            LogLikelihood,
-            _length_batches,
-            shared_prefix_len,
-        )
+        from harness.model.batching import length_batches, shared_prefix_len
+        from harness.model.runtime import LogLikelihood
 
         rt = self._runtime
         bs = batch_size or rt.default_batch_size
@@ -117,7 +117,7 @@ class PooledRuntime:
         prompts, members = [list(p) for p in groups], list(groups.values())
         kw = {"batch_size": bs, "share_prefix": share_prefix, "plain": plain,
               "prefix_len": shared_prefix_len(prompts, share_prefix and not plain)}
-        batches = [[i for g in idx for i in members[g]] for idx in _length_batches(prompts, bs, rt.max_batch_tokens)]
+        batches = [[i for g in idx for i in members[g]] for idx in length_batches(prompts, bs, rt.max_batch_tokens)]
         jobs = [{"call": "loglikelihood", "args": [[[list(requests[i][0]), list(requests[i][1])] for i in rows]],
                  "kwargs": kw} for rows in batches]
         out = self._gather(batches, self._run(jobs), len(requests), LogLikelihood, on_batch)
