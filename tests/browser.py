@@ -1,211 +1,141 @@
-"""Open a page in headless Chromium and watch it through the DevTools protocol (standard library only).
+"""Open a page in headless Chromium and watch it through Selenium WebDriver.
 
-Chromium starts with --remote-debugging-port; we talk to the page's WebSocket with a minimal client
-(RFC 6455 text frames, masked as a client must). Console messages, log entries (CSP violations,
-failed loads) and JavaScript dialogs are collected while the page loads; then the test can evaluate
-expressions in the page (DevTools evaluation is not subject to the page's CSP) and take a screenshot.
+The browser and its driver are Debian's `chromium` and `chromium-driver`; the driver package depends on
+the exact browser version, so the two always match. Both paths are given to Selenium, so Selenium Manager
+is never asked to find (or download) either. Console messages and log entries (CSP violations, failed
+loads, uncaught exceptions) come from chromedriver's browser log. A command that meets a JavaScript dialog
+fails (UnexpectedAlertPresentException); we record the dialog's text, accept it and retry the command
+(accepting explicitly: with "accept and notify" chromedriver sometimes reported one dialog twice).
+Evaluation through the driver is not subject to the page's CSP.
 """
 from __future__ import annotations
 
 import base64
-import json
 import os
 import shutil
-import socket
-import struct
 import subprocess
 import tempfile
-import threading
 import time
-import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu"]
+from selenium import webdriver
+from selenium.common.exceptions import NoAlertPresentException, UnexpectedAlertPresentException
+from selenium.webdriver.chrome.service import Service
+
+# Nothing is fetched from the network: no updates, components, sync or QUIC probes.
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
 
 
-def find_chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
+class Chromium(NamedTuple):
+    binary: str
+    driver: str
 
 
-def ensure_chromium() -> str:
-    """The browser, installed with apt-get (Debian package `chromium`) when it is missing."""
-    path = find_chromium()
-    if path:
-        return path
+def find_chromium() -> Chromium | None:
+    binary = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+    driver = shutil.which("chromedriver")
+    return Chromium(binary, driver) if binary and driver else None
+
+
+def ensure_chromium() -> Chromium:
+    """The browser and its driver, installed with apt-get (`chromium`, `chromium-driver`) when either is missing."""
+    found = find_chromium()
+    if found:
+        return found
     sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (sudo + ["apt-get", "update", "-q"], sudo + ["apt-get", "install", "-y", "-q", "chromium"]):
+    for cmd in (sudo + ["apt-get", "update", "-q"],
+                sudo + ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"]):
         subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, timeout=900)
-    path = find_chromium()
-    if not path:
-        raise RuntimeError("apt-get installed chromium but no chromium binary is on PATH")
-    return path
-
-
-class _Socket:
-    def __init__(self, url: str, timeout: float):
-        rest = url.split("://", 1)[1]
-        hostport, path = rest.split("/", 1)
-        host, port = hostport.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
-                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = self.sock.recv(1)
-            if not chunk:
-                raise ConnectionError("DevTools closed the connection during the handshake")
-            head += chunk
-        if b" 101 " not in head.split(b"\r\n", 1)[0]:
-            raise ConnectionError(f"WebSocket handshake refused: {head[:200]!r}")
-
-    def send(self, text: str) -> None:
-        data = text.encode()
-        n = len(data)
-        header = bytes([0x81])
-        if n < 126:
-            header += bytes([0x80 | n])
-        elif n < 1 << 16:
-            header += bytes([0x80 | 126]) + struct.pack(">H", n)
-        else:
-            header += bytes([0x80 | 127]) + struct.pack(">Q", n)
-        mask = os.urandom(4)
-        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
-
-    def _exact(self, n: int) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError("DevTools connection closed")
-            buf += chunk
-        return buf
-
-    def recv(self) -> str:
-        message = b""
-        while True:
-            b0, b1 = self._exact(2)
-            n = b1 & 0x7F
-            if n == 126:
-                n = struct.unpack(">H", self._exact(2))[0]
-            elif n == 127:
-                n = struct.unpack(">Q", self._exact(8))[0]
-            payload = self._exact(n)
-            opcode = b0 & 0x0F
-            if opcode == 8:
-                raise ConnectionError("DevTools closed the WebSocket")
-            if opcode in (0, 1, 2):
-                message += payload
-                if b0 & 0x80:
-                    return message.decode()
+    found = find_chromium()
+    if not found:
+        raise RuntimeError("apt-get installed chromium and chromium-driver but chromium or chromedriver is not on PATH")
+    return found
 
 
 class Page:
-    """One Chromium page under DevTools control. Use as a context manager."""
+    """One Chromium page under WebDriver control. Use as a context manager.
 
-    def __init__(self, chromium: str, width: int = 1280, height: int = 900, timeout: float = 60):
+    `log`: chromedriver's browser log entries (dicts with level, source, message), gathered by problems();
+    `dialogs`: the messages of JavaScript dialogs, each accepted so that the page goes on.
+    """
+
+    def __init__(self, chromium: Chromium, width: int = 1280, height: int = 900, timeout: float = 60):
         self.timeout = timeout
+        self.log: list[dict] = []
+        self.dialogs: list[str] = []
         self.profile = tempfile.mkdtemp(prefix="chromium-profile-")
-        self.proc = subprocess.Popen(
-            [chromium, *FLAGS, "--remote-debugging-port=0", f"--user-data-dir={self.profile}",
-             f"--window-size={width},{height}", "--no-first-run", "--hide-scrollbars", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        port = self._port()
-        deadline = time.time() + timeout
-        while True:
-            pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10))
-            pages = [p for p in pages if p.get("type") == "page"]
-            if pages or time.time() > deadline:
-                break
-            time.sleep(0.2)
-        self.ws = _Socket(pages[0]["webSocketDebuggerUrl"], timeout)
-        self.next_id = 0
-        self.events: list[dict] = []
-        for method in ("Page.enable", "Runtime.enable", "Log.enable"):
-            self.call(method)
+        options = webdriver.ChromeOptions()
+        options.binary_location = chromium.binary
+        for flag in (*FLAGS, f"--user-data-dir={self.profile}", f"--window-size={width},{height}"):
+            options.add_argument(flag)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        options.unhandled_prompt_behavior = "ignore"  # a command that meets a dialog fails; _run accepts it
+        try:
+            self.driver = webdriver.Chrome(options=options, service=Service(chromium.driver))
+        except BaseException:
+            shutil.rmtree(self.profile, ignore_errors=True)
+            raise
+        self.driver.set_page_load_timeout(timeout)
+        self.driver.set_script_timeout(timeout)
 
-    def _port(self) -> int:
-        deadline = time.time() + self.timeout
-        for line in self.proc.stderr:
-            if "DevTools listening on ws://" in line:
-                # keep draining stderr so a chatty browser never blocks on a full pipe
-                threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
-                return int(line.split("ws://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
-            if time.time() > deadline:
-                break
-        raise RuntimeError("Chromium did not start its DevTools server")
+    def _run(self, command, *args):
+        """A driver command; a dialog that blocks it is recorded and accepted, then the command is retried."""
+        for _ in range(100):
+            try:
+                return command(*args)
+            except UnexpectedAlertPresentException:
+                self._accept_dialog()
+        raise RuntimeError(f"the page keeps opening dialogs: {self.dialogs[-3:]}")
 
-    def call(self, method: str, **params) -> dict:
-        self.next_id += 1
-        my = self.next_id
-        self.ws.send(json.dumps({"id": my, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == my:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg.get("result", {})
-            if "method" in msg:
-                self._event(msg)
-
-    def _event(self, msg: dict) -> None:
-        self.events.append(msg)
-        if msg["method"] == "Page.javascriptDialogOpening":  # never leave a dialog blocking the page
-            self.ws.send(json.dumps({"id": 10**9, "method": "Page.handleJavaScriptDialog",
-                                     "params": {"accept": True}}))
+    def _accept_dialog(self) -> None:
+        try:
+            alert = self.driver.switch_to.alert
+            self.dialogs.append(alert.text)
+            alert.accept()
+        except NoAlertPresentException:
+            pass
 
     def open(self, url: str) -> None:
-        """Navigate and wait for the load event, then a short quiet period for late messages."""
-        self.call("Page.navigate", url=url)
+        """Navigate and wait until the document has loaded."""
+        try:
+            self.driver.get(url)
+        except UnexpectedAlertPresentException:  # not retried: that would load the page again
+            self._accept_dialog()
         deadline = time.time() + self.timeout
-        while not any(e["method"] == "Page.loadEventFired" for e in self.events):
+        while self.evaluate("document.readyState") != "complete":
             if time.time() > deadline:
                 raise TimeoutError(f"{url} did not finish loading")
-            msg = json.loads(self.ws.recv())
-            if "method" in msg:  # replies to our dialog handling carry only an id
-                self._event(msg)
-        self.evaluate("1")  # round trip: events queued before it are collected
+            time.sleep(0.05)
 
     def evaluate(self, expression: str):
-        r = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
-        if "exceptionDetails" in r:
-            raise RuntimeError(f"evaluation failed: {r['exceptionDetails']}")
-        return r["result"].get("value")
+        return self._run(self.driver.execute_script, f"return ({expression});")
 
     def screenshot(self, path: Path) -> None:
-        h = self.evaluate("document.documentElement.scrollHeight")
-        w = self.evaluate("document.documentElement.scrollWidth")
-        self.call("Emulation.setDeviceMetricsOverride", width=w, height=h, deviceScaleFactor=1, mobile=False)
-        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
-        Path(path).write_bytes(base64.b64decode(data))
+        """The whole page, not only the viewport."""
+        w, h = self.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+        self._run(self.driver.execute_cdp_cmd, "Emulation.setDeviceMetricsOverride",
+                  {"width": w, "height": h, "deviceScaleFactor": 1, "mobile": False})
+        shot = self._run(self.driver.execute_cdp_cmd, "Page.captureScreenshot",
+                         {"format": "png", "captureBeyondViewport": True})
+        Path(path).write_bytes(base64.b64decode(shot["data"]))
 
     def problems(self) -> list[str]:
-        """Console errors and warnings, log entries of level error/warning, dialogs, uncaught exceptions."""
-        out = []
-        for e in self.events:
-            m, p = e["method"], e.get("params", {})
-            if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "warning", "assert"):
-                out.append(f"console.{p['type']}: {[a.get('value', a.get('description')) for a in p.get('args', [])]}")
-            elif m == "Log.entryAdded" and p["entry"]["level"] in ("error", "warning"):
-                out.append(f"log {p['entry']['level']} ({p['entry'].get('source')}): {p['entry']['text']}")
-            elif m == "Runtime.exceptionThrown":
-                out.append(f"exception: {p['exceptionDetails'].get('text')}")
-            elif m == "Page.javascriptDialogOpening":
-                out.append(f"dialog: {p.get('message')}")
-        return out
+        """Console errors and warnings, log entries of level error/warning (CSP violations, failed loads),
+        uncaught exceptions, dialogs."""
+        self.evaluate("1")  # round trip: a dialog opened since the last command is reported now
+        self.log += self.driver.get_log("browser")
+        out = [f"log {e['level']} ({e.get('source')}): {e['message']}" for e in self.log
+               if e["level"] in ("SEVERE", "WARNING")]
+        return out + [f"dialog: {m}" for m in self.dialogs]
 
     def close(self) -> None:
         try:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        shutil.rmtree(self.profile, ignore_errors=True)
+            self.driver.quit()  # ends chromedriver and the browser
+        finally:
+            shutil.rmtree(self.profile, ignore_errors=True)
 
     def __enter__(self):
         return self

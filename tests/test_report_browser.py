@@ -1,8 +1,9 @@
 """The report as a person sees it: rendered by headless Chromium, screenshot taken, no console errors,
 every plot loaded; and hostile corpus or model text shows as text and runs nothing.
 
-Chromium is installed with apt-get (Debian package `chromium`) when missing, so CI runs these tests
-rather than skipping them; the browser is driven through the DevTools protocol (tests/browser.py).
+Chromium and its driver are installed with apt-get (Debian packages `chromium`, `chromium-driver`) when
+missing, so CI runs these tests rather than skipping them; the browser is driven through Selenium
+WebDriver (tests/browser.py; selenium is in the `dev` extra).
 """
 import json
 import shutil
