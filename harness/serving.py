@@ -25,9 +25,10 @@ is the headroom that covers the peaks. `min_replicas` is the floor that is paid 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .errors import ConfigError
 
@@ -271,7 +272,7 @@ class Facts:
                 raise ConfigError(f"{self.name}: {k} must be a number >= 0 or None, got {v!r}")
 
     @classmethod
-    def of(cls, value: "Facts | Mapping") -> "Facts":
+    def of(cls, value: Facts | Mapping) -> Facts:
         if isinstance(value, Facts):
             return value
         known = {f for f in cls.__dataclass_fields__}
@@ -447,7 +448,7 @@ class Load:
     hours_per_month: float = HOURS_PER_MONTH
 
     @classmethod
-    def of(cls, value: "Load | Mapping | Any | None" = None, **overrides) -> "Load":
+    def of(cls, value: Load | Mapping | Any | None = None, **overrides) -> Load:
         """From a Load, a dict, or any object with these attributes (a DecisionConfig); unknown keys ignored."""
         names = cls.__dataclass_fields__
         if value is None:
@@ -730,6 +731,12 @@ def facts_from_cell(cell: Mapping, results: Mapping, *, embedder_bytes: int = 0)
                  retrieval_queries_per_s=(1.0 / ret) if ret else None)
 
 
+def _usd(x: float) -> str:
+    if x >= 1 or x == 0:
+        return f"${x:,.2f}"
+    return f"${x:.{max(4, 2 - math.floor(math.log10(x)))}f}"  # three significant digits below a dollar
+
+
 def describe(c: MonthlyCost) -> list[str]:
     """Plain sentences giving each figure of c with the inputs it comes from (for the report)."""
     ld = c.load
@@ -738,25 +745,26 @@ def describe(c: MonthlyCost) -> list[str]:
     if isinstance(a, Capacity):
         out.append(f"Answering: {ld.monthly_queries:,.0f} queries at {a.queries_per_s:.3g} queries/s per replica "
                    f"= {a.busy_hours:,.2f} busy hours; at {a.target_utilization:.0%} target utilization that is "
-                   f"{a.busy_hours / a.target_utilization:,.2f} machine-hours (${a.load_usd:,.2f}) against a floor of "
-                   f"{a.min_replicas:g} replica(s) x {a.hours_per_month:g} h (${a.floor_usd:,.2f}) on {c.machine} at "
-                   f"${c.usd_per_hour:g}/h: ${a.usd:,.2f} ({a.replicas:.3g} replicas on average, "
+                   f"{a.busy_hours / a.target_utilization:,.2f} machine-hours ({_usd(a.load_usd)}) against a floor of "
+                   f"{a.min_replicas:g} replica(s) x {a.hours_per_month:g} h ({_usd(a.floor_usd)}) on {c.machine} at "
+                   f"${c.usd_per_hour:g}/h: {_usd(a.usd)} ({a.replicas:.3g} replica(s) on average, "
                    f"{'the volume' if a.bound == 'load' else 'the floor'} decides).")
     elif isinstance(a, Tokens):
         out.append(f"Answering (hosted {a.model}): {ld.monthly_queries:,.0f} queries x ({a.prompt_tokens:,.1f} prompt "
                    f"tokens x ${a.input_usd_per_1m:g}/1M + {a.output_tokens:,.1f} output tokens x "
-                   f"${a.output_usd_per_1m:g}/1M) = ${a.usd:,.2f}.")
+                   f"${a.output_usd_per_1m:g}/1M) = {_usd(a.usd)}.")
     if c.retrieval is not None:
         r = c.retrieval
-        out.append(f"Retrieval machine: {r.busy_hours:,.2f} busy hours at {r.queries_per_s:.3g} queries/s: ${r.usd:,.2f}.")
+        out.append(f"Retrieval machine: {r.busy_hours:,.2f} busy hours at {r.queries_per_s:.3g} queries/s: {_usd(r.usd)}.")
     rf = c.refresh
     if rf.per_month and rf.seconds:
-        out.append(f"Refresh: every {rf.refresh_days:g} days = {rf.per_month:.2f} a month x {rf.seconds:,.0f} s x "
-                   f"${rf.usd_per_hour:g}/h = ${rf.usd:,.4f}.")
+        out.append(f"Refresh: every {rf.refresh_days:g} day(s) = {rf.per_month:.2f} a month x {rf.seconds:,.0f} s x "
+                   f"${rf.usd_per_hour:g}/h = {_usd(rf.usd)}.")
     if c.total_usd is None:
         out.append(f"No monthly total: {c.missing}.")
     else:
-        pc = ("no correct answers (infinite)" if c.per_correct_usd == math.inf else
-              f"${c.per_correct_usd:.6f}" if c.per_correct_usd is not None else "accuracy not given")
-        out.append(f"Monthly ${c.total_usd:,.2f}; per query ${c.per_query_usd:.6f}; per correct answer {pc}.")
+        pc = ("infinite (no correct answers)" if c.per_correct_usd == math.inf else
+              _usd(c.per_correct_usd) if c.per_correct_usd is not None else "not computed (accuracy not given)")
+        pq = _usd(c.per_query_usd) if c.per_query_usd is not None else "not computed (no queries)"
+        out.append(f"Monthly {_usd(c.total_usd)}; per query {pq}; per correct answer {pc}.")
     return out

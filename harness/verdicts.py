@@ -42,13 +42,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from .errors import ConfigError
-from .serving import HOURS_PER_MONTH, MIN_REPLICAS, TARGET_UTILIZATION, moving_parts as kind_moving_parts
+from .serving import HOURS_PER_MONTH, MIN_REPLICAS, TARGET_UTILIZATION
+from .serving import moving_parts as kind_moving_parts
 
 ALPHA = 0.05
 Z = 1.959963984540054       # two-sided 95%: the interval's z
@@ -93,7 +95,7 @@ class DecisionConfig:
             raise ConfigError(f"decision.measured_on must be a machine name, got {self.measured_on!r}")
 
     @classmethod
-    def from_dict(cls, values: Mapping | None, where: str = "decision") -> "DecisionConfig":
+    def from_dict(cls, values: Mapping | None, where: str = "decision") -> DecisionConfig:
         values = dict(values or {})
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known, key=str)
@@ -231,7 +233,7 @@ def questions_needed(diff: float, sd_question: float, margin: float, var_seed: f
     if sd_question == 0:
         return 1
     n = sd_question ** 2 / room
-    return int(math.floor(n)) + 1  # strictly more than n
+    return math.floor(n) + 1  # strictly more than n
 
 
 def non_inferiority(candidate: Mapping, reference: Mapping, margin: float, *, names: tuple[str, str] = ("a", "b"),
@@ -276,7 +278,7 @@ class Candidate:
     p50_s: float | None = None
 
     @classmethod
-    def of(cls, value: "Candidate | Mapping") -> "Candidate":
+    def of(cls, value: Candidate | Mapping) -> Candidate:
         if isinstance(value, Candidate):
             return value
         known = set(cls.__dataclass_fields__)
@@ -503,8 +505,12 @@ def _rules(cfg: DecisionConfig) -> str:
             f"then fewer moving parts (an index, a training).")
 
 
+def _days(x: float) -> str:
+    return f"{x:.3g} day" + ("" if x == 1 else "s")
+
+
 def _load(cfg: DecisionConfig) -> str:
-    refresh = f"a refresh every {cfg.refresh_days:g} days" if cfg.refresh_days else "no refresh"
+    refresh = f"a refresh every {_days(cfg.refresh_days)}" if cfg.refresh_days else "no refresh"
     return f"{cfg.monthly_queries:,} queries a month and {refresh}"
 
 
@@ -621,7 +627,7 @@ def _search(choice: Callable[[float], str | None], x0: float, lo: float, hi: flo
     for key, end in (("up", hi), ("down", lo)):
         if x0 <= 0 or end <= 0 or (key == "up" and end <= x0) or (key == "down" and end >= x0):
             continue
-        n = max(1, int(math.ceil(abs(math.log10(end / x0)) * steps_per_decade)))
+        n = max(1, math.ceil(abs(math.log10(end / x0)) * steps_per_decade))
         prev = x0
         for i in range(1, n + 1):
             x = x0 * (end / x0) ** (i / n)
@@ -718,7 +724,7 @@ def _changes(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, cost_
         for key, word in (("down", "or more often"), ("up", "or less often")):
             if found[key]:
                 r, alt = found[key]
-                out.append(f"With a refresh every {r:.3g} days {word} (now {r0:g}): {fmt(alt, refresh_days=r)}.")
+                out.append(f"With a refresh every {_days(r)} {word} (now {_days(r0)}): {fmt(alt, refresh_days=r)}.")
         if never == w and not found["up"] and not found["down"]:
             out.append(f"The choice stays {label} with a refresh from every 0.25 to every 3,650 days, and with none.")
     else:
@@ -735,3 +741,116 @@ def _changes(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, cost_
     if not (found["up"] or found["down"]):
         out.append(f"The choice stays {label} from 0.01 to 100 times today's machine price.")
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# From a run's records: one call for the report
+
+
+@dataclass
+class Decision:
+    """decide()'s answer: the verdict, each strategy's measured facts and monthly cost (all inputs kept),
+    the machine and hosted prices used, and the break-even volumes between every two priced strategies."""
+
+    verdict: Verdict
+    facts: dict
+    costs: dict
+    machine: Any
+    hosted: Any
+    break_even: list[dict] = field(default_factory=list)
+
+
+def pool_facts(per_seed_facts: Sequence) -> Any:
+    """One strategy's facts over its seeds: throughput n / sum(1 / qps_i) (total questions over total seconds,
+    every seed answering the same questions), preparation and tokens averaged, sizes the largest."""
+    from .serving import Facts
+
+    fs = [f for f in per_seed_facts if f is not None]
+    if not fs:
+        return None
+    if len(fs) == 1:
+        return fs[0]
+    qps = [f.queries_per_s for f in fs]
+    rqps = [f.retrieval_queries_per_s for f in fs]
+
+    def mean(xs):
+        xs = [x for x in xs if x is not None]
+        return sum(xs) / len(xs) if xs else None
+
+    return Facts(name=fs[0].name, kind=fs[0].kind, base_bytes=fs[0].base_bytes,
+                 artifact_bytes=max(f.artifact_bytes for f in fs), index_bytes=max(f.index_bytes for f in fs),
+                 embedder_bytes=max(f.embedder_bytes for f in fs),
+                 queries_per_s=len(qps) / sum(1 / q for q in qps) if all(qps) else None,
+                 batch_size=fs[0].batch_size, prepare_s=mean([f.prepare_s for f in fs]) or 0.0,
+                 refresh_s=mean([f.refresh_s for f in fs]), prompt_tokens=mean([f.prompt_tokens for f in fs]),
+                 output_tokens=mean([f.output_tokens for f in fs]),
+                 retrieval_queries_per_s=len(rqps) / sum(1 / q for q in rqps) if all(rqps) else None)
+
+
+def decide(results: Mapping, rows: Sequence[Mapping], benchmark: str, primary: str, table, config=None, *,
+           metric: str | None = None, embedder_bytes: int = 0, n_boot: int = N_BOOT, seed: int = SEED) -> Decision:
+    """The recommendation for one benchmark of a run, pooled over its seeds, from the records alone.
+
+    results: results.json. rows: scored prediction lines (analysis.rescore's rows, or predictions.jsonl lines
+    carrying the metric), each with strategy, seed, id and the `primary` metric. table: serving.PriceTable.
+    config: DecisionConfig or the decision dict (default: the run's recorded `decision`)."""
+    from . import serving
+
+    cfg = config if isinstance(config, DecisionConfig) else DecisionConfig.from_dict(
+        config if config is not None else (results.get("config") or {}).get("decision"))
+    machine = table.measured_on(results.get("environment"), cfg.measured_on,
+                                (results.get("config") or {}).get("usd_per_hour"))
+    hosted = table.hosted.get((results.get("model") or {}).get("name"))
+    cells = [c for c in results.get("cells") or [] if c.get("benchmark", benchmark) == benchmark]
+    names = list(dict.fromkeys(c["strategy"] for c in cells))
+    scores: dict[str, dict] = {}
+    for r in rows:
+        if r.get("benchmark", benchmark) == benchmark and primary in r:
+            scores.setdefault(r["strategy"], {}).setdefault(r.get("seed", 0), {})[r["id"]] = float(r[primary])
+    names += [n for n in scores if n not in names]
+    facts = {n: pool_facts([serving.facts_from_cell(c, results, embedder_bytes=embedder_bytes)
+                            for c in cells if c["strategy"] == n]) for n in names}
+    load = serving.Load.of(cfg)
+
+    def mean_score(n):
+        vals = [np.mean(list(q.values())) for q in scores.get(n, {}).values() if q]
+        return float(np.mean(vals)) if vals else None
+
+    def price(n, ld, scale=1.0):
+        f = facts.get(n)
+        if f is None:
+            return None
+        return serving.monthly_cost(f, machine, ld, hosted=hosted, accuracy=mean_score(n), usd_per_hour_scale=scale)
+
+    costs = {n: price(n, load) for n in names}
+
+    def cost_at(monthly_queries, refresh_days, usd_per_hour_scale):
+        ld = serving.Load.of(load, monthly_queries=monthly_queries, refresh_days=refresh_days)
+        out = {}
+        for n in names:
+            c = price(n, ld, usd_per_hour_scale)
+            out[n] = c.total_usd if c else None
+        return out
+
+    def p95(n):
+        vals = [(c.get("answer") or {}).get("latency_p95_s") for c in cells if c["strategy"] == n and c.get("status") == "ok"]
+        vals = [v for v in vals if v is not None]
+        return max(vals) if vals else None  # the slowest seed's p95: a target must hold whichever seed is deployed
+
+    cands = [Candidate(n, scores[n], costs[n].total_usd if costs.get(n) else None,
+                       facts[n].kind if facts.get(n) else None, p95_s=p95(n)) for n in names if n in scores]
+    verdict = recommend(cands, cfg, metric=metric or primary, cost_at=cost_at, n_boot=n_boot, seed=seed)
+    curves = {}
+    for n, f in facts.items():
+        if f is not None and costs[n] is not None and costs[n].total_usd is not None:
+            try:
+                curves[n] = serving.cost_curve(f, machine, load, hosted=hosted)
+            except ValueError:
+                pass
+    crossings = []
+    ordered = list(curves)
+    for i, a in enumerate(ordered):
+        for b in ordered[i + 1:]:
+            for x in serving.break_even(curves[a], curves[b]):
+                crossings.append({"a": a, "b": b, **dataclasses.asdict(x)})
+    return Decision(verdict, facts, costs, machine, hosted, crossings)

@@ -114,6 +114,9 @@ def test_cost_per_correct_answer():
     assert cost_per_correct(100.0, 1000, 0.0) == math.inf
     assert cost_per_correct(100.0, 0, 0.5) is None
     assert cost_per_correct(100.0, 1000, None) is None
+    c = monthly_cost(Facts("x", "prompting", queries_per_s=2.0), CPU, Load(monthly_queries=72_000), accuracy=0.0)
+    assert c.per_correct_usd == math.inf
+    assert "per correct answer infinite (no correct answers)" in serving.describe(c)[-1]
 
 
 # ---- deployments and shared bases

@@ -297,3 +297,35 @@ def test_nothing_to_recommend():
     assert v.chosen is None and "nothing to recommend" in v.reasons[0]
     v = recommend([Candidate("a", sc(BASE))], {}, n_boot=N_BOOT)  # not priced
     assert v.chosen is None and "lack a monthly cost" in v.reasons[0]
+
+
+def test_decide_on_the_example_run():
+    """The committed run: every strategy fits one always-on c6i.large at 100,000 queries a month, so they all
+    cost the $62.05 floor (730 h x $0.085) plus cents of refresh: a cost tie, which the most accurate, rag, wins.
+    The old rule chose lora-rag, reading its 'no significant difference' (-0.016, 95% CI -0.073 to +0.040)
+    as 'as accurate'; here that difference is inconclusive at a 0.02 margin."""
+    import json
+    from pathlib import Path
+
+    from harness import serving
+
+    ex = Path(__file__).resolve().parent.parent / "reports" / "example"
+    results = json.loads((ex / "results.json").read_text())
+    rows = [json.loads(line) for line in (ex / "predictions.jsonl").read_text().splitlines() if line.strip()]
+    table = serving.price_table({"machines": {"c6i.large": {"usd_per_hour": 0.085, "kind": "cpu"}},
+                                 "default_machine": {"cpu": "c6i.large"}})
+    d = verdicts.decide(results, rows, "squadshifts_nyt", "f1", table, metric="token F1", n_boot=N_BOOT)
+    v = d.verdict
+    assert v.chosen == "rag" and d.machine.name == "c6i.large"
+    assert d.costs["zero-shot"].total_usd == pytest.approx(730 * 0.085)
+    assert d.costs["rag"].total_usd == pytest.approx(730 * 0.085 + 30.4375 / 30 * 22.626 / 3600 * 0.085)
+    row = {r.name: r for r in v.rows}
+    assert row["lora-rag"].status == "inconclusive"
+    assert row["lora-rag"].comparison.diff == pytest.approx(-0.016, abs=5e-4)
+    assert_honest(v)
+    # scale to zero: now the volume decides, lora-rag would be cheaper, and the verdict says what would settle it
+    d0 = verdicts.decide(results, rows, "squadshifts_nyt", "f1", table, {"min_replicas": 0}, n_boot=N_BOOT)
+    assert d0.verdict.chosen == "rag"
+    assert d0.costs["rag"].total_usd == pytest.approx(100_000 * 128.507 / 150 / 3600 / 0.5 * 0.085
+                                                      + 30.4375 / 30 * 22.626 / 3600 * 0.085)
+    assert any(c.startswith("lora-rag (") and "would be chosen if more questions" in c for c in d0.verdict.changes)
