@@ -209,7 +209,7 @@ def price_table(data: Mapping, source: str = "prices", where=None) -> PriceTable
     return PriceTable(machines, default, hosted, source)
 
 
-def legacy_prices(table: PriceTable, environment: Mapping | None = None) -> dict:
+def legacy_prices(table: PriceTable) -> dict:
     """The dict harness.cost.load_prices returns today ({"machines": {cpu, gpu: $/hour}, "hosted": {model:
     {prompt_per_1k, output_per_1k}}, "source"}), so cost.py keeps working on the new table until it goes."""
     machines = {k: table.machines[n].usd_per_hour for k, n in table.default_machine.items()}
