@@ -1,0 +1,856 @@
+"""Decision statistics and rules: which strategy to deploy, with reasons that follow from the numbers.
+
+Definitions (Δ: a candidate's mean score minus the reference's, on the same questions; [L, U]: its
+paired-bootstrap 95% interval; δ: decision.margin, absolute, on the headline metric's scale):
+
+* reference: the strategy with the highest pooled mean among those that meet the requirements
+  (quality bar and latency target).
+* non-inferior ("within the margin of the most accurate"): L > -δ. The data rule out a drop larger
+  than the margin at one-sided 2.5%. It does NOT say "as good": the candidate may be up to δ worse.
+* inferior ("below the most accurate by more than the margin"): U < -δ.
+* inconclusive: L <= -δ <= U: the interval holds both a drop larger than δ and one smaller; more
+  questions would settle it (see questions_needed).
+  Each comparison stands alone (no multiplicity adjustment): with k candidates the chance that an
+  inferior one passes is at most k x 2.5%.
+* quality bar (decision.min_quality): a strategy meets it when its pooled mean >= the bar; when its
+  interval's lower end is below the bar the reasons say so. No strategy meeting it is an answer.
+* latency target (decision.latency_target_s): p95 seconds <= target; an unmeasured p95 does not meet a set target.
+* choice: among the reference and the non-inferior candidates with a monthly cost, those costing at
+  most (1 + cost_tolerance) x the cheapest count as equally cheap; of those the highest pooled mean
+  wins, and on equal means the one with fewer moving parts (prompting 0 < an index or a training 1 < both 2).
+
+Pooled seeds: scores per seed and question. A strategy's estimate is the mean over seeds of its
+mean over questions (the questions every seed answered). Its interval comes from a two-level
+bootstrap: each replicate draws n questions with replacement once (every seed answered the same
+questions, so seeds and questions are crossed and a question's difficulty is shared by all seeds)
+and S seeds with replacement, and averages that S x n block; the percentiles of 10,000 replicates
+give the interval. It carries question variance and seed variance. Paired differences draw the same
+questions for both strategies and each strategy's seeds on their own (seed k of one strategy is not
+tied to seed k of another). With one seed this is exactly stats.paired_bootstrap / metrics.bootstrap_ci
+(same draws from the same generator), so the verdict agrees with the report's significance table.
+
+Questions needed (inconclusive): normal approximation with the observed difference and spread held:
+n such that z * sqrt(s_q^2 / n + v_s) < |Δ + δ|, i.e. n = s_q^2 / ((|Δ + δ| / z)^2 - v_s), z = 1.96 (the
+95% interval), s_q the standard deviation over questions of the per-question difference averaged
+over seeds, v_s the variance of the mean that comes from seeds (sample variance of the per-seed mean
+scores / number of seeds, both strategies; 0 with one seed), which more questions do not reduce.
+When Δ > -δ it is the number that would show non-inferiority, else inferiority. This is a 50% chance
+(the observed difference exactly reproduced); `questions_needed_80` uses z + 0.84 for an 80% chance,
+the standard non-inferiority sample-size formula n = ((z_a + z_b) s / (Δ + δ))^2.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+from .serving import HOURS_PER_MONTH, MIN_REPLICAS, TARGET_UTILIZATION
+from .serving import moving_parts as kind_moving_parts
+
+ALPHA = 0.05
+Z = 1.959963984540054       # two-sided 95%: the interval's z
+Z_POWER80 = 0.8416212335729143
+N_BOOT = 10_000
+SEED = 0  # a verdict must not change between two reports of the same records
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    """The run's `decision:` block (superset of harness.decision.DecisionConfig)."""
+
+    monthly_queries: int = 100_000          # a team-internal assistant: about 3,300 questions a day
+    refresh_days: float | None = 30         # the documents change monthly: re-index or re-train every 30 days; null: never
+    latency_target_s: float | None = None   # p95 seconds a caller may wait; null: no target
+    margin: float = 0.02                    # absolute, headline metric: the largest drop from the best we accept (the gate's default)
+    min_quality: float | None = None        # the bar a strategy's pooled mean must reach; null: no bar
+    cost_tolerance: float = 0.10            # monthly costs within 10% of the cheapest count as equal: below the
+    #                                         precision of price lists and of throughput measured on one machine
+    min_replicas: float = MIN_REPLICAS      # machines always on; 0: scale to zero (pay busy time / utilization)
+    target_utilization: float = TARGET_UTILIZATION  # see harness.serving: twice the average load as headroom for peaks
+    hours_per_month: float = HOURS_PER_MONTH
+    measured_on: str | None = None          # machine name in prices.yaml the run's timings stand for; null: by environment
+
+    def __post_init__(self):
+        q = self.monthly_queries
+        if isinstance(q, bool) or not isinstance(q, int) or q < 0:
+            raise ConfigError(f"decision.monthly_queries must be an integer >= 0, got {q!r}")
+        for name, positive in (("refresh_days", True), ("latency_target_s", True), ("min_quality", False)):
+            v = getattr(self, name)
+            if v is not None and (not _num(v) or v < 0 or (positive and v == 0 and name == "latency_target_s")):
+                raise ConfigError(f"decision.{name} must be a number >= 0 or null, got {v!r}")
+        for name in ("margin", "cost_tolerance", "min_replicas"):
+            v = getattr(self, name)
+            if not _num(v) or v < 0:
+                raise ConfigError(f"decision.{name} must be a number >= 0, got {v!r}")
+        if not _num(self.target_utilization) or not 0 < self.target_utilization <= 1:
+            raise ConfigError(f"decision.target_utilization must be in (0, 1], got {self.target_utilization!r}")
+        if not _num(self.hours_per_month) or not 0 < self.hours_per_month <= 744:
+            raise ConfigError(f"decision.hours_per_month must be in (0, 744], got {self.hours_per_month!r}")
+        if self.measured_on is not None and not isinstance(self.measured_on, str):
+            raise ConfigError(f"decision.measured_on must be a machine name, got {self.measured_on!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping | None, where: str = "decision") -> DecisionConfig:
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known, key=str)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+def _num(v) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+
+# ----------------------------------------------------------------------------------------------
+# Statistics
+
+
+Scores = Mapping[Any, Mapping[str, float]]  # seed -> question id -> score
+
+
+def per_seed(scores: Mapping) -> dict[Any, dict[str, float]]:
+    """{seed: {qid: score}}; a flat {qid: score} is one seed (0)."""
+    if not scores:
+        return {}
+    first = next(iter(scores.values()))
+    if isinstance(first, Mapping):
+        return {s: {str(q): float(v) for q, v in qs.items()} for s, qs in scores.items()}
+    return {0: {str(q): float(v) for q, v in scores.items()}}
+
+
+def _common(*strategies: Mapping) -> list[str]:
+    ids = None
+    for sc in strategies:
+        for qs in sc.values():
+            ids = set(qs) if ids is None else ids & set(qs)
+    return sorted(ids or ())
+
+
+def _matrix(sc: Mapping, ids: Sequence[str]) -> np.ndarray:
+    """(seeds, questions) array, seeds in sorted order."""
+    return np.array([[sc[s][q] for q in ids] for s in sorted(sc, key=str)], dtype=float)
+
+
+def _counts(rng: np.random.Generator, n_boot: int, n: int):
+    """Blocks of question resampling counts (rows: replicates), drawn exactly as stats.paired_bootstrap draws."""
+    block = max(1, 4_000_000 // max(n, 1))
+    done = 0
+    while done < n_boot:
+        b = min(block, n_boot - done)
+        idx = rng.integers(0, n, size=(b, n))
+        counts = np.bincount((idx + (np.arange(b) * n)[:, None]).ravel(), minlength=b * n).reshape(b, n)
+        yield counts
+        done += b
+
+
+def _replicates(mats: Sequence[np.ndarray], signs: Sequence[float], n_boot: int, seed: int) -> np.ndarray:
+    """Two-level bootstrap replicates of sum_i sign_i * pooled_mean(mats[i]); questions shared by all."""
+    n = mats[0].shape[1]
+    rq = np.random.default_rng(seed)             # questions: the same stream as stats.paired_bootstrap
+    rs = np.random.default_rng([seed, 1])        # seeds: their own stream, so the question draws do not move
+    out = []
+    for counts in _counts(rq, n_boot, n):
+        total = np.zeros(counts.shape[0])
+        for X, sign in zip(mats, signs):
+            seed_means = counts @ X.T / n        # (replicates, seeds): each seed's mean on the drawn questions
+            S = X.shape[0]
+            if S > 1:
+                pick = rs.integers(0, S, size=(counts.shape[0], S))
+                seed_means = np.take_along_axis(seed_means, pick, axis=1)
+            total += sign * seed_means.mean(axis=1)
+        out.append(total)
+    return np.concatenate(out)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Pooled mean over seeds and questions with its two-level bootstrap 95% interval."""
+
+    mean: float | None
+    low: float | None
+    high: float | None
+    n_questions: int
+    n_seeds: int
+    seed_means: tuple[float, ...] = ()
+
+
+def pooled_mean(scores: Mapping, n_boot: int = N_BOOT, seed: int = SEED, alpha: float = ALPHA) -> Estimate:
+    sc = per_seed(scores)
+    ids = _common(sc)
+    if not ids:
+        return Estimate(None, None, None, 0, len(sc))
+    X = _matrix(sc, ids)
+    reps = _replicates([X], [1.0], n_boot, seed)
+    low, high = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
+    return Estimate(float(X.mean(axis=1).mean()), float(low), float(high), len(ids), X.shape[0],
+                    tuple(float(v) for v in X.mean(axis=1)))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """candidate - reference on shared questions; outcome: non-inferior | inferior | inconclusive."""
+
+    candidate: str
+    reference: str
+    diff: float
+    low: float
+    high: float
+    margin: float
+    outcome: str
+    n_questions: int
+    n_seeds: tuple[int, int]
+    sd_question: float             # s_q
+    var_seed: float                # v_s
+    questions_needed: int | None   # inconclusive only; None: more questions alone cannot settle it
+    questions_needed_80: int | None
+    settles_toward: str | None     # what questions_needed would show: "non-inferior" or "inferior"
+
+
+def outcome(low: float, high: float, margin: float) -> str:
+    if low > -margin:
+        return "non-inferior"
+    if high < -margin:
+        return "inferior"
+    return "inconclusive"
+
+
+def questions_needed(diff: float, sd_question: float, margin: float, var_seed: float = 0.0,
+                     z: float = Z) -> int | None:
+    """Smallest n with z * sqrt(sd^2 / n + var_seed) < |diff + margin| (normal approximation, the
+    observed difference and spread held). None: |diff + margin| is 0, or the seed variance alone keeps
+    the interval wider than that (more seeds, not more questions, are needed)."""
+    gap = abs(diff + margin)
+    room = (gap / z) ** 2 - var_seed
+    if gap == 0 or room <= 0:
+        return None
+    if sd_question == 0:
+        return 1
+    n = sd_question ** 2 / room
+    return math.floor(n) + 1  # strictly more than n
+
+
+def non_inferiority(candidate: Mapping, reference: Mapping, margin: float, *, names: tuple[str, str] = ("a", "b"),
+                    n_boot: int = N_BOOT, seed: int = SEED, alpha: float = ALPHA) -> Comparison:
+    """Paired (two-level when there are several seeds) bootstrap of candidate - reference, and its outcome."""
+    a, b = per_seed(candidate), per_seed(reference)
+    ids = _common(a, b)
+    if not ids:
+        raise ValueError(f"{names[0]} and {names[1]} share no question")
+    A, B = _matrix(a, ids), _matrix(b, ids)
+    reps = _replicates([A, B], [1.0, -1.0], n_boot, seed)
+    low, high = (float(v) for v in np.quantile(reps, [alpha / 2, 1 - alpha / 2]))
+    diff = float(A.mean(axis=1).mean() - B.mean(axis=1).mean())
+    per_q = A.mean(axis=0) - B.mean(axis=0)
+    sd_q = float(per_q.std(ddof=1)) if len(ids) > 1 else 0.0
+    var_s = sum(float(M.mean(axis=1).var(ddof=1)) / M.shape[0] for M in (A, B) if M.shape[0] > 1)
+    out = outcome(low, high, margin)
+    need = need80 = toward = None
+    if out == "inconclusive":
+        need = questions_needed(diff, sd_q, margin, var_s)
+        need80 = questions_needed(diff, sd_q, margin, var_s, Z + Z_POWER80)
+        toward = "non-inferior" if diff > -margin else "inferior" if diff < -margin else None
+    return Comparison(names[0], names[1], diff, low, high, margin, out, len(ids), (A.shape[0], B.shape[0]),
+                      sd_q, var_s, need, need80, toward)
+
+
+# ----------------------------------------------------------------------------------------------
+# The rule
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One strategy: scores {seed: {qid: score}} (or {qid: score}), its monthly $ (None: not priced),
+    kind (prompting | rag | adapter | adapter+rag | full | full+rag) or moving_parts, p95 / p50 latency s."""
+
+    name: str
+    scores: Mapping
+    monthly_usd: float | None = None
+    kind: str | None = None
+    moving_parts: int | None = None
+    p95_s: float | None = None
+    p50_s: float | None = None
+
+    @classmethod
+    def of(cls, value: Candidate | Mapping) -> Candidate:
+        if isinstance(value, Candidate):
+            return value
+        known = set(cls.__dataclass_fields__)
+        bad = sorted(set(value) - known)
+        if bad:
+            raise ConfigError(f"unknown candidate field(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
+        return cls(**value)
+
+    @property
+    def parts(self) -> int:
+        if self.moving_parts is not None:
+            return self.moving_parts
+        return kind_moving_parts(self.kind) if self.kind else 0
+
+
+@dataclass
+class Row:
+    """One strategy's line of the verdict table. status: chosen | reference (most accurate, not chosen,
+    never left so: it becomes one of the next three) | dearer (within the margin, > tolerance dearer) |
+    cost tie, lower mean | cost tie, more moving parts | non-inferior (only when nothing is chosen) |
+    inconclusive | inferior | below the bar | over the latency target | not priced | no scores.
+    sentence: the row's verdict in words, with its numbers."""
+
+    name: str
+    estimate: Estimate
+    comparison: Comparison | None
+    meets_bar: bool
+    meets_latency: bool
+    monthly_usd: float | None
+    per_query_usd: float | None
+    per_correct_usd: float | None
+    moving_parts: int
+    p95_s: float | None
+    status: str = ""
+    sentence: str = ""
+
+
+@dataclass
+class Verdict:
+    chosen: str | None
+    reference: str | None
+    reasons: list[str]
+    rows: list[Row]
+    changes: list[str]
+    settings: dict
+    metric: str
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class _Stats:
+    """Estimates and comparisons, computed once and reused by every scenario of 'what would change'."""
+
+    def __init__(self, cands: list[Candidate], margin: float, n_boot: int, seed: int):
+        self.cands = {c.name: c for c in cands}
+        self.margin, self.n_boot, self.seed = margin, n_boot, seed
+        self.est = {c.name: pooled_mean(c.scores, n_boot, seed) for c in cands}
+        self._cmp: dict[tuple[str, str], Comparison] = {}
+
+    def cmp(self, a: str, b: str) -> Comparison:
+        if (a, b) not in self._cmp:
+            self._cmp[(a, b)] = non_inferiority(self.cands[a].scores, self.cands[b].scores, self.margin,
+                                                names=(a, b), n_boot=self.n_boot, seed=self.seed)
+        return self._cmp[(a, b)]
+
+
+def _same(x: float, y: float) -> bool:
+    return math.isclose(x, y, rel_tol=0, abs_tol=1e-12)
+
+
+def _decide(st: _Stats, cfg: DecisionConfig, costs: Mapping[str, float | None],
+            force: Mapping[str, str] | None = None) -> dict:
+    """The rule, on cached statistics. force: name -> outcome to assume (for 'what would change')."""
+    force = force or {}
+    names = [n for n in st.cands if st.est[n].mean is not None]
+    bar = {n: cfg.min_quality is None or st.est[n].mean >= cfg.min_quality for n in names}
+    lat = {n: cfg.latency_target_s is None or (st.cands[n].p95_s is not None
+                                                and st.cands[n].p95_s <= cfg.latency_target_s) for n in names}
+    ok = [n for n in names if bar[n] and lat[n]]
+    ref = max(ok, key=lambda n: (st.est[n].mean, -st.cands[n].parts, _neg(n))) if ok else None
+    outcomes = {}
+    for n in ok:
+        if n != ref:
+            c = st.cmp(n, ref)
+            outcomes[n] = force.get(n) or outcome(c.low, c.high, cfg.margin)
+    contenders = [n for n in ok if (n == ref or outcomes[n] == "non-inferior") and costs.get(n) is not None]
+    chosen, tied, cheapest = None, [], None
+    if contenders:
+        cheapest = min(costs[n] for n in contenders)
+        tied = [n for n in contenders if costs[n] <= cheapest * (1 + cfg.cost_tolerance)]
+        best_mean = max(st.est[n].mean for n in tied)
+        top = [n for n in tied if _same(st.est[n].mean, best_mean)]
+        chosen = min(top, key=lambda n: (st.cands[n].parts, costs[n], n))
+    return {"names": names, "bar": bar, "lat": lat, "ok": ok, "ref": ref, "outcomes": outcomes,
+            "contenders": contenders, "tied": tied, "cheapest": cheapest, "chosen": chosen}
+
+
+def _neg(name: str) -> tuple:
+    return tuple(-ord(ch) for ch in name)  # on a full tie, the alphabetically first name
+
+
+def _usd(x: float | None) -> str:
+    if x is None:
+        return "not priced"
+    if x == math.inf:
+        return "infinite (no correct answers)"
+    if x >= 1 or x == 0:
+        return f"${x:,.2f}"
+    return f"${x:.{max(4, 2 - math.floor(math.log10(x)))}f}"  # three significant digits below a dollar
+
+
+def _ci(e: Estimate) -> str:
+    return f"{e.mean:.3f} (95% CI {e.low:.3f}–{e.high:.3f}, {e.n_questions} questions, {e.n_seeds} seed{'s' * (e.n_seeds != 1)})"
+
+
+def _diff(c: Comparison) -> str:
+    return f"{c.diff:+.3f} (95% CI {c.low:+.3f} to {c.high:+.3f})"
+
+
+def recommend(candidates: Sequence[Candidate | Mapping], config: DecisionConfig | Mapping | None = None, *,
+              metric: str = "score", cost_at: Callable[..., Mapping[str, float | None]] | None = None,
+              n_boot: int = N_BOOT, seed: int = SEED) -> Verdict:
+    """The recommendation, its reasons as sentences, a row per strategy, and what would change it.
+
+    candidates: Candidate or dicts with its fields. config: DecisionConfig or the `decision:` dict.
+    metric: the headline metric's label for the sentences ("token F1"). cost_at: optional
+    callable(monthly_queries=, refresh_days=, usd_per_hour_scale=) -> {name: monthly $ or None}; with it,
+    candidates' monthly_usd may be left None (taken from cost_at at the config's values) and the volume,
+    refresh interval and machine price at which the answer flips are searched."""
+    cfg = config if isinstance(config, DecisionConfig) else DecisionConfig.from_dict(config)
+    cands = [Candidate.of(c) for c in candidates]
+    if len({c.name for c in cands}) != len(cands):
+        raise ValueError("candidate names must be unique")
+    base_costs = {c.name: c.monthly_usd for c in cands}
+    if cost_at is not None:
+        at = dict(cost_at(monthly_queries=cfg.monthly_queries, refresh_days=cfg.refresh_days, usd_per_hour_scale=1.0))
+        base_costs = {n: (base_costs[n] if base_costs[n] is not None else at.get(n)) for n in base_costs}
+    st = _Stats(cands, cfg.margin, n_boot, seed)
+    d = _decide(st, cfg, base_costs)
+    settings = {"margin": cfg.margin, "min_quality": cfg.min_quality, "cost_tolerance": cfg.cost_tolerance,
+                "latency_target_s": cfg.latency_target_s, "monthly_queries": cfg.monthly_queries,
+                "refresh_days": cfg.refresh_days, "alpha": ALPHA, "n_boot": n_boot, "seed": seed}
+    rows = _rows(st, cfg, d, base_costs, metric)
+    reasons = _reasons(st, cfg, d, base_costs, metric, rows)
+    changes = _changes(st, cfg, d, base_costs, metric, cost_at)
+    return Verdict(d["chosen"], d["ref"], reasons, rows, changes, settings, metric)
+
+
+def _rows(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str) -> list[Row]:
+    rows = []
+    for n, c in st.cands.items():
+        e = st.est[n]
+        cost = costs.get(n)
+        q = cfg.monthly_queries
+        per_q = cost / q if cost is not None and q else None
+        per_c = None
+        if cost is not None and q and e.mean is not None:
+            per_c = math.inf if e.mean <= 0 else cost / (q * e.mean)
+        cmp = st.cmp(n, d["ref"]) if d["ref"] and n != d["ref"] and e.mean is not None else None
+        r = Row(n, e, cmp, bool(d["bar"].get(n)), bool(d["lat"].get(n)), cost, per_q, per_c, c.parts, c.p95_s)
+        if e.mean is None:
+            r.status, r.sentence = "no scores", f"{n}: no scored questions."
+        elif not (r.meets_latency and r.meets_bar):
+            fails = []
+            if not r.meets_latency:
+                fails.append(f"p95 latency {'not measured' if c.p95_s is None else f'{c.p95_s:.2f} s'}, "
+                             f"over the target of {cfg.latency_target_s:g} s")
+            if not r.meets_bar:
+                fails.append(f"{metric} {e.mean:.3f}, below the quality bar of {cfg.min_quality:g}")
+            r.status = "over the latency target" if not r.meets_latency else "below the bar"
+            r.sentence = f"{n}: " + "; ".join(fails) + "."
+        elif n == d["ref"]:
+            r.status = "reference"
+            r.sentence = f"{n}: the most accurate strategy that meets the requirements, {metric} {_ci(e)}."
+        else:
+            o = d["outcomes"][n]
+            r.status = o
+            if o == "non-inferior":
+                r.sentence = (f"{n}: difference from {d['ref']} {_diff(cmp)}; the interval lies above -{cfg.margin:g}, "
+                              f"so it is within the margin of the most accurate (it may still be up to {cfg.margin:g} worse).")
+            elif o == "inferior":
+                r.sentence = (f"{n}: difference from {d['ref']} {_diff(cmp)}; the whole interval lies below "
+                              f"-{cfg.margin:g}: less accurate by more than the margin.")
+            else:
+                r.sentence = (f"{n}: difference from {d['ref']} {_diff(cmp)}; the interval reaches below -{cfg.margin:g} "
+                              f"and above it: not shown to be within the margin, nor to be worse by more than it. "
+                              + _needed(cmp))
+        if n == d["chosen"]:
+            r.status = "chosen"
+        elif n in d["tied"]:
+            r.status = ("cost tie, lower mean" if not _same(e.mean, st.est[d["chosen"]].mean)
+                        else "cost tie, more moving parts")
+        elif n in d["contenders"]:
+            r.status = "dearer"
+        elif r.status in ("reference", "non-inferior") and cost is None:
+            r.status = "not priced"
+        rows.append(r)
+    return rows
+
+
+def _needed(c: Comparison) -> str:
+    if c.questions_needed is None:
+        if c.settles_toward is None:
+            return "Its difference sits exactly on the margin: no number of questions is expected to settle it."
+        return ("The variance between seeds alone keeps the interval wider than the distance to the margin: "
+                "more seeds, not only more questions, would be needed.")
+    more = max(c.questions_needed - c.n_questions, 0)
+    toward = "within the margin" if c.settles_toward == "non-inferior" else "worse by more than the margin"
+    tail = (f"about {c.questions_needed:,} questions in all ({more:,} more)" if more else
+            f"about {c.questions_needed:,} questions by the normal approximation, no more than the "
+            f"{c.n_questions:,} asked: it sits at the edge, where the bootstrap and normal intervals differ")
+    return (f"If the observed difference and spread hold, {tail} would show it {toward} "
+            f"(half the time; {c.questions_needed_80:,} for an 80% chance)." if c.questions_needed_80 else
+            f"If the observed difference and spread hold, {tail} would show it {toward}.")
+
+
+def _rules(cfg: DecisionConfig) -> str:
+    bar = f"a quality bar of {cfg.min_quality:g}" if cfg.min_quality is not None else "no quality bar"
+    lat = (f"a p95 latency target of {cfg.latency_target_s:g} s" if cfg.latency_target_s else "no latency target")
+    return (f"Rules: {bar} and {lat}; a strategy counts as within the margin of the most accurate when the 95% "
+            f"interval of its paired difference lies above -{cfg.margin:g} (the margin); monthly costs within "
+            f"{cfg.cost_tolerance:.0%} of the cheapest count as equal, and then the higher measured mean wins, "
+            f"then fewer moving parts (an index, a training).")
+
+
+def _days(x: float) -> str:
+    return f"{x:.3g} day" + ("" if x == 1 else "s")
+
+
+def _load(cfg: DecisionConfig) -> str:
+    refresh = f"a refresh every {_days(cfg.refresh_days)}" if cfg.refresh_days else "no refresh"
+    return f"{cfg.monthly_queries:,} queries a month and {refresh}"
+
+
+def _reasons(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, rows: list[Row]) -> list[str]:
+    by = {r.name: r for r in rows}
+    out: list[str] = []
+    if not d["names"]:
+        return ["No strategy has scored questions: nothing to recommend.", _rules(cfg)]
+    if d["chosen"] is None:
+        if not d["ok"]:
+            out.append("No strategy can be recommended: none meets the requirements.")
+            lat_ok = [n for n in d["names"] if d["lat"][n]]
+            if cfg.min_quality is not None:
+                pool = lat_ok or d["names"]
+                close = max(pool, key=lambda n: st.est[n].mean)
+                e = st.est[close]
+                if e.mean < cfg.min_quality:
+                    out.append(f"None reaches the quality bar of {cfg.min_quality:g} {metric}"
+                               + (" among those within the latency target" if lat_ok and len(lat_ok) < len(d["names"]) else "")
+                               + f"; the closest, {close}, scores {_ci(e)}: {cfg.min_quality - e.mean:.3f} short.")
+                    top = max(d["names"], key=lambda n: st.est[n].mean)
+                    if e.mean < st.est[top].mean < cfg.min_quality:  # (one over it and the target: said below)
+                        out.append(f"Over the latency target, {top} scores {st.est[top].mean:.3f}, "
+                                   f"{cfg.min_quality - st.est[top].mean:.3f} short of the bar.")
+            slow_ok = [n for n in d["names"] if d["bar"][n] and not d["lat"][n]] if cfg.min_quality is not None else []
+            if slow_ok:
+                out.append("Reaching the bar but over the p95 latency target of "
+                           f"{cfg.latency_target_s:g} s: " + ", ".join(
+                               f"{n} ({'not measured' if st.cands[n].p95_s is None else f'{st.cands[n].p95_s:.2f} s'})"
+                               for n in slow_ok) + ".")
+            if not lat_ok:
+                timed = [n for n in d["names"] if st.cands[n].p95_s is not None]
+                if timed:
+                    fast = min(timed, key=lambda n: st.cands[n].p95_s)
+                    out.append(f"None meets the p95 latency target of {cfg.latency_target_s:g} s; the fastest, {fast}, "
+                               f"has a p95 of {st.cands[fast].p95_s:.2f} s, {st.cands[fast].p95_s - cfg.latency_target_s:.2f} s over.")
+                else:
+                    out.append(f"No strategy has a measured p95 latency to hold against the target of {cfg.latency_target_s:g} s.")
+        else:
+            out.append(f"No strategy can be recommended: {d['ref']} and every strategy within the margin of it "
+                       "lack a monthly cost (throughput or prices not recorded).")
+        out.append(_rules(cfg))
+        return out
+    w, ref = d["chosen"], d["ref"]
+    e, cost = st.est[w], costs[w]
+    r = by[w]
+    out.append(f"For {_load(cfg)}: **{w}**, {metric} {_ci(e)}, {_usd(cost)} a month "
+               f"({_usd(r.per_query_usd)} per query, {_usd(r.per_correct_usd)} per correct answer"
+               f"{', counting ' + metric + ' as the share of an answer that is correct' if metric not in ('accuracy', 'exact match') else ''}).")
+    out.append(_rules(cfg))
+    if w == ref:
+        out.append(f"{w} is the most accurate strategy that meets the requirements.")
+    else:
+        c = st.cmp(w, ref)
+        out.append(f"The most accurate that meets the requirements is {ref}, {metric} {_ci(st.est[ref])}, at "
+                   f"{_usd(costs.get(ref))} a month. {w} differs from it by {_diff(c)}: the interval lies above "
+                   f"-{cfg.margin:g}, so {w} is within the margin (it may be up to {cfg.margin:g} worse, not shown to be as good).")
+    tied = [n for n in d["tied"] if n != w]
+    if tied:
+        out.append(f"Costs within {cfg.cost_tolerance:.0%} of the cheapest ({_usd(d['cheapest'])}) count as equal: "
+                   + ", ".join(f"{n} at {_usd(costs[n])}" for n in [w] + tied) + ".")
+        lower = [n for n in tied if not _same(st.est[n].mean, e.mean)]
+        same = [n for n in tied if _same(st.est[n].mean, e.mean)]
+        if lower:
+            out.append(f"Of those, {w} has the highest measured {metric} ({e.mean:.3f} against "
+                       + ", ".join(f"{n} {st.est[n].mean:.3f}" for n in lower)
+                       + "); this ordering is of point estimates, not a significant difference.")
+        if same:
+            out.append(f"{w} and {', '.join(same)} have the same measured {metric} ({e.mean:.3f}); {w} has fewer "
+                       f"moving parts ({st.cands[w].parts} against "
+                       + ", ".join(f"{n} {st.cands[n].parts}" for n in same) + ")."
+                       if any(st.cands[n].parts > st.cands[w].parts for n in same) else
+                       f"{w} and {', '.join(same)} have the same measured {metric} and moving parts; {w} costs least.")
+    dearer = [n for n in d["contenders"] if n not in d["tied"]]
+    if dearer:
+        out.append(f"Also within the margin but more than {cfg.cost_tolerance:.0%} dearer: "
+                   + ", ".join(f"{n} ({_usd(costs[n])})" for n in sorted(dearer, key=lambda n: costs[n])) + ".")
+    incon = [n for n, o in d["outcomes"].items() if o == "inconclusive"]
+    if incon:
+        out.append("Not shown to be within the margin of " + ref + " (inconclusive, so it does not compete on cost): "
+                   + "; ".join(f"{n}, {_diff(st.cmp(n, ref))}" for n in incon) + ".")
+    inferior = [n for n, o in d["outcomes"].items() if o == "inferior"]
+    if inferior:
+        out.append(f"Below {ref} by more than the margin (whole interval under -{cfg.margin:g}): "
+                   + "; ".join(f"{n}, {_diff(st.cmp(n, ref))}" for n in inferior) + ".")
+    unpriced = [n for n in d["ok"] if costs.get(n) is None and (n == ref or d["outcomes"].get(n) == "non-inferior")]
+    if unpriced:
+        out.append("Within the margin but without a monthly cost, so not compared on cost: " + ", ".join(unpriced) + ".")
+    low_bar = [n for n in d["names"] if not d["bar"][n]]
+    if low_bar:
+        out.append(f"Below the quality bar of {cfg.min_quality:g}: "
+                   + ", ".join(f"{n} ({st.est[n].mean:.3f})" for n in low_bar) + ".")
+    if cfg.min_quality is not None and e.low < cfg.min_quality:
+        out.append(f"Caution: {w}'s mean reaches the bar of {cfg.min_quality:g}, but its interval goes down to "
+                   f"{e.low:.3f}: these questions do not show that it meets the bar.")
+    slow = [n for n in d["names"] if not d["lat"][n]]
+    if slow:
+        out.append(f"Over the p95 latency target of {cfg.latency_target_s:g} s: "
+                   + ", ".join(f"{n} ({'not measured' if st.cands[n].p95_s is None else f'{st.cands[n].p95_s:.2f} s'})"
+                               for n in slow) + ".")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# What would change the answer
+
+
+def _search(choice: Callable[[float], str | None], x0: float, lo: float, hi: float, steps_per_decade: int = 8,
+            tol: float = 1e-4) -> dict[str, tuple[float, str | None] | None]:
+    """Nearest x above and below x0 (within [lo, hi], log scale) where choice(x) differs from choice(x0):
+    walk a geometric grid outward, then bisect the bracket to relative tolerance tol."""
+    c0 = choice(x0)
+    out: dict[str, tuple[float, str | None] | None] = {"up": None, "down": None}
+    for key, end in (("up", hi), ("down", lo)):
+        if x0 <= 0 or end <= 0 or (key == "up" and end <= x0) or (key == "down" and end >= x0):
+            continue
+        n = max(1, math.ceil(abs(math.log10(end / x0)) * steps_per_decade))
+        prev = x0
+        for i in range(1, n + 1):
+            x = x0 * (end / x0) ** (i / n)
+            if choice(x) != c0:
+                a, b = prev, x  # choice(a) == c0, choice(b) != c0
+                while abs(b - a) > tol * max(abs(a), abs(b)):
+                    m = math.sqrt(a * b)
+                    if choice(m) == c0:
+                        a = m
+                    else:
+                        b = m
+                out[key] = (b, choice(b))
+                break
+            prev = x
+    return out
+
+
+def _changes(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, cost_at) -> list[str]:
+    out: list[str] = []
+    w = d["chosen"]
+    label = w or "no strategy"
+
+    # statistics: a cheaper candidate that would win if it alone were shown within the margin
+    for n, o in d["outcomes"].items():
+        if o != "inconclusive" or costs.get(n) is None:
+            continue
+        c = st.cmp(n, d["ref"])
+        if c.settles_toward == "non-inferior" and _decide(st, cfg, costs, force={n: "non-inferior"})["chosen"] == n:
+            cost_w = _usd(costs.get(w)) if w else "-"
+            out.append(f"{n} ({_usd(costs[n])} a month against {cost_w}) would be chosen if more questions showed it "
+                       f"within the margin. {_needed(c)}")
+    # the margin: the nearest value, above and below today's, at which the choice changes
+    if d["ref"]:
+        lows = sorted({-st.cmp(n, d["ref"]).low for n in d["outcomes"]})
+        for t in [t for t in lows if t >= cfg.margin]:
+            alt = _decide(st, dataclasses.replace(cfg, margin=t + 1e-9), costs)["chosen"]
+            if alt != w:
+                out.append(f"A margin above {t:.3f} (now {cfg.margin:g}) would make it {alt or 'no strategy'}"
+                           + (f" ({_usd(costs.get(alt))} a month): its interval reaches down to {-t:+.3f}." if alt else "."))
+                break
+        for t in reversed([t for t in lows if t < cfg.margin]):
+            alt = _decide(st, dataclasses.replace(cfg, margin=max(t, 0.0)), costs)["chosen"]
+            if alt != w:
+                out.append(f"A margin of {max(t, 0):.3f} or less (now {cfg.margin:g}) would make it {alt or 'no strategy'}: "
+                           f"{w}'s interval reaches down to {-t:+.3f}.")
+                break
+    # requirements
+    if cfg.latency_target_s is not None:
+        slow = sorted((n for n in d["names"] if not d["lat"][n] and st.cands[n].p95_s is not None),
+                      key=lambda n: st.cands[n].p95_s)
+        for n in slow:
+            alt = _decide(st, dataclasses.replace(cfg, latency_target_s=st.cands[n].p95_s), costs)
+            if alt["chosen"] != w:
+                out.append(f"A p95 latency target of {st.cands[n].p95_s:.2f} s or more (now {cfg.latency_target_s:g} s) "
+                           f"would make it {alt['chosen'] or 'no strategy'}.")
+                break
+    if cfg.min_quality is not None:
+        below = sorted((n for n in d["names"] if not d["bar"][n]), key=lambda n: -st.est[n].mean)
+        for n in below:
+            alt = _decide(st, dataclasses.replace(cfg, min_quality=st.est[n].mean), costs)
+            if alt["chosen"] != w:
+                out.append(f"A quality bar of {st.est[n].mean:.3f} or less (now {cfg.min_quality:g}) would make it "
+                           f"{alt['chosen'] or 'no strategy'}.")
+                break
+    if cost_at is None:
+        return out or [f"No change of margin, bar or latency target examined here changes the answer ({label})."]
+
+    def costs_at(**kw) -> dict:
+        args = {"monthly_queries": cfg.monthly_queries, "refresh_days": cfg.refresh_days, "usd_per_hour_scale": 1.0, **kw}
+        return dict(cost_at(**args))
+
+    def pick(**kw):
+        return _decide(st, cfg, costs_at(**kw))["chosen"]
+
+    def fmt(name, **kw):
+        cs = costs_at(**kw)
+        return f"{name or 'no strategy'} ({_usd(cs.get(name)) if name else '–'} against {_usd(cs.get(w)) if w else '–'} for {label})"
+
+    q0 = cfg.monthly_queries
+    if q0 > 0:
+        found = _search(lambda q: pick(monthly_queries=q), q0, q0 / 1000, q0 * 1000)
+        for key, word in (("up", "or more"), ("down", "or fewer")):
+            if found[key]:
+                q, alt = found[key]
+                out.append(f"At about {q:,.0f} queries a month {word} (now {q0:,}): {fmt(alt, monthly_queries=q)}.")
+        if not found["up"] and not found["down"]:
+            out.append(f"The choice stays {label} from {q0 / 1000:,.0f} to {q0 * 1000:,.0f} queries a month.")
+    r0 = cfg.refresh_days
+    if r0:
+        never = pick(refresh_days=None)
+        if never != w:
+            out.append(f"With no refresh at all: {fmt(never, refresh_days=None)}.")
+        found = _search(lambda r: pick(refresh_days=r), r0, 0.25, 3650)
+        for key, word in (("down", "or more often"), ("up", "or less often")):
+            if found[key]:
+                r, alt = found[key]
+                out.append(f"With a refresh every {_days(r)} {word} (now {_days(r0)}): {fmt(alt, refresh_days=r)}.")
+        if never == w and not found["up"] and not found["down"]:
+            out.append(f"The choice stays {label} with a refresh from every 0.25 to every 3,650 days, and with none.")
+    else:
+        for r in (1, 7, 30):
+            alt = pick(refresh_days=r)
+            if alt != w:
+                out.append(f"With a refresh every {r} day{'s' * (r > 1)} (now none): {fmt(alt, refresh_days=r)}.")
+                break
+    found = _search(lambda k: pick(usd_per_hour_scale=k), 1.0, 0.01, 100)
+    for key, word in (("up", "higher"), ("down", "lower")):
+        if found[key]:
+            k, alt = found[key]
+            out.append(f"At {k:.4g} times today's machine price ({word}): {fmt(alt, usd_per_hour_scale=k)}.")
+    if not (found["up"] or found["down"]):
+        out.append(f"The choice stays {label} from 0.01 to 100 times today's machine price.")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# From a run's records: one call for the report
+
+
+@dataclass
+class Decision:
+    """decide()'s answer: the verdict, each strategy's measured facts and monthly cost (all inputs kept),
+    the machine and hosted prices used, and the break-even volumes between every two priced strategies."""
+
+    verdict: Verdict
+    facts: dict
+    costs: dict
+    machine: Any
+    hosted: Any
+    break_even: list[dict] = field(default_factory=list)
+
+
+def pool_facts(per_seed_facts: Sequence) -> Any:
+    """One strategy's facts over its seeds: throughput n / sum(1 / qps_i) (total questions over total seconds,
+    every seed answering the same questions), preparation and tokens averaged, sizes the largest."""
+    from .serving import Facts
+
+    fs = [f for f in per_seed_facts if f is not None]
+    if not fs:
+        return None
+    if len(fs) == 1:
+        return fs[0]
+    qps = [f.queries_per_s for f in fs]
+    rqps = [f.retrieval_queries_per_s for f in fs]
+
+    def mean(xs):
+        xs = [x for x in xs if x is not None]
+        return sum(xs) / len(xs) if xs else None
+
+    return Facts(name=fs[0].name, kind=fs[0].kind, base_bytes=fs[0].base_bytes,
+                 artifact_bytes=max(f.artifact_bytes for f in fs), index_bytes=max(f.index_bytes for f in fs),
+                 embedder_bytes=max(f.embedder_bytes for f in fs),
+                 queries_per_s=len(qps) / sum(1 / q for q in qps) if all(qps) else None,
+                 batch_size=fs[0].batch_size, prepare_s=mean([f.prepare_s for f in fs]) or 0.0,
+                 refresh_s=mean([f.refresh_s for f in fs]), prompt_tokens=mean([f.prompt_tokens for f in fs]),
+                 output_tokens=mean([f.output_tokens for f in fs]),
+                 retrieval_queries_per_s=len(rqps) / sum(1 / q for q in rqps) if all(rqps) else None)
+
+
+def decide(results: Mapping, rows: Sequence[Mapping], benchmark: str, primary: str, table, config=None, *,
+           metric: str | None = None, embedder_bytes: int = 0, n_boot: int = N_BOOT, seed: int = SEED) -> Decision:
+    """The recommendation for one benchmark of a run, pooled over its seeds, from the records alone.
+
+    results: results.json. rows: scored prediction lines (analysis.rescore's rows, or predictions.jsonl lines
+    carrying the metric), each with strategy, seed, id and the `primary` metric. table: serving.PriceTable.
+    config: DecisionConfig or the decision dict (default: the run's recorded `decision`)."""
+    from . import serving
+
+    cfg = config if isinstance(config, DecisionConfig) else DecisionConfig.from_dict(
+        config if config is not None else (results.get("config") or {}).get("decision"))
+    machine = table.measured_on(results.get("environment"), cfg.measured_on,
+                                (results.get("config") or {}).get("usd_per_hour"))
+    hosted = table.hosted.get((results.get("model") or {}).get("name"))
+    cells = [c for c in results.get("cells") or [] if c.get("benchmark", benchmark) == benchmark]
+    names = list(dict.fromkeys(c["strategy"] for c in cells))
+    scores: dict[str, dict] = {}
+    for r in rows:
+        if r.get("benchmark", benchmark) == benchmark and primary in r:
+            scores.setdefault(r["strategy"], {}).setdefault(r.get("seed", 0), {})[r["id"]] = float(r[primary])
+    names += [n for n in scores if n not in names]
+    facts = {n: pool_facts([serving.facts_from_cell(c, results, embedder_bytes=embedder_bytes)
+                            for c in cells if c["strategy"] == n]) for n in names}
+    load = serving.Load.of(cfg)
+
+    def mean_score(n):
+        vals = [np.mean(list(q.values())) for q in scores.get(n, {}).values() if q]
+        return float(np.mean(vals)) if vals else None
+
+    def price(n, ld, scale=1.0):
+        f = facts.get(n)
+        if f is None:
+            return None
+        return serving.monthly_cost(f, machine, ld, hosted=hosted, accuracy=mean_score(n), usd_per_hour_scale=scale)
+
+    costs = {n: price(n, load) for n in names}
+
+    def cost_at(monthly_queries, refresh_days, usd_per_hour_scale):
+        ld = serving.Load.of(load, monthly_queries=monthly_queries, refresh_days=refresh_days)
+        out = {}
+        for n in names:
+            c = price(n, ld, usd_per_hour_scale)
+            out[n] = c.total_usd if c else None
+        return out
+
+    def p95(n):
+        vals = [(c.get("answer") or {}).get("latency_p95_s") for c in cells if c["strategy"] == n and c.get("status") == "ok"]
+        vals = [v for v in vals if v is not None]
+        return max(vals) if vals else None  # the slowest seed's p95: a target must hold whichever seed is deployed
+
+    cands = [Candidate(n, scores[n], costs[n].total_usd if costs.get(n) else None,
+                       facts[n].kind if facts.get(n) else None, p95_s=p95(n)) for n in names if n in scores]
+    verdict = recommend(cands, cfg, metric=metric or primary, cost_at=cost_at, n_boot=n_boot, seed=seed)
+    curves = {}
+    for n, f in facts.items():
+        if f is not None and costs[n] is not None and costs[n].total_usd is not None:
+            try:
+                curves[n] = serving.cost_curve(f, machine, load, hosted=hosted)
+            except ValueError:
+                pass
+    crossings = []
+    ordered = list(curves)
+    for i, a in enumerate(ordered):
+        for b in ordered[i + 1:]:
+            for x in serving.break_even(curves[a], curves[b]):
+                crossings.append({"a": a, "b": b, **dataclasses.asdict(x)})
+    return Decision(verdict, facts, costs, machine, hosted, crossings)
