@@ -648,8 +648,12 @@ def _walk(root: Path) -> tuple[list[tuple[str, Path]], list[tuple[str, str]]]:
 def _documents(file_id: str, rel: str, kind: str, sections: list[Section]) -> list[Document]:
     if kind == "pdf":
         return [Document(id=f"{file_id}#p{s.page}", text=s.text, title=f"{rel} — page {s.page}") for s in sections]
-    if len(sections) == 1:  # the plain file id and the title the corpus loader always gave
-        return [Document(id=file_id, text=sections[0].text, title=sections[0].section or "")]
+    if len(sections) == 1:  # the plain file id, and for Markdown the title the corpus loader always gave
+        text = sections[0].text
+        if kind == "markdown":
+            first = text.lstrip().split("\n", 1)[0]
+            return [Document(id=file_id, text=text, title=first.lstrip("#").strip() if first.startswith("#") else "")]
+        return [Document(id=file_id, text=text, title=sections[0].section or "")]
     used = {"top"}
     docs = []
     for s in sections:

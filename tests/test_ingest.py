@@ -11,6 +11,7 @@ import pytest
 
 from harness import ingest
 from harness.errors import DataError
+from harness.types import Document
 from harness.ingest import Section, Skipped, doc_matches, extract, load_documents, load_question_table, slugify
 
 pytest.importorskip("pypdf")
@@ -320,6 +321,25 @@ def test_text_and_single_part_files_keep_their_plain_ids(folder):
     assert by_id["notes"].text == "# not a heading in a text file\nPlain notes.\n"  # the text as it was
     assert (by_id["single"].title, by_id["single"].text) == ("Setup guide", "# Setup guide\n\nRun the installer twice.\n")
     assert (by_id["plain"].title, by_id["plain"].text) == ("", "No headings here.\n")
+
+
+def test_top_level_text_and_markdown_load_as_the_corpus_loader_loads_them(tmp_path):
+    """Same ids, texts and titles as harness/corpus.py gives a documents/ folder of .txt/.md files
+    (so their fingerprints, and the stage cache keyed on them, do not change)."""
+    files = {"a.txt": "plain text\nwith lines\n", "b.md": "# Title\n\nBody text.\n", "c.md": "No heading\n",
+             "d.md": "#hashtag first\n\nbody\n", "e.md": "# **Bold** title\n\nx\n",
+             "f.md": "  # Indented title\n\nbody\n", "g.txt": "windows\r\nlines\r\n", "i.md": "Setext\n======\n\nbody\n",
+             "k.txt": "control \x07 character\n", "l.md": "# Only a heading\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_bytes(text.encode())
+    (tmp_path / "h.md").write_bytes(b"\xef\xbb\xbf# BOM title\n\nbody\n")
+    docs, skipped = load_documents(tmp_path)
+    assert skipped == []
+    # What corpus.py's _document_files returned for this folder on 2026-12-01 (checked by running it).
+    titles = {"a": "", "b": "Title", "c": "", "d": "hashtag first", "e": "**Bold** title", "f": "Indented title",
+              "g": "", "h": "BOM title", "i": "", "k": "", "l": "Only a heading"}
+    texts = {n.split(".")[0]: t for n, t in files.items()} | {"h": "# BOM title\n\nbody\n"}
+    assert docs == [Document(id=i, text=texts[i], title=titles[i]) for i in sorted(titles)]
 
 
 def test_the_same_id_twice_is_skipped(tmp_path):
