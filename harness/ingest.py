@@ -106,7 +106,7 @@ def _read(path: Path) -> bytes:
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise Skipped(f"too large ({size / 2**20:.0f} MiB; the limit is {MAX_FILE_BYTES // 2**20} MiB)")
+            raise Skipped(f"too large ({size:,} bytes; the limit is {MAX_FILE_BYTES:,}, ingest.MAX_FILE_BYTES)")
         return path.read_bytes()
     except OSError as exc:
         raise Skipped(f"cannot read ({exc.strerror or exc})", cacheable=False) from None

@@ -375,6 +375,30 @@ def test_symlinks(tmp_path):
     assert reasons["broken.txt"] == "broken symlink (or a loop)"
 
 
+def test_encodings_fifos_and_size(tmp_path, monkeypatch):
+    (tmp_path / "utf16.txt").write_bytes("notes in UTF-16\n".encode("utf-16"))  # Windows Notepad's "Unicode"
+    (tmp_path / "latin.html").write_bytes("<p>caf\xe9</p>".encode("latin-1"))  # and no charset declared
+    (tmp_path / "nul.md").write_bytes(b"text\0with a NUL")
+    (tmp_path / "big.txt").write_text("x" * 2000)
+    os.mkfifo(tmp_path / "pipe.txt")  # reading it would block forever
+    monkeypatch.setattr(ingest, "MAX_FILE_BYTES", 1000)
+    docs, skipped = load_documents(tmp_path)
+    assert [(d.id, d.text) for d in docs] == [("utf16", "notes in UTF-16\n")]
+    assert dict(skipped) == {
+        "big.txt": "too large (2,000 bytes; the limit is 1,000, ingest.MAX_FILE_BYTES)",
+        "latin.html": "not UTF-8 text (invalid continuation byte at byte 6, line 1); save it as UTF-8",
+        "nul.md": "binary content, not text: looks like binary data",
+        "pipe.txt": "not a regular file"}
+
+
+def test_an_unwritable_cache_costs_speed_not_the_load(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("text")
+    (tmp_path / "blocker").write_text("a file where the cache folder would be")
+    docs, skipped = load_documents(tmp_path / "docs", cache_dir=tmp_path / "blocker" / "extract")
+    assert [d.id for d in docs] == ["a"] and skipped == []
+
+
 def test_a_parser_crash_is_listed_not_raised(tmp_path, monkeypatch):
     (tmp_path / "a.html").write_text("<p>x</p>")
     (tmp_path / "b.txt").write_text("fine")
