@@ -764,13 +764,20 @@ REQUIRED_FIELDS = ("question", "answers")
 SPLIT_NAMES = {"validation": "dev", "valid": "dev", "val": "dev"}  # the datasets library's names
 
 
-class QuestionTableError(DataError):
-    """Every problem of a question table, one per line, each naming the file and the line or row."""
+# Where in a table a row or a problem is: (the file's line, None for Parquet and datasets; a label
+# such as "row 3" or "split 'train' row 3" where there are no lines).
+Where = tuple[int | None, str]
 
-    def __init__(self, path: Path, problems: list[str]):
+
+class QuestionTableError(DataError):
+    """Every problem of a question table, one per line, each naming the file and the line or row.
+    `problems` holds (path, line or None, message), the shape of corpus.py's Problem."""
+
+    def __init__(self, path: Path, problems: list[tuple[Path, int | None, str]]):
         self.problems = problems
-        shown = problems[:MAX_SHOWN] + ([f"... and {len(problems) - MAX_SHOWN} more"]
-                                        if len(problems) > MAX_SHOWN else [])
+        shown = [f"{p}:{line}: {m}" if line else f"{p}: {m}" for p, line, m in problems[:MAX_SHOWN]]
+        if len(problems) > MAX_SHOWN:
+            shown.append(f"... and {len(problems) - MAX_SHOWN} more")
         if len(problems) == 1:
             HarnessError.__init__(self, shown[0])
         else:
@@ -805,17 +812,22 @@ def load_question_table(path: str | Path, columns: dict | None = None) -> list[d
             raise DataError(f"unsupported question file type {suffix!r} (supported: .csv, .tsv, .jsonl, "
                             ".parquet, or a datasets.save_to_disk folder)", path)
         tables = [readers[suffix](path)]
-    problems: list[str] = []
+    problems: list[tuple[Path, int | None, str]] = []
+
+    def problem(where: Where, message: str) -> None:
+        line, label = where
+        problems.append((path, line, f"{label}: {message}" if label else message))
+
     rows, ids = [], {}
     for table in tables:
-        fields = _resolve_columns(mapping, columns is not None, table, path, problems)
+        fields = _resolve_columns(mapping, columns is not None, table, problem)
         if fields is None:
             continue
         for where, number, raw in table["rows"]:
             if isinstance(raw, str):  # a problem found while reading the row
-                problems.append(f"{where}: {raw}")
+                problem(where, raw)
                 continue
-            row = _question_row(raw, fields, where, problems)
+            row = _question_row(raw, fields, lambda message: problem(where, message))
             if row is None:
                 continue
             if "split" not in row and table.get("split"):
@@ -827,12 +839,13 @@ def load_question_table(path: str | Path, columns: dict | None = None) -> list[d
                     n += 1
                     row["id"] = f"{base}-{n}"
             elif row["id"] in ids:
-                problems.append(f"{where}: duplicate id {row['id']!r} (first at {ids[row['id']]})")
+                first = ids[row["id"]]
+                problem(where, f"duplicate id {row['id']!r} (first on {f'line {first[0]}' if first[0] else first[1]})")
                 continue
             ids[row["id"]] = where
             rows.append({**row, "line": number})
     if not rows and not problems:
-        problems.append(f"{path}: no questions")
+        problems.append((path, None, "no questions"))
     if problems:
         raise QuestionTableError(path, problems)
     return rows
@@ -853,7 +866,7 @@ def _column_mapping(columns, path: Path) -> dict:
     return {**{f: f for f in QUESTION_FIELDS}, **columns}
 
 
-def _resolve_columns(mapping: dict, explicit: dict | bool, table: dict, path: Path, problems) -> dict | None:
+def _resolve_columns(mapping: dict, explicit: bool, table: dict, problem) -> dict | None:
     """field -> column for the columns this table has; a missing required or explicitly mapped
     column is a problem (reported once per table)."""
     have = table["columns"]
@@ -864,18 +877,18 @@ def _resolve_columns(mapping: dict, explicit: dict | bool, table: dict, path: Pa
         elif field in REQUIRED_FIELDS or (explicit and column != field):
             missing.append(f"{column!r}" + (f" (for {field!r})" if column != field else ""))
     if missing:
-        problems.append(f"{table['where']}: missing column{'s' * (len(missing) > 1)} {', '.join(missing)}; "
-                        f"the table has: {', '.join(map(str, have)) or 'no columns'}")
+        problem(table["header"], f"missing column{'s' * (len(missing) > 1)} {', '.join(missing)}; "
+                                 f"the table has: {', '.join(map(str, have)) or 'no columns'}")
         return None
     return fields
 
 
-def _question_row(raw: dict, fields: dict, where: str, problems: list[str]) -> dict | None:
+def _question_row(raw: dict, fields: dict, problem) -> dict | None:
     out, ok = {}, True
 
     def bad(message):
         nonlocal ok
-        problems.append(f"{where}: {message}")
+        problem(message)
         ok = False
 
     question = raw.get(fields["question"])
@@ -969,18 +982,18 @@ def _csv_table(path: Path) -> dict:
             try:
                 row = next(reader, None)
             except csv.Error as exc:
-                yield f"{path}:{n}", n, f"invalid CSV ({exc})"
+                yield (n, ""), n, f"invalid CSV ({exc})"
                 return
             if row is None:
                 return
             if not any(v.strip() for v in row):
                 continue
             if len(row) != len(header):
-                yield f"{path}:{n}", n, f"row has {len(row)} fields, the header has {len(header)}"
+                yield (n, ""), n, f"row has {len(row)} fields, the header has {len(header)}"
                 continue
-            yield f"{path}:{n}", n, dict(zip(header, row))
+            yield (n, ""), n, dict(zip(header, row))
 
-    return {"where": f"{path}:1", "columns": header, "rows": rows()}
+    return {"header": (1, ""), "columns": header, "rows": rows()}
 
 
 def _jsonl_table(path: Path) -> dict:
@@ -994,17 +1007,17 @@ def _jsonl_table(path: Path) -> dict:
         try:
             obj = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
-            parsed.append((f"{path}:{n}", n, f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line)"))
+            parsed.append(((n, ""), n, f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line)"))
             continue
         except json.JSONDecodeError as exc:
-            parsed.append((f"{path}:{n}", n, f"invalid JSON ({exc.msg})"))
+            parsed.append(((n, ""), n, f"invalid JSON ({exc.msg})"))
             continue
         if not isinstance(obj, dict):
-            parsed.append((f"{path}:{n}", n, "each line must be a JSON object"))
+            parsed.append(((n, ""), n, "each line must be a JSON object"))
             continue
         columns.update(dict.fromkeys(obj))
-        parsed.append((f"{path}:{n}", n, obj))
-    return {"where": str(path), "columns": list(columns), "rows": parsed}
+        parsed.append(((n, ""), n, obj))
+    return {"header": (None, ""), "columns": list(columns), "rows": parsed}
 
 
 def _parquet_table(path: Path) -> dict:
@@ -1016,14 +1029,14 @@ def _parquet_table(path: Path) -> dict:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow.lib.ArrowInvalid and friends
         raise DataError(f"not a readable Parquet file ({type(exc).__name__}: {exc})", path) from None
-    return _arrow_rows(path, table.column_names, table.to_pylist(), str(path))
+    return _arrow_rows(table.column_names, table.to_pylist())
 
 
-def _arrow_rows(path: Path, columns, records, where: str, split: str | None = None) -> dict:
-    prefix = f"{where}: " + (f"split {split!r} " if split else "")
-    return {"where": where + (f" (split {split!r})" if split else ""), "columns": list(columns),
+def _arrow_rows(columns, records, split: str | None = None) -> dict:
+    label = f"split {split!r} " if split else ""
+    return {"header": (None, label.strip()), "columns": list(columns),
             "split": SPLIT_NAMES.get(split, split) if split else None,
-            "rows": [(f"{prefix}row {i}", i, r) for i, r in enumerate(records, 1)]}
+            "rows": [((None, f"{label}row {i}"), i, r) for i, r in enumerate(records, 1)]}
 
 
 def _datasets_folder(path: Path) -> list[dict]:
@@ -1039,6 +1052,5 @@ def _datasets_folder(path: Path) -> list[dict]:
     except Exception as exc:
         raise DataError(f"cannot load the saved dataset ({type(exc).__name__}: {exc})", path) from None
     if isinstance(loaded, datasets.DatasetDict):
-        return [_arrow_rows(path, ds.column_names, ds.to_list(), str(path), split=name)
-                for name, ds in loaded.items()]
-    return [_arrow_rows(path, loaded.column_names, loaded.to_list(), str(path))]
+        return [_arrow_rows(ds.column_names, ds.to_list(), split=name) for name, ds in loaded.items()]
+    return [_arrow_rows(loaded.column_names, loaded.to_list())]

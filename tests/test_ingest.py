@@ -609,7 +609,7 @@ def test_default_columns_and_generated_ids(tmp_path):
     ("q.jsonl", '{"question": "Why?", "answers": [{"t": 1}]}\n', None,
      "q.jsonl:1: answers must be a list of strings, found {'t': 1} (column 'answers')"),
     ("q.jsonl", '{"question": "Why?", "answers": "a", "id": "x"}\n{"question": "How?", "answers": "b", "id": "x"}\n',
-     None, "q.jsonl:2: duplicate id 'x' (first at "),
+     None, "q.jsonl:2: duplicate id 'x' (first on line 1)"),
     ("q.txt", "whatever", None, "unsupported question file type '.txt'"),
 ])
 def test_question_table_errors(tmp_path, name, content, columns, message):
@@ -634,6 +634,27 @@ def test_parquet_errors_name_the_row(tmp_path):
     (tmp_path / "bad.parquet").write_text("not parquet")
     with pytest.raises(DataError, match="not a readable Parquet file"):
         load_question_table(tmp_path / "bad.parquet")
+
+
+def test_problems_are_listed_as_path_line_message(tmp_path):
+    """The shape of corpus.py's Problem, so a corpus check can list them with its own."""
+    path = tmp_path / "q.csv"
+    path.write_text("question,answers\nWhy?,\n,yes\nFine?,yes\n")
+    with pytest.raises(ingest.QuestionTableError) as info:
+        load_question_table(path)
+    assert info.value.problems == [(path, 2, "no answers (column 'answers' is empty)"),
+                                   (path, 3, "empty question (column 'question')")]
+    assert str(info.value).startswith(f"2 problems in {path}:\n  {path}:2: no answers")
+
+
+def test_datasets_errors_name_split_and_row(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    datasets.DatasetDict({"test": datasets.Dataset.from_list([{"question": "Why?", "answers": ["a"]},
+                                                              {"question": "How?", "answers": [""]}])
+                          }).save_to_disk(tmp_path / "dd")
+    with pytest.raises(ingest.QuestionTableError) as info:
+        load_question_table(tmp_path / "dd")
+    assert info.value.problems == [(tmp_path / "dd", None, "split 'test' row 2: no answers (column 'answers' is empty)")]
 
 
 def test_column_mapping_errors(tmp_path):
