@@ -165,7 +165,7 @@ def _decode(data: bytes, kind: str) -> str:
     except UnicodeDecodeError as exc:
         err = exc
     if kind == "html":
-        m = re.search(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", data[:4096], re.I)
+        m = re.search(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", data[:4096], re.IGNORECASE)
         if m:
             charset = m.group(1).decode("ascii")
             try:
@@ -204,10 +204,9 @@ def _pdf(data: bytes) -> list[Section]:
         logging.getLogger("pypdf").setLevel(logging.ERROR)  # repairable files are noise in a folder's load
     try:
         reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            # Many "secured" PDFs only restrict printing or copying: they open with an empty password.
-            if reader.decrypt("") == PasswordType.NOT_DECRYPTED:
-                raise Skipped("encrypted: it cannot be opened without a password")
+        # Many "secured" PDFs only restrict printing or copying: they open with an empty password.
+        if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
+            raise Skipped("encrypted: it cannot be opened without a password")
         pages = list(reader.pages)
     except Skipped:
         raise
@@ -408,7 +407,7 @@ _ROLES = {"navigation", "banner", "contentinfo", "complementary", "search", "men
 _CHROME_NAME = re.compile(
     r"(?:^|[\s_-])(?:nav\w*|menu\w*|sidebar\w*|breadcrumbs?|footer\w*|masthead|cookie\w*|consent|banner"
     r"|toc|skip\w*|share|social\w*|advert\w*|ads|popup|modal|headerlink)(?:$|[\s_-])|table[-_]of[-_]contents",
-    re.I)
+    re.IGNORECASE)
 _BLOCK = {"p", "div", "section", "article", "main", "li", "ul", "ol", "dl", "dt", "dd", "table", "thead",
           "tbody", "tfoot", "tr", "pre", "blockquote", "figure", "figcaption", "header", "footer", "aside",
           "details", "summary", "address", "hr", "br", "h1", "h2", "h3", "h4", "h5", "h6", "caption", "center"}
@@ -697,7 +696,7 @@ def cache_root() -> Path:
     return Path(root)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _library_versions(kind: str) -> str:
     out = []
     for name in LIBRARIES.get(kind, ()):
@@ -827,7 +826,7 @@ def load_question_table(path: str | Path, columns: dict | None = None) -> list[d
             if isinstance(raw, str):  # a problem found while reading the row
                 problem(where, raw)
                 continue
-            row = _question_row(raw, fields, lambda message: problem(where, message))
+            row = _question_row(raw, fields, lambda message, where=where: problem(where, message))
             if row is None:
                 continue
             if "split" not in row and table.get("split"):

@@ -11,8 +11,16 @@ import pytest
 
 from harness import ingest
 from harness.errors import DataError
+from harness.ingest import (
+    Section,
+    Skipped,
+    doc_matches,
+    extract,
+    load_documents,
+    load_question_table,
+    slugify,
+)
 from harness.types import Document
-from harness.ingest import Section, Skipped, doc_matches, extract, load_documents, load_question_table, slugify
 
 pytest.importorskip("pypdf")
 pytest.importorskip("bs4")
@@ -595,8 +603,8 @@ def test_default_columns_and_generated_ids(tmp_path):
 
 @pytest.mark.parametrize("name, content, columns, message", [
     ("q.csv", "key,q\n1,Why?\n", COLUMNS,
-     "q.csv:1: missing columns 'gold' (for 'answers'), 'docs' (for 'doc_ids'), 'part' (for 'split'); "
-     "the table has: key, q"),
+     ("q.csv:1: missing columns 'gold' (for 'answers'), 'docs' (for 'doc_ids'), 'part' (for 'split'); "
+      "the table has: key, q")),
     ("q.csv", "question,answers\n\" \",yes\n", None, "q.csv:2: empty question (column 'question')"),
     ("q.csv", "question,answers\nWhy?, | \n", None, "q.csv:2: no answers (column 'answers' is empty)"),
     ("q.csv", 'question,answers\n"Why\nnot?",\n', None, "q.csv:2: no answers (column 'answers' is empty)"),
