@@ -391,13 +391,13 @@ def _split_lines(lines: list[str], headings: dict[int, tuple[int, str]], name) -
 # BeautifulSoup + lxml, not trafilatura. Measured on 155 real documentation pages whose Markdown source
 # ships beside them (64 Node.js API pages, 91 npm pages), the source's words as gold, word precision /
 # recall of the extracted text:
-#                      Node.js API        npm docs       install (pip --target, beside lxml)
-#   all visible text   0.893 / 0.943      0.955 / 0.996
-#   these rules        0.984 / 0.934      0.990 / 0.995   1.8 MB (beautifulsoup4, soupsieve)
-#   trafilatura 2.3.1  0.998 / 0.839      0.989 / 0.985   58 MB more (babel 36 MB, dateparser, htmldate,
-#                                                          courlan, justext, tld...)
+#                      Node.js API      npm docs       adds to an environment that has lxml
+#   all visible text   0.893 / 0.943    0.955 / 0.996
+#   these rules        0.984 / 0.934    0.990 / 0.995  1.3 MB (beautifulsoup4, soupsieve), pip 1.1 s
+#   trafilatura 2.3.1  0.998 / 0.839    0.989 / 0.985  46 MB (babel 36 MB, dateparser, justext, tld,
+#                                                      htmldate, courlan...), pip 3.9 s
 # trafilatura drops Node's parameter lists and "Added in" lines, and the numbered <h2> headings of the
-# DocBook pages (valgrind), which sections are cut at; both run at about the same speed.
+# DocBook pages (valgrind), which sections are cut at; both take about the same time a page.
 
 _NEVER_TEXT = ("script", "style", "noscript", "template", "svg", "canvas", "head", "object", "embed", "iframe")
 _CHROME = ("nav", "form", "button", "select", "input", "textarea", "menu", "dialog")
