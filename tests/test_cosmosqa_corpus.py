@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.benchmark import CORPORA_DIR, builtin_benchmarks, load_benchmark
+from harness.data.benchmark import CORPORA_DIR, builtin_benchmarks, load_benchmark
 
 NAME = "cosmosqa"
 # where the other corpora's tests look for source packages; BIGBENCH_SDIST points elsewhere

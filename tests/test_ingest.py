@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import ingest
-from harness.errors import DataError
-from harness.ingest import (
+from harness.core.errors import DataError
+from harness.core.types import Document
+from harness.data import ingest
+from harness.data.ingest import (
     Section,
     Skipped,
     doc_matches,
@@ -20,7 +21,6 @@ from harness.ingest import (
     load_question_table,
     slugify,
 )
-from harness.types import Document
 
 pytest.importorskip("pypdf")
 pytest.importorskip("bs4")

@@ -5,11 +5,25 @@ from pathlib import Path
 
 import pytest
 
-from harness import serving
-from harness.errors import ConfigError
-from harness.serving import (DAYS_PER_MONTH, CostCurve, Facts, Hosted, Load, Machine, break_even, capacity_cost,
-                             cost_curve, cost_per_correct, deployment, monthly_cost, refresh_cost, shared_cost,
-                             token_cost)
+from harness.analysis import serving
+from harness.analysis.serving import (
+    DAYS_PER_MONTH,
+    CostCurve,
+    Facts,
+    Hosted,
+    Load,
+    Machine,
+    break_even,
+    capacity_cost,
+    cost_curve,
+    cost_per_correct,
+    deployment,
+    monthly_cost,
+    refresh_cost,
+    shared_cost,
+    token_cost,
+)
+from harness.core.errors import ConfigError
 
 CPU = Machine("box", 0.1, "cpu", vcpus=2, memory_gb=4)   # $0.1/hour: hand arithmetic stays short
 GB = 1024 ** 3

@@ -6,9 +6,17 @@ import re
 import numpy as np
 import pytest
 
-from harness import metrics, stats, verdicts
-from harness.errors import ConfigError
-from harness.verdicts import Candidate, DecisionConfig, non_inferiority, outcome, pooled_mean, questions_needed, recommend
+from harness.analysis import metrics, stats, verdicts
+from harness.analysis.verdicts import (
+    Candidate,
+    DecisionConfig,
+    non_inferiority,
+    outcome,
+    pooled_mean,
+    questions_needed,
+    recommend,
+)
+from harness.core.errors import ConfigError
 
 N_BOOT = 2000  # enough for the verdicts below, whose intervals are exact (constant differences) or far from the margin
 
@@ -307,7 +315,7 @@ def test_decide_on_the_example_run():
     import json
     from pathlib import Path
 
-    from harness import serving
+    from harness.analysis import serving
 
     ex = Path(__file__).resolve().parent.parent / "reports" / "example"
     results = json.loads((ex / "results.json").read_text())

@@ -10,36 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.errors import ConfigError
-from harness.core.paths import DEFAULT_PRICES
 
 RUN_DEFAULT_USD_PER_HOUR = 0.085  # RunConfig's default; a run that set another price keeps it
 DAYS_PER_MONTH = 365.25 / 12
 
 
 def load_prices(path: str | Path | None = None) -> dict:
-    """The price table: {"machines": {kind: $/hour}, "hosted": {model: {prompt_per_1k, output_per_1k}}}."""
-    import yaml
+    """The price table as {"machines": {kind: $/hour}, "hosted": {model: {prompt_per_1k, output_per_1k}},
+    "source"}, read (hardened YAML, file:line errors) by the serving cost model."""
+    from harness.analysis import serving
 
-    p = Path(path) if path else DEFAULT_PRICES
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: price table not found") from None
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{p}: not a valid YAML price table ({exc})") from None
-    if not isinstance(data, dict) or set(data) - {"machines", "hosted"}:
-        raise ConfigError(f"{p}: the price table has the keys 'machines' and 'hosted' only")
-    machines, hosted = data.get("machines") or {}, data.get("hosted") or {}
-    if not isinstance(machines, dict) or not isinstance(hosted, dict):
-        raise ConfigError(f"{p}: 'machines' and 'hosted' must be mappings")
-    for kind, price in machines.items():
-        _price(price, f"{p}: machines.{kind}")
-    for model, entry in hosted.items():
-        if not isinstance(entry, dict) or set(entry) - {"prompt_per_1k", "output_per_1k"}:
-            raise ConfigError(f"{p}: hosted.{model} must map prompt_per_1k / output_per_1k to $ per 1,000 tokens")
-        for k, v in entry.items():
-            _price(v, f"{p}: hosted.{model}.{k}")
-    return {"machines": dict(machines), "hosted": dict(hosted), "source": str(p)}
+    return serving.legacy_prices(serving.load_price_table(path))
 
 
 def _price(value, where: str) -> float:

@@ -159,6 +159,14 @@ def score_span(output, answers, question, trace):
             "f1": token_f1(extracted, answers), "contains": contains(output, answers)}
 
 
+def score_sentence(output, answers, question, trace):
+    """Sentence answers: the first line, lead-ins ('Answer:') removed but the sentence kept whole."""
+    lines = [ln.strip() for ln in output.strip().splitlines() if ln.strip()]
+    extracted = _LEAD_INS.sub("", lines[0], count=1).strip() if lines else ""
+    return {"extracted": extracted, "exact_match": exact_match(extracted, answers),
+            "f1": token_f1(extracted, answers), "contains": contains(output, answers)}
+
+
 def score_yes_no(output, answers, question, trace):
     """The first yes or no in the output is the answer; an output that says both gets no
     containment credit."""
@@ -186,8 +194,8 @@ def score_choice(output, answers, question, trace):
     return out
 
 
-SCORERS: dict[str, Callable] = {"span": score_span, "yes_no": score_yes_no, "label": score_label,
-                                "choice": score_choice}
+SCORERS: dict[str, Callable] = {"span": score_span, "sentence": score_sentence, "yes_no": score_yes_no,
+                                "label": score_label, "choice": score_choice}
 
 
 def score_with(scorer: str, output: str, answers: Sequence[str], question: str = "", task: str = "",

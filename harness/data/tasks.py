@@ -98,3 +98,12 @@ register_task_type(TaskType(
     context_request="Answer with one of the options, based on the text above.",
     needs_choices=True,
 ))
+register_task_type(TaskType(
+    name="generative_qa",
+    description="a question answered in a sentence of the model's own words; token F1 undervalues paraphrases",
+    scorer="sentence", primary_metric="f1", answered_by="generation",
+    lmeval_output_type="generate_until", lmeval_metric="f1",
+    system="You answer questions in one short, complete sentence.",
+    context_system="You answer questions in one short, complete sentence, based on the context.",
+    context_request="Answer in one sentence, based on the text above.",
+))

@@ -46,8 +46,8 @@ from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 
-from .errors import DataError, HarnessError
-from .types import Document
+from harness.core.errors import DataError, HarnessError
+from harness.core.types import Document
 
 log = logging.getLogger(__name__)
 
@@ -748,7 +748,7 @@ def _load_entry(entry: Path) -> dict | None:
 
 
 def _store_entry(entry: Path, obj: dict) -> None:
-    from .records import write_json
+    from harness.core.records import write_json
 
     try:
         write_json(entry, {"extractor": EXTRACTOR_VERSION, **obj})

@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from harness.core.errors import ConfigError
+from harness.core.paths import DEFAULT_PRICES
 
-DEFAULT_PRICES = Path(__file__).resolve().parent.parent / "configs" / "prices.yaml"
 DAYS_PER_MONTH = 365.25 / 12        # 30.44: the mean month, so a monthly figure times 12 is a year
 HOURS_PER_MONTH = 730.0             # 8,760 hours a year / 12: how cloud providers bill a month of a machine
 TARGET_UTILIZATION = 0.5            # size for twice the month's average load: traffic peaks at about twice its
@@ -128,10 +128,10 @@ class PriceTable:
 
 def load_price_table(path: str | Path | None = None) -> PriceTable:
     """Read configs/prices.yaml (or `path`) with the project's hardened YAML loader; errors name file:line."""
-    from .config import _parse  # the lead renames it to a public read_yaml
+    from harness.core.yamlio import read_yaml
 
     p = Path(path) if path else DEFAULT_PRICES
-    data, where = _parse(p)
+    data, where = read_yaml(p)
     return price_table(data or {}, str(p), where)
 
 
@@ -210,7 +210,7 @@ def price_table(data: Mapping, source: str = "prices", where=None) -> PriceTable
 
 
 def legacy_prices(table: PriceTable) -> dict:
-    """The dict harness.cost.load_prices returns today ({"machines": {cpu, gpu: $/hour}, "hosted": {model:
+    """The dict harness.analysis.cost.load_prices returns today ({"machines": {cpu, gpu: $/hour}, "hosted": {model:
     {prompt_per_1k, output_per_1k}}, "source"}), so cost.py keeps working on the new table until it goes."""
     machines = {k: table.machines[n].usd_per_hour for k, n in table.default_machine.items()}
     hosted = {m: {"prompt_per_1k": h.input_usd_per_1m / 1000, "output_per_1k": h.output_usd_per_1m / 1000}

@@ -48,9 +48,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
-from .serving import HOURS_PER_MONTH, MIN_REPLICAS, TARGET_UTILIZATION
-from .serving import moving_parts as kind_moving_parts
+from harness.analysis.serving import HOURS_PER_MONTH, MIN_REPLICAS, TARGET_UTILIZATION
+from harness.analysis.serving import moving_parts as kind_moving_parts
+from harness.core.errors import ConfigError
 
 ALPHA = 0.05
 Z = 1.959963984540054       # two-sided 95%: the interval's z
@@ -61,7 +61,7 @@ SEED = 0  # a verdict must not change between two reports of the same records
 
 @dataclass(frozen=True)
 class DecisionConfig:
-    """The run's `decision:` block (superset of harness.decision.DecisionConfig)."""
+    """The run's `decision:` block (superset of harness.analysis.decision.DecisionConfig)."""
 
     monthly_queries: int = 100_000          # a team-internal assistant: about 3,300 questions a day
     refresh_days: float | None = 30         # the documents change monthly: re-index or re-train every 30 days; null: never
@@ -71,7 +71,7 @@ class DecisionConfig:
     cost_tolerance: float = 0.10            # monthly costs within 10% of the cheapest count as equal: below the
     #                                         precision of price lists and of throughput measured on one machine
     min_replicas: float = MIN_REPLICAS      # machines always on; 0: scale to zero (pay busy time / utilization)
-    target_utilization: float = TARGET_UTILIZATION  # see harness.serving: twice the average load as headroom for peaks
+    target_utilization: float = TARGET_UTILIZATION  # see harness.analysis.serving: twice the average load as headroom for peaks
     hours_per_month: float = HOURS_PER_MONTH
     measured_on: str | None = None          # machine name in prices.yaml the run's timings stand for; null: by environment
 
@@ -763,7 +763,7 @@ class Decision:
 def pool_facts(per_seed_facts: Sequence) -> Any:
     """One strategy's facts over its seeds: throughput n / sum(1 / qps_i) (total questions over total seconds,
     every seed answering the same questions), preparation and tokens averaged, sizes the largest."""
-    from .serving import Facts
+    from harness.analysis.serving import Facts
 
     fs = [f for f in per_seed_facts if f is not None]
     if not fs:
@@ -794,7 +794,7 @@ def decide(results: Mapping, rows: Sequence[Mapping], benchmark: str, primary: s
     results: results.json. rows: scored prediction lines (analysis.rescore's rows, or predictions.jsonl lines
     carrying the metric), each with strategy, seed, id and the `primary` metric. table: serving.PriceTable.
     config: DecisionConfig or the decision dict (default: the run's recorded `decision`)."""
-    from . import serving
+    from harness.analysis import serving
 
     cfg = config if isinstance(config, DecisionConfig) else DecisionConfig.from_dict(
         config if config is not None else (results.get("config") or {}).get("decision"))
