@@ -69,6 +69,8 @@ def run_cell(cell: Cell, env: CellEnv) -> tuple[dict, list[dict]]:
     """The cell's record for results.json and its rows for predictions.jsonl."""
     record = {"strategy": cell.spec.name, "benchmark": cell.bench.name, "seed": cell.seed, "status": "ok",
               "error": None, "config": dataclasses.asdict(cell.config), "cached": False}
+    if cell.spec.base:
+        record["runs"] = cell.spec.base  # a variant: the registered strategy it runs
     test = cell.test_examples(env.cfg.limit)
     stored = Stored.load(cell, env)
     missing = [e for e in test if e.id not in stored.predictions]

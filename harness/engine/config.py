@@ -214,19 +214,21 @@ def check_names(cfg: RunConfig, where: Where | None = None, yaml_keys: set[str] 
     paths: nothing named in a config is imported. Options of the strategies that run are built.
     `where` locates the keys in `yaml_keys` (those that came from the YAML file) in messages."""
     from harness.data.benchmark import builtin_benchmarks
-    from harness.methods.registry import all_strategies, build_config
+    from harness.methods.registry import all_strategies, build_config, split_entry
 
     def at(key, *keys):
         return f"{where(*keys)}: " if where and key in yaml_keys else ""
 
     known = all_strategies()
     for name in cfg.strategies:
-        if name not in known:
-            raise ConfigError(f"{at('strategies', 'strategies.' + name, 'strategies')}unknown strategy {name!r}; "
-                              f"known strategies: {', '.join(known)}")
+        base, options = split_entry(name, cfg.options.get(name))
+        if base not in known:
+            variant = f" (variant {name!r})" if base != name else ""
+            raise ConfigError(f"{at('strategies', 'strategies.' + name, 'strategies')}unknown strategy {base!r}"
+                              f"{variant}; known strategies: {', '.join(known)}")
         if name in cfg.options:
             try:
-                build_config(known[name], cfg.options[name])
+                build_config(known[base], options)
             except ConfigError as exc:
                 named = [f"strategies.{name}.{k}" for k in cfg.options[name]
                          if f"{name}.{k} " in str(exc) or repr(k) in str(exc) or f" {k}" in str(exc)]

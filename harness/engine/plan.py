@@ -21,7 +21,7 @@ from harness.core.paths import reports_root
 from harness.core.types import Benchmark, Example
 from harness.data.benchmark import builtin_benchmarks, load_benchmark
 from harness.engine.config import RunConfig
-from harness.methods.registry import StrategySpec, build_config, get_spec
+from harness.methods.registry import StrategySpec, build_config, get_spec, split_entry
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,12 @@ def plan(cfg: RunConfig) -> Plan:
         twice = sorted(str(n) for n, c in Counter(names).items() if c > 1)
         if twice:
             raise ConfigError(f"{what} {', '.join(twice)} given twice: each cell of the run must be different")
-    specs = [get_spec(n) for n in cfg.strategies]
     extra = sorted(set(cfg.options) - set(cfg.strategies))
     if extra:
         raise ConfigError(f"options given for strategies that are not run: {', '.join(extra)}")
-    configs = {s.name: build_config(s, cfg.options.get(s.name)) for s in specs}
+    entries = {n: split_entry(n, cfg.options.get(n)) for n in cfg.strategies}  # name -> (registered, options)
+    specs = [get_spec(n, base) for n, (base, _) in entries.items()]
+    configs = {s.name: build_config(s, entries[s.name][1]) for s in specs}
     benches = [load_benchmark(b, split_seed=cfg.split_seed, test_ratio=cfg.test_ratio) for b in cfg.benchmarks]
     same = sorted(n for n, c in Counter(b.name for b in benches).items() if c > 1)
     if same:
@@ -90,7 +91,8 @@ def cell_key(cell: Cell, cfg: RunConfig, runtime, cache: StageCache) -> str:
     other = {b: load_benchmark(b).meta["data_sha256"] for b in builtin_benchmarks() if f'"{b}"' in values}
     tunes = spec.cls.fine_tunes
     return fingerprint({
-        "strategy": spec.name, "config": dataclasses.asdict(config), "benchmark": cell.bench.name,
+        "strategy": spec.name, **({"runs": spec.base} if spec.base else {}),
+        "config": dataclasses.asdict(config), "benchmark": cell.bench.name,
         "data_sha256": cell.bench.meta.get("data_sha256"), "other_benchmarks": other, "seed": cell.seed,
         "train_limit": cfg.train_limit, "max_new_tokens": cfg.max_new_tokens,
         "batch_size": cfg.batch_size or runtime.default_batch_size, "device": runtime.device,

@@ -14,10 +14,29 @@ from harness.methods.strategy import StrategyBase
 
 @dataclass(frozen=True)
 class StrategySpec:
-    name: str
+    name: str           # what the run calls it: the registered name, or a variant's own name
     cls: type
     config_cls: type
     description: str
+    base: str = ""      # a variant's registered strategy ("rag" for `rag-k8: {strategy: rag, k: 8}`)
+
+    @property
+    def registered(self) -> str:
+        return self.base or self.name
+
+
+# Keys of a strategy's entry in the run YAML that are not options of its config:
+#   strategy: the registered strategy a named variant runs (`rag-k8: {strategy: rag, k: 8}`)
+RESERVED_KEYS = ("strategy",)
+
+
+def split_entry(name: str, values: dict | None) -> tuple[str, dict]:
+    """A YAML strategy entry -> (registered strategy it runs, its config options)."""
+    values = dict(values or {})
+    base = values.pop("strategy", name)
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"strategy {name!r}: 'strategy' must name a registered strategy, got {base!r}")
+    return base, values
 
 
 _REGISTRY: dict[str, StrategySpec] = {}
@@ -65,11 +84,15 @@ def all_strategies() -> dict[str, StrategySpec]:
     return dict(sorted(_REGISTRY.items()))
 
 
-def get_spec(name: str) -> StrategySpec:
+def get_spec(name: str, base: str | None = None) -> StrategySpec:
+    """The registered strategy `name`, or, with `base`, the variant `name` of registered strategy `base`."""
     known = all_strategies()
-    if name not in known:
-        raise ConfigError(f"unknown strategy {name!r}; known strategies: {', '.join(known)}")
-    return known[name]
+    key = base or name
+    if key not in known:
+        what = f"unknown strategy {key!r}" + (f" (for variant {name!r})" if base and base != name else "")
+        raise ConfigError(f"{what}; known strategies: {', '.join(known)}")
+    spec = known[key]
+    return spec if key == name else dataclasses.replace(spec, name=name, base=key)
 
 
 def build_config(spec: StrategySpec, values: dict[str, Any] | None) -> Any:

@@ -112,6 +112,7 @@ def prepare_strategy(spec, config, ctx: PrepareContext):
     random.seed(ctx.seed)
     torch.manual_seed(ctx.seed)
     strat = spec.cls(config)
+    strat.name = spec.name  # a variant answers under its own name (`rag-k8`), its class under the registered one
     details = strat.prepare(ctx) or {}
     return strat, details
 

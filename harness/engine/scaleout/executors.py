@@ -179,7 +179,7 @@ class RayExecutor:
             options = {"num_cpus": self.cpus_per_cell, "num_gpus": self.num_gpus,
                        "name": f"{cell.spec.name}/{cell.bench.name}/seed{cell.seed}"}
             # the strategy travels by name (its class is found again in the worker's registry)
-            args = (cell.spec.name, cell.config, bench_refs[cell.bench.name], cell.seed,
+            args = ((cell.spec.name, cell.spec.registered), cell.config, bench_refs[cell.bench.name], cell.seed,
                     dataclasses.replace(cfg, device=env.runtime.device), str(stages.root), stages.enabled,
                     str(env.run_dir), cell.key)
             if self.data_parallel:
@@ -271,7 +271,8 @@ def _cell(strategy, config, bench, seed, cfg, store, cache_enabled, run_dir, key
     loaded_before = runtime.load_measured is not None
     env = CellEnv(cfg, runtime, Path(run_dir), stages, progress=False, data_parallel=data_parallel,
                   train_on_workers=train_on_workers)
-    record, rows = run_cell(Cell(get_spec(strategy), config, bench, seed, key), env)
+    name, base = strategy
+    record, rows = run_cell(Cell(get_spec(name, base), config, bench, seed, key), env)
     import ray
 
     record["worker"] = {"node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
