@@ -113,6 +113,7 @@ def console_table(run_dir: Path) -> str:
             lines.append(str(name))
             lines += ["  ".join(x.ljust(wd) for x, wd in zip(r, widths)) for r in t]
         if blk[0] == "ul" and last and last.startswith("Recommendation"):
+            last = None  # only the reasons, the first list under the heading
             said = [x for x in blk[1][:3] if not x.startswith("How this is decided")]
             said = said[:2] if "No strategy" in said[0] else said[:1]
             lines.append("Recommendation: " + " ".join(said).replace("**", ""))

@@ -230,8 +230,10 @@ def summary(doc: Doc, part: Part) -> None:
         lat = d.get("latency") or {}
         p, a = c.get("prepare") or {}, c.get("answer") or {}
         mem, _ = mems[idx]
-        vals = {"acc": c["metrics"][primary]["mean"], "one": co.get("one_time_usd"), "month": co.get("total_usd"),
-                "correct": co.get("per_correct_usd"), "p50": lat.get("p50", a.get("latency_p50_s")),
+        acc, month, q = c["metrics"][primary]["mean"], co.get("total_usd"), part.decision.monthly_queries
+        correct = month / (q * acc) if month is not None and q and acc else None  # this seed's own accuracy
+        vals = {"acc": acc, "one": co.get("one_time_usd"), "month": month,
+                "correct": correct, "p50": lat.get("p50", a.get("latency_p50_s")),
                 "p95": lat.get("p95", a.get("latency_p95_s")), "probe": (c.get("probe") or {}).get("latency_p95_s"),
                 "mem": mem, "art": p.get("artifact_bytes", 0) if p else None}
         data.append(vals)
@@ -365,13 +367,13 @@ def cost(doc: Doc, part: Part) -> None:
                     reps = f"{r['replicas']:.2f}"
             else:
                 served, qps, busy, reps = "not priced: " + (c.get("missing") or "?"), "–", "–", "–"
-            ans_usd = (a["usd"] if a else None)
-            if ans_usd is not None and c.get("retrieval"):
-                ans_usd += c["retrieval"]["usd"]
+            ans_text = fmt_usd(a["usd"] if a else None)
+            if a and c.get("retrieval"):
+                ans_text += f" + {fmt_usd(c['retrieval']['usd'])} retrieval"
             refresh = (f"{fmt_usd(rf['usd'])} ({rf['per_month']:.2f} x {rf['seconds']:,.0f} s)"
                        if rf["per_month"] and rf["seconds"] else "$0")
             per_c = c.get("per_correct_usd")
-            body.append([n + (" (recommended)" if n == part.chosen else ""), served, qps, busy, reps, fmt_usd(ans_usd),
+            body.append([n + (" (recommended)" if n == part.chosen else ""), served, qps, busy, reps, ans_text,
                          refresh, fmt_usd(c.get("total_usd")), fmt_usd(c.get("per_query_usd")),
                          fmt_usd(per_c) if per_c is not None
                          else ("no correct answers" if c.get("accuracy") == 0 else "–"),
