@@ -21,6 +21,7 @@ from endpoint_servers import Loopback, chunks_for, forward, free_port
 
 QUESTIONS = [[{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": f"question {i}"}]
              for i in range(6)]
+rel = pytest.mark.reliability
 SECRET = "sk-test-SECRET-0123456789abcdef"
 
 
@@ -57,6 +58,7 @@ def test_config_rejects_bad_values_in_one_line(kw, words):
     assert "\n" not in str(err.value)
 
 
+@rel("security", "endpoint config: a key put in base_url or api_key_env is refused without being echoed")
 def test_config_never_echoes_a_secret():
     with pytest.raises(ConfigError) as err:
         EndpointConfig(f"http://user:{SECRET}@host/v1", "m")
@@ -198,6 +200,7 @@ def test_an_optional_field_the_server_rejects_is_dropped_once():
 
 
 # -- faults ---------------------------------------------------------------------------------------
+@rel("fault", "endpoint: connection refused fails the cell at once, naming the base URL")
 def test_refused_connection_fails_at_once_naming_the_url():
     url = f"http://127.0.0.1:{free_port()}/v1"
     t0 = time.time()
@@ -208,6 +211,7 @@ def test_refused_connection_fails_at_once_naming_the_url():
     assert time.time() - t0 < 5
 
 
+@rel("fault", "endpoint: server killed mid-run: retried with backoff, then one line")
 def test_server_killed_mid_run_is_retried_then_reported():
     box = {}
 
@@ -234,6 +238,7 @@ def test_server_killed_mid_run_is_retried_then_reported():
     assert len(done) == 2 and time.time() - t0 < 10
 
 
+@rel("fault", "endpoint: a connection dropped mid-answer is retried")
 def test_a_connection_dropped_once_is_retried():
     def handle(req):
         if req.h.command != "POST":
@@ -253,6 +258,7 @@ def test_a_connection_dropped_once_is_retried():
     assert gens[0].retry_wait_s > 0
 
 
+@rel("fault", "endpoint: a server that hangs past timeout_s")
 def test_a_server_that_hangs_times_out():
     stop = threading.Event()
 
@@ -271,6 +277,7 @@ def test_a_server_that_hangs_times_out():
     assert time.time() - t0 < 4
 
 
+@rel("fault", "endpoint: a stream that stalls mid-answer past timeout_s")
 def test_a_stream_that_stalls_mid_answer_times_out():
     stop = threading.Event()
 
@@ -290,6 +297,7 @@ def test_a_stream_that_stalls_mid_answer_times_out():
     assert time.time() - t0 < 3
 
 
+@rel("fault", "endpoint: 429 then success, Retry-After honoured")
 def test_429_then_success_honours_retry_after():
     def handle(req):
         if req.h.command == "POST":
@@ -307,6 +315,7 @@ def test_429_then_success_honours_retry_after():
     assert g.retry_wait_s >= 1.9 and time.time() - t0 >= 1.9  # two waits of Retry-After: 1, not 0.01 s backoff
 
 
+@rel("fault", "endpoint: 503 on every attempt")
 def test_5xx_backs_off_then_gives_up_in_one_line():
     def handle(req):
         if req.h.command == "POST":
@@ -321,6 +330,7 @@ def test_5xx_backs_off_then_gives_up_in_one_line():
     assert srv.url in str(err.value)
 
 
+@rel("fault", "endpoint: 429 asking for an hour fails at once")
 def test_a_retry_after_longer_than_a_minute_fails_at_once():
     def handle(req):
         if req.h.command == "POST":
@@ -333,6 +343,7 @@ def test_a_retry_after_longer_than_a_minute_fails_at_once():
         assert srv.chat_count == 1
 
 
+@rel("security", "endpoint: 401 names the env var; the key is in no error, repr or record")
 def test_401_names_the_env_var_and_never_the_key(monkeypatch):
     monkeypatch.setenv("HARNESS_TEST_KEY", SECRET)
 
@@ -362,6 +373,7 @@ def test_401_names_the_env_var_and_never_the_key(monkeypatch):
         assert g.text == "answer to question 0"
 
 
+@rel("bad input", "endpoint: api_key_env names an unset variable")
 def test_a_key_env_var_that_is_not_set_is_named(monkeypatch):
     monkeypatch.delenv("HARNESS_TEST_KEY", raising=False)
     with Loopback(lambda req: None) as srv:
@@ -371,6 +383,7 @@ def test_a_key_env_var_that_is_not_set_is_named(monkeypatch):
         assert srv.seen == []
 
 
+@rel("bad input", "endpoint: unknown model (404) lists the served models")
 def test_404_unknown_model_lists_the_served_models():
     def handle(req):
         if req.h.command == "POST":  # vLLM's answer
@@ -387,6 +400,7 @@ def test_404_unknown_model_lists_the_served_models():
     assert srv.url in str(err.value)
 
 
+@rel("bad input", "endpoint: base_url without /v1")
 def test_404_on_the_path_hints_at_v1():
     with Loopback(lambda req: req.json(404, {"detail": "Not Found"}) or True) as srv:
         url = srv.url[: -len("/v1")]
@@ -399,6 +413,7 @@ def test_404_on_the_path_hints_at_v1():
     (["{\"choices\": [{\"index\": 0, \"delta\": {\"content\": \"x\"", "[DONE]"], "malformed JSON"),
     ([{"error": {"message": "CUDA out of memory"}}], "error mid-stream: CUDA out of memory"),
 ])
+@rel("fault", "endpoint: malformed JSON or an error event in the stream")
 def test_malformed_or_error_streams_fail_without_retry(events, words):
     def handle(req):
         if req.h.command == "POST":
@@ -412,6 +427,7 @@ def test_malformed_or_error_streams_fail_without_retry(events, words):
     assert srv.url in str(err.value) and "\n" not in str(err.value)
 
 
+@rel("fault", "endpoint: an HTML body instead of JSON")
 def test_malformed_json_body():
     def handle(req):
         if req.h.command == "POST":
