@@ -28,9 +28,10 @@ import re
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .errors import ConfigError, StrategyFailed
 
@@ -160,7 +161,7 @@ def match_choice(text: str, choices: Sequence[str]) -> int | None:
     if norm in opts:
         return opts.index(norm)
     m = re.match(r"^(?:(?:the\s+)?(?:correct\s+)?(?:answer|option)(?:\s+is)?\s*[:\-]?\s*)?\(?([A-Z])(?:[).:\]]|\s|$)(.*)",
-                 line, flags=re.I)
+                 line, flags=re.IGNORECASE)
     if m and m.group(1).isupper() and LETTERS.index(m.group(1)) < len(choices):
         i = LETTERS.index(m.group(1))
         rest = _norm(m.group(2))
@@ -570,7 +571,7 @@ class EndpointModel:
     def _request(self, body: dict, cancel: threading.Event) -> _Raw:
         """One answer, with retries."""
         cfg = self.config
-        attempts, waited, t_start = 0, 0.0, time.perf_counter()
+        attempts, t_start = 0, time.perf_counter()
         while True:
             if cancel.is_set():
                 raise _Cancelled()
@@ -592,19 +593,18 @@ class EndpointModel:
                     tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
                     raise self._error(f"{exc.reason}; gave up after {tries} (endpoint.retries={cfg.retries})") \
                         from None
-                if exc.retry_after is not None:
-                    delay = exc.retry_after
+                if exc.retry_after is not None:  # at least what the server asked, spread so that
+                    delay = exc.retry_after * (1 + 0.1 * random.random())  # a burst does not return at once
                 else:
                     delay = min(BACKOFF_CAP_S, cfg.backoff_s * 2 ** (attempts - 1)) * (1 - 0.25 * random.random())
-                waited += delay
                 if cancel.wait(delay):
                     raise _Cancelled() from None
 
     def _run_all(self, bodies: Sequence[dict], on_result: Callable[[int], None] | None) -> list[_Raw]:
-        self.check()
-        results: list[_Raw | None] = [None] * len(bodies)
         if not bodies:
             return []
+        self.check()
+        results: list[_Raw | None] = [None] * len(bodies)
         cancel = threading.Event()
         pool = ThreadPoolExecutor(max_workers=min(self.config.max_concurrency, len(bodies)),
                                   thread_name_prefix="endpoint")
