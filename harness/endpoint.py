@@ -87,12 +87,12 @@ class EndpointConfig:
             raise ConfigError(f"endpoint.max_concurrency must be <= 256, got {self.max_concurrency}")
         if self.retries > 10:
             raise ConfigError(f"endpoint.retries must be <= 10, got {self.retries}")
-        for field_name in ("timeout_s", "backoff_s"):
+        for field_name, zero_ok in (("timeout_s", False), ("backoff_s", True)):
             v = getattr(self, field_name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 \
-                    or (field_name == "timeout_s" and v == 0):
-                raise ConfigError(f"endpoint.{field_name} must be a {'positive' if field_name == 'timeout_s' else 'non-negative'} "
-                                  f"number of seconds, got {v!r}")
+                    or (v == 0 and not zero_ok):
+                sign = "non-negative" if zero_ok else "positive"
+                raise ConfigError(f"endpoint.{field_name} must be a {sign} number of seconds, got {v!r}")
 
     def fingerprint(self, server_model_id: str | None = None) -> dict:
         """What identifies the model answering, for cache keys: where, which name, and what the
@@ -160,8 +160,8 @@ def match_choice(text: str, choices: Sequence[str]) -> int | None:
     opts = [_norm(c) for c in choices]
     if norm in opts:
         return opts.index(norm)
-    m = re.match(r"^(?:(?:the\s+)?(?:correct\s+)?(?:answer|option)(?:\s+is)?\s*[:\-]?\s*)?\(?([A-Z])(?:[).:\]]|\s|$)(.*)",
-                 line, flags=re.IGNORECASE)
+    lead = r"(?:(?:the\s+)?(?:correct\s+)?(?:answer|option)(?:\s+is)?\s*[:\-]?\s*)?"  # "The answer is", "Option:"
+    m = re.match(rf"^{lead}\(?([A-Z])(?:[).:\]]|\s|$)(.*)", line, flags=re.IGNORECASE)
     if m and m.group(1).isupper() and LETTERS.index(m.group(1)) < len(choices):
         i = LETTERS.index(m.group(1))
         rest = _norm(m.group(2))
