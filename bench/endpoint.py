@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -31,6 +33,7 @@ def main(argv=None) -> int:
     ap.add_argument("--serve-args", default="", help="extra arguments for transformers serve")
     ap.add_argument("--out", help="write the figures as JSON here")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` or kill: stop the server on the way out
 
     from harness import prompts
     from harness.benchmark import load_benchmark
@@ -90,8 +93,6 @@ def main(argv=None) -> int:
     finally:
         if server is not None:
             server.stop()
-    import os
-
     result = {"n": len(ids), "max_new_tokens": args.max_new_tokens, "serve_args": args.serve_args,
               "load_average": os.getloadavg(), "rows": rows}
     if args.out:

@@ -205,6 +205,15 @@ def transformers_cli() -> list[str]:
     return [sys.executable, "-m", "transformers.cli.transformers"]
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the process that started it dies (a killed pytest
+    or bench leaves no server holding a port and a gigabyte of memory)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class TransformersServer:
     """`transformers serve MODEL_DIR` on a free loopback port (CPU), pinned to that model; the model
     name to send is the folder's path. Stopped (terminate, then kill) by stop()."""
@@ -218,7 +227,8 @@ class TransformersServer:
         cmd = [*transformers_cli(), "serve", self.model_dir, "--host", "127.0.0.1", "--port", str(self.port),
                "--device", "cpu", *extra]
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                     preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         t0 = time.time()
         try:
             while True:
