@@ -205,13 +205,17 @@ def transformers_cli() -> list[str]:
     return [sys.executable, "-m", "transformers.cli.transformers"]
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the process that started it dies (a killed pytest
-    or bench leaves no server holding a port and a gigabyte of memory)."""
+def _die_with_parent():
+    """For the child, before exec: SIGTERM when the process that started it dies (a killed pytest
+    or bench leaves no server holding a port and a gigabyte of memory). libc is loaded here, in the
+    parent: the child of a threaded process must not import anything before exec."""
+    if sys.platform != "linux":
+        return None
     import ctypes
     import signal
 
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class TransformersServer:
@@ -228,7 +232,7 @@ class TransformersServer:
                "--device", "cpu", *extra]
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                     preexec_fn=_die_with_parent())
         t0 = time.time()
         try:
             while True:
