@@ -53,7 +53,7 @@ class EndpointConfig:
     name: str  # the model name sent in every request (vLLM's --served-model-name, an Ollama tag, ...)
     api_key_env: str | None = None  # NAME of the environment variable holding the key; None: no key sent
     max_concurrency: int = 8  # requests in flight: vLLM/TGI batch them; hosted APIs rate-limit above ~10
-    timeout_s: float = 60.0  # one attempt, connect to last byte; CPU servers queue requests, so not lower
+    timeout_s: float = 60.0  # the longest silence: to connect, for the answer to start, between two chunks
     retries: int = 3  # further attempts after a 429, 5xx, timeout or lost connection
     backoff_s: float = 0.5  # wait before the first retry; doubles each retry, capped at BACKOFF_CAP_S
 
@@ -359,9 +359,11 @@ class EndpointModel:
             h["Authorization"] = f"Bearer {key}"
         return h
 
-    def _timeouts(self, deadline: float) -> tuple[float, float]:
-        left = max(0.001, deadline - time.perf_counter())
-        return (min(CONNECT_TIMEOUT_CAP_S, left), left)
+    def _timeouts(self) -> tuple[float, float]:
+        # (connect, read): read is the longest wait for the next bytes, not a cap on the whole answer,
+        # which on a busy server includes its queue (a serial CPU server answers 8 requests in turn)
+        t = self.config.timeout_s
+        return (min(CONNECT_TIMEOUT_CAP_S, t), t)
 
     def _auth_error(self, status: int, detail: str) -> EndpointError:
         env = self.config.api_key_env
@@ -399,10 +401,9 @@ class EndpointModel:
                 return
             import requests
 
-            deadline = time.perf_counter() + self.config.timeout_s
             url = self.config.base_url + "/models"
             try:
-                resp = self._session.get(url, headers=self._headers(stream=False), timeout=self._timeouts(deadline))
+                resp = self._session.get(url, headers=self._headers(stream=False), timeout=self._timeouts())
             except requests.exceptions.ConnectionError as exc:
                 if _refused(exc):
                     raise self._error("connection refused: is the server running, and is base_url right?") from None
@@ -423,7 +424,7 @@ class EndpointModel:
             # other statuses: some servers have no /models; the chat request will tell
             self._checked = True
 
-    def _attempt(self, body: dict, deadline: float, cancel: threading.Event) -> _Raw:
+    def _attempt(self, body: dict, cancel: threading.Event) -> _Raw:
         """One request. Raises _Retryable, _Unsupported, _Cancelled or EndpointError."""
         import requests
         import urllib3
@@ -432,7 +433,7 @@ class EndpointModel:
         t0 = time.perf_counter()
         try:
             resp = self._session.post(self.config.base_url + "/chat/completions", json=body,
-                                      headers=self._headers(stream), stream=True, timeout=self._timeouts(deadline))
+                                      headers=self._headers(stream), stream=True, timeout=self._timeouts())
         except requests.exceptions.ConnectionError as exc:
             if isinstance(exc, requests.exceptions.ConnectTimeout):
                 raise _Retryable(f"connect timed out after {self.config.timeout_s:g} s") from None
@@ -461,23 +462,22 @@ class EndpointModel:
                 raise self._status_error(status, err_body, "/chat/completions")
             ctype = resp.headers.get("content-type", "")
             if stream and "text/event-stream" in ctype:
-                return self._read_stream(resp, t0, deadline, cancel)
-            return self._read_json(resp, t0, deadline)
+                return self._read_stream(resp, t0, cancel)
+            return self._read_json(resp, t0)
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             if isinstance(exc, (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)):
-                raise _Retryable(f"no answer within {self.config.timeout_s:g} s (endpoint.timeout_s)") from None
+                raise _Retryable(f"the answer stalled: no data for {self.config.timeout_s:g} s "
+                                 "(endpoint.timeout_s)") from None
             raise _Retryable(f"connection lost mid-response ({_one_line(exc, 120)})") from None
         finally:
             resp.close()
 
-    def _read_body(self, resp, deadline: float, cancel: threading.Event | None = None):
+    def _read_body(self, resp, cancel: threading.Event | None = None):
         """The response body as it arrives (read1: one network read, not a full buffer)."""
         raw = resp.raw
         while True:
             if cancel is not None and cancel.is_set():
                 raise _Cancelled()
-            if time.perf_counter() > deadline:
-                raise _Retryable(f"answer not finished within {self.config.timeout_s:g} s (endpoint.timeout_s)")
             data = raw.read1(65536, decode_content=True)
             if not data:
                 return
@@ -487,8 +487,8 @@ class EndpointModel:
         text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
         return self._error(f"malformed JSON in the response: {_one_line(text, 80)!r}")
 
-    def _read_json(self, resp, t0: float, deadline: float) -> _Raw:
-        body = b"".join(self._read_body(resp, deadline))
+    def _read_json(self, resp, t0: float) -> _Raw:
+        body = b"".join(self._read_body(resp))
         latency = time.perf_counter() - t0
         try:
             obj = json.loads(body)
@@ -509,7 +509,7 @@ class EndpointModel:
                     model_id=obj.get("model"), finish_reason=c0.get("finish_reason"), latency_s=latency,
                     ttft_s=None, top_logprobs=top, streamed=False)
 
-    def _read_stream(self, resp, t0: float, deadline: float, cancel: threading.Event) -> _Raw:
+    def _read_stream(self, resp, t0: float, cancel: threading.Event) -> _Raw:
         parts: list[str] = []
         usage = model_id = finish = ttft = top = None
         done = False
@@ -546,7 +546,7 @@ class EndpointModel:
                     finish = c["finish_reason"]
             return False
 
-        for data in self._read_body(resp, deadline, cancel):
+        for data in self._read_body(resp, cancel):
             buf += data
             *lines, buf = buf.split(b"\n")
             for line in lines:
@@ -579,7 +579,7 @@ class EndpointModel:
             sent = {k: v for k, v in body.items() if k not in self._drop}
             t_attempt = time.perf_counter()
             try:
-                raw = self._attempt(sent, t_attempt + cfg.timeout_s, cancel)
+                raw = self._attempt(sent, cancel)
                 raw.attempts, raw.retry_wait_s = attempts, t_attempt - t_start
                 return raw
             except _Unsupported as exc:
