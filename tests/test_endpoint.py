@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+import requests  # noqa: F401  imported once here: with chardet installed it takes ~1 s of CPU, not a test's time
 
 from harness.endpoint import (EndpointChoice, EndpointConfig, EndpointError, EndpointModel, first_line,
                               letter_choices, match_choice)
