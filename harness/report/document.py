@@ -27,7 +27,7 @@ def _benchmark(doc: Doc, results: dict, b: dict, rows: list[dict], png: bool) ->
     doc.p(f"Task {b.get('task', '?')}: {b.get('test_used', '?')} test questions (of {b.get('test', '?')}), "
           f"{b.get('train', '?')} train questions, {b.get('documents', '?')} documents. Source: "
           f"{b.get('source') or 'local'}; licence {b.get('license') or 'unknown'}. Headline metric: "
-          f"{metric_label(primary)}.")
+          f"{metric_label(primary)}." + _gold_source(b))
     per_seed = analysis["benchmarks"][name]
     for seed, a in per_seed.items():
         if len(per_seed) > 1:
@@ -40,6 +40,15 @@ def _benchmark(doc: Doc, results: dict, b: dict, rows: list[dict], png: bool) ->
                     primary=primary, decision=DecisionConfig.from_dict(analysis["decision"]), png=png)
         for section in SECTIONS:
             section(doc, part)
+
+
+def _gold_source(b: dict) -> str:
+    """Which benchmark folder the predictions were scored against (recompute.rescore's `gold`)."""
+    gold = b.get("gold") or {}
+    if not gold.get("path"):
+        return ""
+    check = "the data hash the run recorded" if gold.get("verified") else "no data hash recorded to check it against"
+    return f" Gold answers from {gold['path']} (data sha256 {gold['data_sha256'][:12]}; {check})."
 
 
 def build(results: dict, rows: list[dict], png: bool = True) -> Doc:
