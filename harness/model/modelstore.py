@@ -44,7 +44,11 @@ def resolve_model(name: str, progress: bool = True, trust_remote_code: bool = Fa
         marker = f"{st.st_size}-{int(st.st_mtime)}"
         target = cache_dir() / "models" / f"{name}-{marker}"
         if not (target / "model.safetensors").is_file():
-            _convert_gguf(gguf, target, progress)
+            try:
+                _convert_gguf(gguf, target, progress)
+            except OSError as exc:  # HARNESS_CACHE a file, read-only, full: one line, exit 2
+                raise HarnessError(f"cannot write the converted model under {target.parent} "
+                                   f"({exc.strerror or exc}); set HARNESS_CACHE to a writable folder") from None
         meta = json.loads((target / "provenance.json").read_text())
         return target, meta
     path = Path(name).expanduser()
