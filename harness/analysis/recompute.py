@@ -208,7 +208,8 @@ def _gold(results: dict, run_dir: Path, verified: bool = False) -> dict[str, dic
     edited since the run, or another folder of the same name, are an error (exit 2), never scored
     against. `verified`: the gold answers must come from the benchmark itself, with the data hash
     recorded and matching (the gate); otherwise a benchmark that cannot be loaded falls back to the
-    answers in predictions.jsonl, with a note."""
+    answers in predictions.jsonl, with a note, but only when it is nowhere to be found: a folder that is
+    there and does not load is an error."""
     from harness.data.benchmark import load_benchmark
 
     names = results.get("config", {}).get("benchmarks") or []
@@ -220,12 +221,15 @@ def _gold(results: dict, run_dir: Path, verified: bool = False) -> dict[str, dic
         if verified and not recorded:
             raise DataError(f"benchmark {b['name']!r} has no recorded data hash (benchmarks[{i}].data_sha256): "
                             "its gold answers cannot be confirmed", res)
-        loaded, errors = [], []
+        loaded, errors, broken = [], [], []
         for cand in _candidates(ref, b):
             try:
                 bench = load_benchmark(str(cand))
             except HarnessError as exc:
                 errors.append(str(exc).splitlines()[0])
+                if isinstance(cand, Path) and cand.exists():
+                    lines = str(exc).splitlines()  # a corpus's first problem, or the one line
+                    broken.append((cand, lines[min(1, len(lines) - 1)].strip()))
                 continue
             loaded.append(bench)
             if recorded is None or bench.meta.get("data_sha256") == recorded:
@@ -243,6 +247,9 @@ def _gold(results: dict, run_dir: Path, verified: bool = False) -> dict[str, dic
             raise DataError(f"benchmark {b['name']!r} is not the data the run answered (recorded sha256 "
                             f"{recorded[:12]}; {where}): its questions or gold answers changed since the run, or "
                             "another folder has its name. Restore the data, or rerun", res)
+        elif broken:  # there, but it does not load: changed since the run, never a reason to trust the lines
+            raise DataError(f"benchmark {b['name']!r} at {broken[0][0]} does not load ({broken[0][1]}), so its "
+                            "gold answers cannot be checked against the ones the run was scored on", res)
         elif verified:
             raise DataError(f"benchmark {b['name']!r} ({ref}) could not be loaded ({errors[0] if errors else '?'}): "
                             "the gate scores against the benchmark's own gold answers", res)
