@@ -295,7 +295,7 @@ def cmd_report(args) -> int:
     from harness.report.document import write_reports
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / "results.json").is_file():
+    if not (run_dir / "results.json").exists():  # one that is not a regular file is refused by the reader
         raise HarnessError(f"{run_dir}: no results.json here; is it a run folder?")
     with run_lock(run_dir):  # a live run (or another report) of the folder is writing it: stop at once
         results = write_reports(run_dir, args.prices, _decision_flags(args))
@@ -354,14 +354,15 @@ def cmd_export_lm_eval(args) -> int:
 
 def cmd_lm_eval(args) -> int:
     from harness.core.yamlio import yaml_value
-    from harness.lmeval.model import results_table, run_lm_eval
 
     options = {}
-    for item in args.option:
+    for item in args.option:  # checked before lm-eval is imported (10-25 s)
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise HarnessError(f"--option {item!r}: expected KEY=VALUE")
         options[key.strip()] = yaml_value(value, f"--option {key.strip()}")
+    from harness.lmeval.model import results_table, run_lm_eval
+
     res, path = run_lm_eval(args.strategy, args.benchmark, args.tasks, args.include_path, limit=args.limit,
                             model=args.model, device=args.device, dtype=args.dtype, train_limit=args.train_limit,
                             seed=args.seed, options=options, apply_chat_template=not args.no_chat_template,
@@ -370,6 +371,10 @@ def cmd_lm_eval(args) -> int:
     say(results_table(res))
     say(f"results: {path}")
     return 0
+
+
+# the commands that read run records, and the arguments that name them
+RECORD_COMMANDS = {"report": ("run_dir",), "compare": ("run_a", "run_b"), "gate": ("baseline", "current")}
 
 
 def main(argv=None) -> int:
@@ -388,6 +393,17 @@ def main(argv=None) -> int:
         # one line, whatever the input held: line breaks and control characters are shown escaped
         print(f"error: {terminal(str(exc), newlines=False)}", file=sys.stderr)
         return exc.exit_code
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError, RecursionError) as exc:
+        # report, compare and gate read records a person or another program may have written: a field
+        # the strict reader does not know to check still gives one line and exit 2, never a traceback and
+        # never exit 1, which a CI job reads as "the gate failed"
+        if args.debug or args.command not in RECORD_COMMANDS:
+            raise
+        runs = ", ".join(str(getattr(args, k)) for k in RECORD_COMMANDS[args.command])
+        print(f"error: {terminal(runs, newlines=False)}: the run records could not be used "
+              f"({type(exc).__name__}: {terminal(str(exc), newlines=False)}); a field is missing or has an "
+              "unexpected type (--debug shows where)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: finished cells are kept in the run folder's results.json; "
               "`harness run --resume` continues it", file=sys.stderr)

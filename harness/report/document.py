@@ -80,10 +80,12 @@ def write_reports(run_dir: Path, prices=None, decision: dict | None = None) -> d
     run_dir = Path(run_dir)
     results, rows = analyze(run_dir, prices, decision)
     doc = build(results, rows)
-    write_atomic(run_dir / "report.md", render_markdown(doc))
-    write_atomic(run_dir / "report.html",
-                 render_html(doc, f"Comparison report: {results['run'].get('id', run_dir.name)}"))
-    write_atomic(run_dir / "summary.csv", render_csv(results))
+    # every format rendered before any is written: a record that breaks one leaves all as they were
+    texts = {"report.md": render_markdown(doc),
+             "report.html": render_html(doc, f"Comparison report: {results.get('run', {}).get('id', run_dir.name)}"),
+             "summary.csv": render_csv(results)}
+    for name, text in texts.items():
+        write_atomic(run_dir / name, text)
     write_json(run_dir / "results.json", results)
     return results
 
