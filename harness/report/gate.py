@@ -23,6 +23,7 @@ from harness.analysis import metrics
 from harness.analysis.recompute import read_run, rescore
 from harness.core.errors import HarnessError
 from harness.core.records import write_atomic
+from harness.core.text import terminal
 
 N_BOOT = 2000
 SEED = 0  # the interval is part of a CI verdict: the same inputs must always give the same verdict
@@ -211,13 +212,16 @@ def junit_xml(checks: list[Check], metric: str, margin: float) -> str:
                        failures=str(sum(c.status == "failed" for c in checks)),
                        skipped=str(sum(c.status == "skipped" for c in checks)))
     for c in checks:
-        case = ET.SubElement(suite, "testcase", classname=f"gate.{c.benchmark}", name=c.strategy, time="0")
+        # names come from records: characters XML 1.0 cannot hold (ESC, NUL) shown escaped, so the file parses
+        case = ET.SubElement(suite, "testcase", classname=terminal(f"gate.{c.benchmark}", newlines=False),
+                             name=terminal(c.strategy, newlines=False), time="0")
         detail = (f"{metric}: baseline {c.baseline}, current {c.current}, difference {c.diff}, margin {margin}; "
                   f"changed answers {c.changed}; latency p95 ratio {c.latency_ratio}; cost ratio {c.cost_ratio}")
+        why = terminal("; ".join(c.reasons), newlines=False)
         if c.status == "failed":
-            ET.SubElement(case, "failure", message="; ".join(c.reasons)).text = detail
+            ET.SubElement(case, "failure", message=why).text = detail
         elif c.status == "skipped":
-            ET.SubElement(case, "skipped", message="; ".join(c.reasons))
+            ET.SubElement(case, "skipped", message=why)
         else:
             ET.SubElement(case, "system-out").text = detail
     root = ET.Element("testsuites")
