@@ -450,7 +450,7 @@ class _Loader:
         if task_type(task).needs_choices:
             return answers
         kept = [a for a in answers if normalize(a)]
-        for a in answers:
+        for a in answers if kept else ():  # a question left without answers is the problem, below
             if not normalize(a):
                 self.warn(path, n, f"answer {a!r} dropped: it is empty after normalisation (lower case, no "
                                    "punctuation, no articles), so an empty output would match it")
