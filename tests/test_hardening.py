@@ -784,7 +784,7 @@ def test_prompt_longer_than_context(tmp_path, tiny_model, monkeypatch):
 
     from harness.engine import runner
 
-    long_q = ("q7", "Tell me " + "about the bridge and the river " * 200 + "?", ["Gray River"], "test", ["d1"])
+    long_q = ("q7", "Tell me " + "about the bridge and the river " * 1600 + "?", ["Gray River"], "test", ["d1"])
     corpus = write_corpus(tmp_path / "c", DOCS, QUESTIONS + [long_q])
     monkeypatch.setenv("HARNESS_REPORTS", str(tmp_path / "reports"))
     cfg = RunConfig(benchmarks=(str(corpus),), strategies=("zero-shot",), model=str(tiny_model), device="cpu",
@@ -796,7 +796,7 @@ def test_prompt_longer_than_context(tmp_path, tiny_model, monkeypatch):
     run_dir = runner.run(cfg, progress=False, log=lambda m: None, cache=False)
     cell = json.loads((run_dir / "results.json").read_text())["cells"][0]
     assert cell["status"] == "failed"
-    assert "question 'q7'" in cell["error"] and "more than the model's context of 1,024" in cell["error"]
+    assert "question 'q7'" in cell["error"] and "more than the model's context of 8,192" in cell["error"]
     assert "question 'q7'" in (run_dir / "report.md").read_text()
 
 
