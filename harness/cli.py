@@ -8,6 +8,13 @@ import os
 import sys
 
 from harness.core.errors import HarnessError
+from harness.core.text import terminal
+
+
+def say(*parts, file=None, flush: bool = False) -> None:
+    """print, neutral for the terminal: names, errors and answers from files and models carry no raw
+    escape sequence to the screen (harness/core/text.py)."""
+    print(*(terminal(str(x)) for x in parts), file=file, flush=flush)
 
 
 def _strategies_arg(value: str) -> tuple[str, ...]:
@@ -219,7 +226,7 @@ def _run(args, **where) -> int:
         if given:
             raise HarnessError(f"--resume continues a run with its own config; drop {', '.join(given)}")
         return _finish_run(run(resume=args.resume, cache=not args.no_cache, progress=_progress(args),
-                               log=lambda m: print(m, flush=True), trust_remote_code=bool(args.trust_remote_code),
+                               log=lambda m: say(m, flush=True), trust_remote_code=bool(args.trust_remote_code),
                                **where))
     strategies = args.strategies
     if strategies == ("all",):
@@ -243,7 +250,7 @@ def _run(args, **where) -> int:
         object.__setattr__(cfg, "decision", decision)
     if args.strategies and cfg.options:  # options for strategies dropped by --strategies are not errors
         object.__setattr__(cfg, "options", {k: v for k, v in cfg.options.items() if k in cfg.strategies})
-    return _finish_run(run(cfg, progress=_progress(args), log=lambda m: print(m, flush=True),
+    return _finish_run(run(cfg, progress=_progress(args), log=lambda m: say(m, flush=True),
                            cache=not args.no_cache, **where))
 
 
@@ -254,9 +261,9 @@ def _progress(args) -> bool:
 def _finish_run(run_dir) -> int:
     from harness.report.document import console_table
 
-    print()
-    print(console_table(run_dir))
-    print(f"\nreport: {run_dir / 'report.md'}  (also report.html, summary.csv, results.json, predictions.jsonl)")
+    say()
+    say(console_table(run_dir))
+    say(f"\nreport: {run_dir / 'report.md'}  (also report.html, summary.csv, results.json, predictions.jsonl)")
     return 0
 
 
@@ -270,17 +277,18 @@ def cmd_gate(args) -> int:
     from harness.report.gate import gate
 
     return gate(args.baseline, args.current, margin=args.margin, metric=args.metric,
-                max_latency_ratio=args.max_latency_ratio, max_cost_ratio=args.max_cost_ratio, junit=args.junit)
+                max_latency_ratio=args.max_latency_ratio, max_cost_ratio=args.max_cost_ratio, junit=args.junit,
+                out=say)
 
 
 def cmd_strategies(_args) -> int:
     from harness.methods.registry import all_strategies, describe_config
 
     for name, spec in all_strategies().items():
-        print(f"{name:14s} {spec.description}")
+        say(f"{name:14s} {spec.description}")
         opts = ", ".join(f"{k}={'(preset)' if v is None and k == 'lr' else v}"
                          for k, v in describe_config(spec.config_cls))
-        print(f"{'':14s} options: {opts or '(none)'}")
+        say(f"{'':14s} options: {opts or '(none)'}")
     return 0
 
 
@@ -289,7 +297,7 @@ def cmd_benchmarks(_args) -> int:
 
     for name in builtin_benchmarks():
         b = load_benchmark(name)
-        print(f"{name:18s} {b.task}: {len(b.documents)} documents, {len(b.split('train'))} train, "
+        say(f"{name:18s} {b.task}: {len(b.documents)} documents, {len(b.split('train'))} train, "
               f"{len(b.split('test'))} test questions. {b.meta.get('description', '')}")
     return 0
 
@@ -313,22 +321,28 @@ def cmd_corpus(args) -> int:
                           DEFAULT_TEST_RATIO if args.test_ratio is None else args.test_ratio)
     if result.problems:
         for w in result.warnings:
-            print(f"warning: {w}", file=sys.stderr)
+            say(f"warning: {w}", file=sys.stderr)
         raise CorpusError(result.root, result.problems)
-    print(summary(result, words, overlap))
+    say(summary(result, words, overlap))
     return 0
 
 
 def cmd_report(args) -> int:
     from pathlib import Path
 
+    from harness.core.records import run_lock
     from harness.report.document import write_reports
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / "results.json").is_file():
+    if not (run_dir / "results.json").exists():  # one that is not a regular file is refused by the reader
         raise HarnessError(f"{run_dir}: no results.json here; is it a run folder?")
-    write_reports(run_dir, args.prices, _decision_flags(args))
-    print(f"wrote {run_dir / 'report.html'}, report.md, summary.csv, results.json")
+    with run_lock(run_dir):  # a live run (or another report) of the folder is writing it: stop at once
+        results = write_reports(run_dir, args.prices, _decision_flags(args))
+    for b in results["benchmarks"]:
+        gold = b.get("gold") or {}
+        say(f"{b['name']}: scored against " + (f"{gold['path']} (data sha256 {gold['data_sha256'][:12]})"
+                                               if gold.get("path") else "the gold answers in predictions.jsonl"))
+    say(f"wrote {run_dir / 'report.html'}, report.md, summary.csv, results.json")
     return 0
 
 
@@ -337,10 +351,10 @@ def cmd_compare(args) -> int:
     from harness.report.render import render_markdown
 
     doc = compare(args.run_a, args.run_b, args.prices)
-    print(render_markdown(doc))
+    say(render_markdown(doc))
     if args.out:
         write_compare(doc, args.out)
-        print(f"wrote {args.out}")
+        say(f"wrote {args.out}")
     return 0
 
 
@@ -371,31 +385,35 @@ def cmd_export_lm_eval(args) -> int:
     from harness.lmeval.export import export_task
 
     path = export_task(args.benchmark, args.out_dir, name=args.name)
-    print(f"wrote {path} (task {path.stem}); run it with:\n"
+    say(f"wrote {path} (task {path.stem}); run it with:\n"
           f"  lm-eval run --model hf --model_args pretrained=MODEL_DIR --include_path {path.parent} "
           f"--tasks {path.stem} --apply_chat_template")
     return 0
 
 
 def cmd_lm_eval(args) -> int:
-    import yaml
-
-    from harness.lmeval.model import results_table, run_lm_eval
+    from harness.core.yamlio import yaml_value
 
     options = {}
-    for item in args.option:
+    for item in args.option:  # checked before lm-eval is imported (10-25 s)
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise HarnessError(f"--option {item!r}: expected KEY=VALUE")
-        options[key.strip()] = yaml.safe_load(value)
+        options[key.strip()] = yaml_value(value, f"--option {key.strip()}")
+    from harness.lmeval.model import results_table, run_lm_eval
+
     res, path = run_lm_eval(args.strategy, args.benchmark, args.tasks, args.include_path, limit=args.limit,
                             model=args.model, device=args.device, dtype=args.dtype, train_limit=args.train_limit,
                             seed=args.seed, options=options, apply_chat_template=not args.no_chat_template,
                             num_fewshot=args.num_fewshot, batch_size=args.batch_size, out=args.out,
                             progress=sys.stderr.isatty())
-    print(results_table(res))
-    print(f"results: {path}")
+    say(results_table(res))
+    say(f"results: {path}")
     return 0
+
+
+# the commands that read run records, and the arguments that name them
+RECORD_COMMANDS = {"report": ("run_dir",), "compare": ("run_a", "run_b"), "gate": ("baseline", "current")}
 
 
 def main(argv=None) -> int:
@@ -412,9 +430,19 @@ def main(argv=None) -> int:
         if args.debug:
             raise
         # one line, whatever the input held: line breaks and control characters are shown escaped
-        msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {terminal(str(exc), newlines=False)}", file=sys.stderr)
         return exc.exit_code
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError, RecursionError) as exc:
+        # report, compare and gate read records a person or another program may have written: a field
+        # the strict reader does not know to check still gives one line and exit 2, never a traceback and
+        # never exit 1, which a CI job reads as "the gate failed"
+        if args.debug or args.command not in RECORD_COMMANDS:
+            raise
+        runs = ", ".join(str(getattr(args, k)) for k in RECORD_COMMANDS[args.command])
+        print(f"error: {terminal(runs, newlines=False)}: the run records could not be used "
+              f"({type(exc).__name__}: {terminal(str(exc), newlines=False)}); a field is missing or has an "
+              "unexpected type (--debug shows where)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: finished cells are kept in the run folder's results.json; "
               "`harness run --resume` continues it", file=sys.stderr)

@@ -103,8 +103,10 @@ def build_tiny_model(path: Path) -> Path:
                                    pad_token="<|endoftext|>", unk_token="<|endoftext|>")
     fast.chat_template = CHATML
     torch.manual_seed(0)
+    # max_position_embeddings as SmolLM2's 8192: prompts past it are refused (harness/methods/strategy.py),
+    # and with this 400-token BPE one 100-word NYT chunk is ~410 tokens, so rag's top 3 exceed 1024
     cfg = LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
                       tie_word_embeddings=True, bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
                       pad_token_id=fast.pad_token_id)
     model = LlamaForCausalLM(cfg)

@@ -51,6 +51,27 @@ Decisions:
   clash), an `--out` folder with an O_EXCL marker file (`.run-claimed`).
 - A full disk (ENOSPC) while writing a record or report: the temporary file is removed, the
   previous file is intact, and the CLI prints one error line (exit 2).
+- The gate rescores every prediction from its output against the benchmark's own gold answers (the
+  path `harness report` takes) and needs the benchmark's data to hash to what each run recorded; it
+  never falls back to answers stored in predictions.jsonl. A baseline question missing from the current
+  run fails the strategy. Fuzz: the gate's verdict equals the verdict of the rescored outputs, or exit 2.
+- `harness report` (not the gate) still renders a run whose benchmark is nowhere to be found, from the
+  answers in predictions.jsonl, with a note in the report; a benchmark that is there but changed or
+  broken is exit 2. Accepted: an old run stays readable, and the note says what it was scored against.
+- An answer that is empty after SQuAD normalisation is dropped with a warning when the question has
+  other answers, not rejected: the built-in squadshifts_nyt has one (a lone quote mark beside the real
+  answer, on a train question), and an empty output matched it. Multiple choice is exempt (medmcqa's
+  option "A" normalises to nothing, but an output is always one of the options); options equal after
+  normalisation are rejected instead.
+- Model folders may hold links that lead out of the folder (a Hugging Face cache snapshot links into
+  blobs/); FIFOs and devices are refused. Corpus folders refuse both.
+- A prompt beyond the model's context fails its strategy naming the question; there is no truncation.
+  Training keeps its documented rule (sequences over `max_len`, 256 tokens, are cut from the left).
+- NaN and infinite measurements are written as null, so records stay strict JSON; on reading, NaN and
+  Infinity are errors. A record field deeper than the strict reader checks still gives one line and
+  exit 2 from report, compare and gate (never exit 1, which CI reads as a failed gate).
+- `harness lm-eval --include-path DIR` runs DIR's Python code through lm-eval's `!function` entries, as
+  lm-eval itself does; documented, not refused (the user names the folder).
 """
 
 

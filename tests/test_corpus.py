@@ -96,8 +96,8 @@ def test_seeded_split_is_deterministic_and_respects_the_ratio(tmp_path):
 
 def test_given_splits_are_kept_and_only_the_rest_is_split(tmp_path):
     qs = many_questions(20)
-    qs[0] = ("q0", "Question 0?", ["a"], "train", ["d1"])
-    qs[1] = ("q1", "Question 1?", ["a"], "dev", ["d1"])
+    qs[0] = ("q0", "Question 0?", ["x"], "train", ["d1"])
+    qs[1] = ("q1", "Question 1?", ["x"], "dev", ["d1"])
     root = write_user_corpus(tmp_path / "c", questions=qs)
     b = load_corpus(root, test_ratio=0.5)
     splits = {e.id: e.split for e in b.examples}

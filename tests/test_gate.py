@@ -15,13 +15,32 @@ import pytest
 from harness.analysis import metrics
 from harness.core.errors import HarnessError
 from harness.core.records import read_jsonl, write_json, write_jsonl
+from harness.data.benchmark import load_benchmark
 from harness.engine.config import RunConfig
 from harness.engine.runner import run
 from harness.report.gate import compare, gate, load_run
 
 
-def make_run(folder: Path, outputs: dict[str, list[str]], *, bench="tiny", data="abc", latency=1.0, seed=0) -> Path:
-    """A run record with one cell per strategy; question i's gold answer is "city i"."""
+def make_corpus(folder: Path, n: int, *, name="tiny", variant="") -> Path:
+    """A corpus of n test questions; question i's gold answer is "city i" (`variant` changes the data)."""
+    if folder.exists():
+        return folder
+    folder.mkdir(parents=True)
+    (folder / "documents.jsonl").write_text(json.dumps({"id": "d0", "text": "Cities and their numbers."}) + "\n")
+    (folder / "questions.jsonl").write_text("".join(
+        json.dumps({"id": f"q{i}", "question": f"Which city is number {i}?{variant}", "answers": [f"city {i}"],
+                    "split": "test"}) + "\n" for i in range(n)))
+    (folder / "benchmark.json").write_text(json.dumps({"name": name, "task": "extractive_qa"}))
+    return folder
+
+
+def make_run(folder: Path, outputs: dict[str, list[str]], *, bench="tiny", variant="", latency=1.0, seed=0) -> Path:
+    """A run record with one cell per strategy, on a corpus of as many questions as the longest output
+    list (one per benchmark name and variant, beside the run folders)."""
+    n = max(len(o) for o in outputs.values())
+    corpus = make_corpus(folder.parent / f"corpus-{bench}-{n}{variant and '-' + str(abs(hash(variant)))}", n,
+                         name=bench, variant=variant)
+    data = load_benchmark(str(corpus)).meta["data_sha256"]
     rows, cells = [], []
     for strat, outs in outputs.items():
         for i, out in enumerate(outs):
@@ -31,7 +50,8 @@ def make_run(folder: Path, outputs: dict[str, list[str]], *, bench="tiny", data=
         cells.append({"strategy": strat, "benchmark": bench, "seed": seed, "status": "ok"})
     folder.mkdir(parents=True)
     write_json(folder / "results.json", {"schema_version": 1, "cells": cells, "pricing": {"usd_per_hour": 1.0},
-                                         "benchmarks": [{"name": bench, "data_sha256": data}]})
+                                         "config": {"benchmarks": [str(corpus)], "seeds": [seed]},
+                                         "benchmarks": [{"name": bench, "data_sha256": data, "path": str(corpus)}]})
     write_jsonl(folder / "predictions.jsonl", rows)
     return folder
 
@@ -117,7 +137,7 @@ def test_unusable_inputs_exit_2(tmp_path):
     other = make_run(tmp_path / "b", {"rag": right(10)}, bench="boolq")
     with pytest.raises(HarnessError, match="different benchmarks"):
         run_gate(base, other)
-    changed = make_run(tmp_path / "c", {"rag": right(10)}, data="xyz")
+    changed = make_run(tmp_path / "c", {"rag": right(10)}, variant=" (edited)")
     with pytest.raises(HarnessError, match="differs between the runs"):
         run_gate(base, changed)
     seed1 = make_run(tmp_path / "d", {"rag": right(10)}, seed=1)

@@ -10,12 +10,15 @@ required per line) needs no model run. Nothing here imports torch or loads a mod
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from harness.analysis import metrics, serving, stats, verdicts
 from harness.analysis.verdicts import DecisionConfig
 from harness.core.errors import DataError, HarnessError
-from harness.data.tasks import DEFAULT_TASK
+from harness.core.paths import CORPORA_DIR
+from harness.core.records import NotStrictJSON, loads_strict, nonfinite_line, regular_file
+from harness.data.tasks import DEFAULT_TASK, TASK_TYPES
 
 EXTERNAL = "external"  # strategy name for prediction lines that do not say which strategy made them
 LABELS = {"f1": "token F1", "exact_match": "accuracy"}  # how the report names the headline metric
@@ -29,66 +32,244 @@ def metric_label(name: str) -> str:
 def read_run(path, predictions: bool = True, require_predictions: bool = False) -> tuple[dict, list[tuple[int, dict]]]:
     """A run folder (or its results.json): its results, and predictions.jsonl's lines with their line
     numbers. The one reader of run records: report, compare, gate and --resume all use it, so a bad
-    record is one error naming the file and line wherever it is read."""
+    record is one error naming the file and line wherever it is read. Records are strict JSON (no NaN
+    or Infinity), regular files, valid Unicode, and every field a reader relies on has its type."""
     path = Path(path)
     run_dir = path.parent if path.name == "results.json" and path.is_file() else path
     res = run_dir / "results.json"
     try:
-        results = json.loads(res.read_text(encoding="utf-8"))
+        regular_file(res, "results.json")
+        text = res.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise HarnessError(f"{path}: no results.json here; give a run folder or its results.json") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"not valid JSON ({exc})", res) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 ({exc.reason})", res) from None
+    except NotADirectoryError:
+        raise HarnessError(f"{path}: not a run folder (no results.json here)") from None
     except OSError as exc:
         raise HarnessError(f"{res}: cannot read it ({exc.strerror or exc})") from None
-    if not isinstance(results, dict) or not isinstance(results.get("cells"), list) \
-            or not isinstance(results.get("benchmarks"), list):
-        raise DataError("not a run record (needs 'cells' and 'benchmarks')", res)
+    results = _strict_json(text, res)
+    _check_results(results, res)
     rows = []
     pred = run_dir / "predictions.jsonl"
-    if predictions and not pred.is_file() and require_predictions:
+    exists = pred.exists() or pred.is_symlink()
+    if predictions and not exists and require_predictions:
         raise DataError("predictions.jsonl is missing beside results.json; per-question scores are needed", pred)
-    if predictions and pred.is_file():
+    if predictions and exists:
         try:
+            regular_file(pred, "predictions.jsonl")
             text = pred.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise DataError(f"not UTF-8 ({exc.reason})", pred) from None
+        except OSError as exc:
+            raise HarnessError(f"{pred}: cannot read it ({exc.strerror or exc})") from None
         for n, line in enumerate(text.split("\n"), 1):
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"invalid JSON ({exc.msg})", pred, n) from None
+            obj = _strict_json(line, pred, n)
             if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) \
                     or not isinstance(obj.get("output"), str):
                 raise DataError("each line needs a string 'id' and a string 'output'", pred, n)
+            _check_row(obj, pred, n)
             rows.append((n, obj))
     return results, rows
 
 
-def _gold(results: dict, run_dir: Path) -> dict[str, dict]:
-    """benchmark name -> {"task", "examples": id -> Example or None, "note"}, loaded without a model."""
+def _strict_json(text: str, path: Path, line: int | None = None):
+    """Parsed JSON; NaN / Infinity (Python's json accepts them, JSON does not) and lone surrogates
+    (they cannot be written back as UTF-8) are DataErrors naming the file and line."""
+    try:
+        obj = loads_strict(text)
+    except NotStrictJSON as exc:
+        raise DataError(f"{exc}: records hold only finite numbers", path, line or nonfinite_line(text)) from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON ({exc.msg})", path, line or exc.lineno) from None
+    except RecursionError:
+        raise DataError("not valid JSON (nested too deeply)", path, line) from None
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError("holds a lone surrogate escape (\\ud800-\\udfff), which is not text", path, line) from None
+    return obj
+
+
+def _check_results(results, res: Path) -> None:
+    """The fields of results.json that the report, compare, gate and --resume read, with their types."""
+    if not isinstance(results, dict) or not isinstance(results.get("cells"), list) \
+            or not isinstance(results.get("benchmarks"), list):
+        raise DataError("not a run record (needs 'cells' and 'benchmarks')", res)
+    for key in ("config", "run", "pricing", "environment", "model"):
+        if key in results and not isinstance(results[key], dict):
+            raise DataError(f"{key!r} must be an object", res)
+    cfg = results.get("config", {})
+    if "benchmarks" in cfg and not _list_of(cfg["benchmarks"], str):
+        raise DataError("config.benchmarks must be a list of names or paths", res)
+    if "seeds" in cfg and not _list_of(cfg["seeds"], int):
+        raise DataError("config.seeds must be a list of integers", res)
+    names = []
+    for i, b in enumerate(results["benchmarks"]):
+        if not isinstance(b, dict) or not isinstance(b.get("name"), str) or not b["name"]:
+            raise DataError(f"benchmarks[{i}] needs a 'name'", res)
+        for key in ("data_sha256", "path", "task"):
+            if b.get(key) is not None and not isinstance(b[key], str):
+                raise DataError(f"benchmarks[{i}].{key} must be a string", res)
+        names.append(b["name"])
+    if len(set(names)) < len(names):
+        raise DataError("two benchmarks have one name", res)
+    for i, c in enumerate(results["cells"]):
+        if not isinstance(c, dict):
+            raise DataError(f"cells[{i}] must be an object", res)
+        for key, kind in (("strategy", str), ("benchmark", str), ("status", str)):
+            if not isinstance(c.get(key), kind) or not c[key]:
+                raise DataError(f"cells[{i}] needs a string {key!r}", res)
+        if not _int(c.get("seed")):
+            raise DataError(f"cells[{i}].seed must be an integer", res)
+        if c.get("error") is not None and not isinstance(c["error"], str):
+            raise DataError(f"cells[{i}].error must be a string", res)
+    price = results.get("pricing", {}).get("usd_per_hour", 0.0)
+    if not _number(price):
+        raise DataError("pricing.usd_per_hour must be a number >= 0", res)
+
+
+USAGE_FIELDS = ("prompt_tokens", "output_tokens", "seconds", "retrieval_seconds", "latency_seconds")
+
+
+def _check_row(r: dict, pred: Path, n: int) -> None:
+    """The optional fields of a prediction line, when present, have the types scoring relies on."""
+    for key in ("strategy", "benchmark", "question"):
+        if key in r and (not isinstance(r[key], str) or (key != "question" and not r[key])):
+            raise DataError(f"{key!r} must be a non-empty string", pred, n)
+    if "seed" in r and not _int(r["seed"]):
+        raise DataError("'seed' must be an integer", pred, n)
+    for key in ("answers", "doc_ids"):
+        if key in r and not _list_of(r[key], str):
+            raise DataError(f"{key!r} must be a list of strings", pred, n)
+    usage = r.get("usage")
+    if usage is not None:
+        if not isinstance(usage, dict):
+            raise DataError("'usage' must be an object", pred, n)
+        for key in USAGE_FIELDS:
+            if key in usage and not _number(usage[key]):
+                raise DataError(f"usage.{key} must be a number >= 0, got {usage[key]!r}", pred, n)
+    trace = r.get("trace")
+    if trace is not None:
+        if not isinstance(trace, dict):
+            raise DataError("'trace' must be an object", pred, n)
+        if trace.get("retrieved_doc_ids") is not None and not _list_of(trace["retrieved_doc_ids"], str):
+            raise DataError("trace.retrieved_doc_ids must be a list of strings", pred, n)
+        if "choice_norm" in trace and not isinstance(trace["choice_norm"], str):
+            raise DataError("trace.choice_norm must be a string", pred, n)
+
+
+def _int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
+
+
+def _list_of(x, kind) -> bool:
+    return isinstance(x, list) and all(isinstance(v, kind) and not isinstance(v, bool) for v in x)
+
+
+def _candidates(ref: str, b: dict) -> list[Path | str]:
+    """Where a run's benchmark may be, most specific first: the folder the run recorded, the name or
+    path it was given (a folder in the working directory and the built-in of that name are both
+    tried, so a folder that merely shares a built-in's name is never taken on trust)."""
+    from harness.data.benchmark import builtin_benchmarks
+
+    out: list[Path | str] = []
+    if b.get("path"):
+        out.append(Path(b["path"]))
+    p = Path(ref)
+    if p.is_dir():
+        out.append(p.resolve())
+    if ref in builtin_benchmarks():
+        out.append(CORPORA_DIR / ref)
+    elif not p.is_dir():
+        out.append(ref)  # load_benchmark names the problem (unknown name, missing folder)
+    seen, unique = set(), []
+    for c in out:
+        k = str(Path(c).resolve()) if isinstance(c, Path) else c
+        if k not in seen:
+            seen.add(k)
+            unique.append(c)
+    return unique
+
+
+def _gold(results: dict, run_dir: Path, verified: bool = False) -> dict[str, dict]:
+    """benchmark name -> {"task", "examples": id -> Example or None, "note", "path", "verified"},
+    loaded without a model. The benchmark's data must hash to what the run recorded: gold answers
+    edited since the run, or another folder of the same name, are an error (exit 2), never scored
+    against. `verified`: the gold answers must come from the benchmark itself, with the data hash
+    recorded and matching (the gate); otherwise a benchmark that cannot be loaded falls back to the
+    answers in predictions.jsonl, with a note, but only when it is nowhere to be found: a folder that is
+    there and does not load is an error."""
     from harness.data.benchmark import load_benchmark
 
     names = results.get("config", {}).get("benchmarks") or []
     out = {}
+    res = run_dir / "results.json"
     for i, b in enumerate(results["benchmarks"]):
         ref = names[i] if i < len(names) else b["name"]
-        try:
-            bench = load_benchmark(ref)
-            out[b["name"]] = {"task": bench.task, "examples": {e.id: e for e in bench.examples}, "note": None,
-                              "titles": {d.id: d.title for d in bench.documents}}
-        except HarnessError as exc:
-            out[b["name"]] = {"task": b.get("task", DEFAULT_TASK), "examples": None, "titles": {},
-                              "note": f"benchmark {ref!r} could not be loaded ({exc}); gold answers taken from "
-                                      "predictions.jsonl"}
+        recorded = b.get("data_sha256")
+        if verified and not recorded:
+            raise DataError(f"benchmark {b['name']!r} has no recorded data hash (benchmarks[{i}].data_sha256): "
+                            "its gold answers cannot be confirmed", res)
+        loaded, errors, broken = [], [], []
+        for cand in _candidates(ref, b):
+            try:
+                bench = load_benchmark(str(cand))
+            except HarnessError as exc:
+                errors.append(str(exc).splitlines()[0])
+                if isinstance(cand, Path) and cand.exists():
+                    lines = str(exc).splitlines()  # a corpus's first problem, or the one line
+                    broken.append((cand, lines[min(1, len(lines) - 1)].strip()))
+                continue
+            loaded.append(bench)
+            if recorded is None or bench.meta.get("data_sha256") == recorded:
+                break
+        else:
+            bench = None
+        if bench is not None:
+            out[b["name"]] = {"task": bench.task, "examples": {e.id: e for e in bench.examples},
+                              "titles": {d.id: d.title for d in bench.documents},
+                              "path": bench.meta.get("path"), "data_sha256": bench.meta.get("data_sha256"),
+                              "verified": recorded is not None,
+                              "note": None if recorded else f"the run recorded no data hash for {b['name']!r}: "
+                                                            f"scored against {bench.meta.get('path')} unverified"}
+        elif loaded:
+            where = "; ".join(f"{x.meta.get('path')} has sha256 {str(x.meta.get('data_sha256'))[:12]}" for x in loaded)
+            raise DataError(f"benchmark {b['name']!r} is not the data the run answered (recorded sha256 "
+                            f"{recorded[:12]}; {where}): its questions or gold answers changed since the run, or "
+                            "another folder has its name. Restore the data, or rerun", res)
+        elif broken:  # there, but it does not load: changed since the run, never a reason to trust the lines
+            raise DataError(f"benchmark {b['name']!r} at {broken[0][0]} does not load ({broken[0][1]}), so its "
+                            "gold answers cannot be checked against the ones the run was scored on", res)
+        elif verified:
+            raise DataError(f"benchmark {b['name']!r} ({ref}) could not be loaded ({errors[0] if errors else '?'}): "
+                            "the gate scores against the benchmark's own gold answers", res)
+        else:
+            out[b["name"]] = {"task": b.get("task", DEFAULT_TASK), "examples": None, "path": None, "titles": {},
+                              "data_sha256": None, "verified": False,
+                              "note": f"benchmark {ref!r} could not be loaded ({errors[0] if errors else '?'}); gold "
+                                      "answers taken from predictions.jsonl"}
+        if "task" in b and b["task"] not in TASK_TYPES:
+            raise DataError(f"benchmark {b['name']!r}: unknown task type {b['task']!r}", res)
     return out
 
 
-def rescore(results: dict, rows: list[tuple[int, dict]], run_dir: Path) -> tuple[list[dict], dict]:
-    """Score every prediction line again; returns the scored rows and the gold data per benchmark."""
-    gold = _gold(results, run_dir)
+def rescore(results: dict, rows: list[tuple[int, dict]], run_dir: Path,
+            verified: bool = False) -> tuple[list[dict], dict]:
+    """Score every prediction line again; returns the scored rows and the gold data per benchmark.
+    Each benchmark entry of `results` gets `gold`: the folder scored against, its data hash, and
+    whether that hash is the one the run recorded. Stored per-line scores are never read.
+    `verified`: see _gold (the gate's standard)."""
+    gold = _gold(results, run_dir, verified)
+    for b in results["benchmarks"]:
+        g = gold[b["name"]]
+        b["gold"] = {"path": g["path"], "data_sha256": g["data_sha256"], "verified": g["verified"]}
     bench_names = [b["name"] for b in results["benchmarks"]]
     seeds = results.get("config", {}).get("seeds") or [0]
     pred = run_dir / "predictions.jsonl"
@@ -117,6 +298,9 @@ def rescore(results: dict, rows: list[tuple[int, dict]], run_dir: Path) -> tuple
             question, answers, doc_ids = r.get("question", ""), r["answers"], r.get("doc_ids", [])
         trace = r.get("trace") or {}
         s = metrics.score(r["output"], answers, question, g["task"], trace)  # trace: multiple choice's acc_norm
+        bad = [k for k, v in s.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise DataError(f"scoring gave a non-finite {bad[0]}: refused", pred, n)
         ranked = trace.get("retrieved_doc_ids")
         gold_hit = None
         if ranked is not None and doc_ids:
@@ -126,6 +310,13 @@ def rescore(results: dict, rows: list[tuple[int, dict]], run_dir: Path) -> tuple
         out.append({**r, "benchmark": bname, "seed": key[1], "strategy": key[2], "question": question,
                     "answers": answers, "doc_ids": doc_ids, **s, "gold_retrieved": gold_hit, "line": n,
                     "sources": sources})
+    present = {(r["benchmark"], r["seed"], r["strategy"]) for r in out}
+    for c in results["cells"]:
+        if c["status"] == "ok" and not str(c.get("source", "")).startswith("predictions.jsonl only") \
+                and (c["benchmark"], c["seed"], c["strategy"]) not in present:
+            where = "predictions.jsonl has no line for it" if pred.exists() else "predictions.jsonl is missing"
+            raise DataError(f"results.json records {c['strategy']} (seed {c['seed']}) on {c['benchmark']} as "
+                            f"answered, but {where}: its scores cannot be recomputed", pred)
     return out, gold
 
 

@@ -20,11 +20,13 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
 
 from harness.cache.hashing import file_digest, fingerprint
 from harness.cache.store import MARKER
+from harness.core.errors import HarnessError
 from harness.core.records import remove_stale_temps, write_json
 
 FORMAT = 1  # bump when what a cached entry holds changes
@@ -48,6 +50,21 @@ class StageCache:
         self._hashes: dict | None = None
         if enabled and self.local.is_dir():
             remove_stale_temps(self.local)
+
+    def check_writable(self) -> None:
+        """A cache that cannot be written (HARNESS_CACHE a file, a read-only or full folder) is an
+        error now, before any model loads, not every answer computed and then lost at the end."""
+        if not self.enabled:
+            return
+        folder = self.local
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=f".probe.{os.getpid()}.", suffix=".tmp")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise HarnessError(f"the stage cache {folder} cannot be written ({exc.strerror or exc}); set "
+                               "HARNESS_CACHE to a writable folder, or run with --no-cache") from None
 
     # -- content hashes, remembered by (path, size, mtime) so a 540 MB model is hashed once ------
     def _hash_memo(self) -> dict:

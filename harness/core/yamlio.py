@@ -1,5 +1,5 @@
 """Reading YAML the one safe way: every YAML file the harness reads (run configs, price tables) goes
-through `read_yaml`.
+through `read_yaml`, and every YAML value given on a command line (`--option k=v`) through `yaml_value`.
 
 PyYAML's safe loader (no python/* tags: nothing is imported or called), plus YAML 1.2 floats
 (`lr: 1e-3` is a number), with duplicate keys, anchors, aliases and merge keys refused (no
@@ -90,9 +90,15 @@ class Where:
 
 
 def read_yaml(p: Path) -> tuple[Any, Where]:
-    import yaml
+    """A YAML file, parsed the one safe way; every problem a ConfigError naming the file (and line).
+    A FIFO or device (a read that blocks or never ends) is refused before it is opened."""
+    import stat
 
     try:
+        mode = p.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{p}: not a regular file" if not stat.S_ISDIR(mode)
+                              else f"{p}: cannot read the config file (Is a directory)")
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found") from None
@@ -100,7 +106,17 @@ def read_yaml(p: Path) -> tuple[Any, Where]:
         raise ConfigError(f"{p}: not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read the config file ({exc.strerror or exc})") from None
+    return parse_yaml(text, p)
+
+
+def parse_yaml(text: str, source) -> tuple[Any, Where]:
+    """YAML text (a file's, or a command-line value's) through the hardened loader; errors name
+    `source` and the line."""
+    import yaml
+
+    p = source
     loader = None
+    node = None
     try:
         loader = _loader()(text)  # the reader already refuses control characters
         node = loader.get_single_node()
@@ -118,3 +134,8 @@ def read_yaml(p: Path) -> tuple[Any, Where]:
         if loader is not None:
             loader.dispose()
     return data, Where(p, _key_lines(node) if node is not None else {})
+
+
+def yaml_value(text: str, source: str) -> Any:
+    """One value given on the command line (`--option k=VALUE`), read as YAML by the hardened loader."""
+    return parse_yaml(text, source)[0]

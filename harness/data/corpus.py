@@ -17,9 +17,13 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
+import stat
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.analysis.scoring import normalize
 from harness.core.errors import DataError, HarnessError
 from harness.core.types import Benchmark, Document, Example
 from harness.data.tasks import DEFAULT_TASK, TASK_TYPES, task_type
@@ -66,16 +70,41 @@ class CheckResult:
 
 
 def unsafe_id(value: str) -> str | None:
-    """Why an id could name a path outside its folder, or None when it cannot."""
+    """Why an id could name a path outside its folder or can never be matched, or None when neither."""
     if "\x00" in value:
         return "contains a NUL character"
     if "/" in value or "\\" in value:
         return "contains a path separator"
     if value.strip() in (".", ".."):
         return "is a relative folder name"
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        return "contains a control character"
+    return invisible(value)
+
+
+_INVISIBLE = {"Cc": "a control character", "Cf": "an invisible format character", "Cs": "a lone surrogate",
+              "Zl": "a line separator", "Zp": "a paragraph separator"}
+
+
+def invisible(value: str, allow: str = "") -> str | None:
+    """Why a string holds a character no one can see or type (control, format such as U+200B or
+    U+202E, a lone surrogate escape such as \\ud800, line separators), or None. `allow`: characters
+    that are fine here (a question may hold a tab or a newline)."""
+    for c in value:
+        what = _INVISIBLE.get(unicodedata.category(c))
+        if what and c not in allow:
+            return f"contains {what} (U+{ord(c):04X})"
     return None
+
+
+def lone_surrogate(value: str) -> bool:
+    """A lone surrogate (\\ud800 in JSON) is not text: no tokenizer encodes it, no file can hold it."""
+    return any(0xD800 <= ord(c) <= 0xDFFF for c in value)
+
+
+SURROGATE = "holds a lone surrogate escape (\\ud800-\\udfff), which is not text"
+
+
+def _strict_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def load_corpus(root: str | Path, split_seed: int = DEFAULT_SPLIT_SEED,
@@ -141,6 +170,10 @@ class _Loader:
     # -- files -------------------------------------------------------------------------------------
 
     def _read(self, path: Path) -> bytes | None:
+        why = self._special(path)
+        if why:
+            self.problem(path, None, why)
+            return None
         try:
             data = path.read_bytes()
         except IsADirectoryError:
@@ -150,6 +183,23 @@ class _Loader:
             self.problem(path, None, f"cannot read ({exc.strerror or exc})")
             return None
         return data
+
+    def _special(self, path: Path) -> str | None:
+        """Why a file of the corpus is not read: a link that leads out of the corpus folder, or not a
+        regular file (a FIFO blocks a read forever, /dev/zero never ends). None: read it."""
+        try:
+            if not path.resolve().is_relative_to(self.root.resolve()):
+                return f"leads to {os.path.realpath(path)} (a link), outside the corpus folder: refused"
+            mode = path.stat().st_mode
+        except OSError:
+            return None  # the read names the problem
+        if stat.S_ISDIR(mode):
+            return None
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) \
+                else "not a regular file"
+            return f"is {kind}: refused (a corpus holds regular files)"
+        return None
 
     def _lines(self, path: Path, data: bytes):
         """(line number, text) of each line; lines that are not UTF-8 are reported and skipped."""
@@ -167,10 +217,13 @@ class _Loader:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(line, parse_constant=_strict_constant)
             except json.JSONDecodeError as exc:
                 cut = "; the file looks truncated here" if n == last and not data.endswith(b"\n") else ""
                 self.problem(path, n, f"invalid JSON ({exc.msg}){cut}")
+                continue
+            except ValueError as exc:  # NaN, Infinity: Python reads them, JSON has no such numbers
+                self.problem(path, n, f"invalid JSON ({exc})")
                 continue
             if not isinstance(obj, dict):
                 self.problem(path, n, "each line must be a JSON object")
@@ -184,8 +237,8 @@ class _Loader:
         if data is None:
             return {}
         try:
-            meta = json.loads(data.decode("utf-8-sig"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            meta = json.loads(data.decode("utf-8-sig"), parse_constant=_strict_constant)
+        except (ValueError, UnicodeDecodeError) as exc:
             self.problem(path, None, f"not valid JSON: {exc}")
             return {}
         if not isinstance(meta, dict):
@@ -249,8 +302,13 @@ class _Loader:
             if not isinstance(text, str) or not text.strip():
                 self.problem(path, n, "field 'text' must be a non-empty string")
                 text = None
+            elif lone_surrogate(text):
+                self.problem(path, n, f"field 'text' {SURROGATE}")
+                text = None
             if title is not None and not isinstance(title, str):
                 self.problem(path, n, "field 'title' must be a string")
+            elif title is not None and lone_surrogate(title):
+                self.problem(path, n, f"field 'title' {SURROGATE}")
             if doc_id is None:
                 continue
             if doc_id in seen:
@@ -340,6 +398,9 @@ class _Loader:
         if not isinstance(question, str) or not question.strip():
             self.problem(path, n, "field 'question' must be a non-empty string")
             question = None
+        elif lone_surrogate(question):
+            self.problem(path, n, f"field 'question' {SURROGATE}: no tokenizer can encode it")
+            question = None
         answers = obj.get("answers")
         if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
             self.problem(path, n, "field 'answers' must be a list of strings")
@@ -349,6 +410,8 @@ class _Loader:
             if not answers:
                 self.problem(path, n, f"question {qid or obj.get('id')!r} has no answers")
                 answers = None
+            else:
+                answers = self._answers(answers, task, path, n, qid or obj.get("id"))
         split = obj.get("split")
         if split in (None, ""):
             split = None
@@ -370,6 +433,33 @@ class _Loader:
         return Example(id=qid, input=question, answers=tuple(answers), split=split, task=task,
                        doc_ids=tuple(refs), choices=choices)
 
+    def _answers(self, answers: list[str], task: str, path, n, qid) -> list[str] | None:
+        """The answers that can be matched fairly. One with an invisible character (an output never
+        holds the U+200B a reader cannot see) is a problem. One with nothing left after normalisation
+        ("the", a lone quote mark) would be matched by an empty output: it is dropped with a warning,
+        and a question left without answers is a problem. Multiple choice is exempt from the second
+        rule: its output is always one of the choices, which must differ after normalisation."""
+        bad = False
+        for a in answers:
+            why = invisible(a)
+            if why:
+                self.problem(path, n, f"answer {a!r} {why}: no output can match it")
+                bad = True
+        if bad:
+            return None
+        if task_type(task).needs_choices:
+            return answers
+        kept = [a for a in answers if normalize(a)]
+        for a in answers if kept else ():  # a question left without answers is the problem, below
+            if not normalize(a):
+                self.warn(path, n, f"answer {a!r} dropped: it is empty after normalisation (lower case, no "
+                                   "punctuation, no articles), so an empty output would match it")
+        if not kept:
+            self.problem(path, n, f"question {qid!r} has no answer left: every answer is empty after "
+                                  "normalisation (lower case, no punctuation, no articles)")
+            return None
+        return kept
+
     def _choices(self, obj, answers, task, path, n) -> tuple[str, ...] | None:
         """Multiple choice: at least two distinct non-empty options, and the answer among them."""
         choices = obj.get("choices")
@@ -381,6 +471,17 @@ class _Loader:
             return None
         if len(choices) < 2 or len(set(choices)) < len(choices):
             self.problem(path, n, "field 'choices' needs at least two options, all different")
+            return None
+        if any(lone_surrogate(c) for c in choices):
+            self.problem(path, n, f"field 'choices' {SURROGATE}")
+            return None
+        same = {}
+        for c in choices:
+            same.setdefault(normalize(c), []).append(c)
+        clash = next((v for v in same.values() if len(v) > 1), None)
+        if clash:
+            self.problem(path, n, f"choices {', '.join(map(repr, clash))} are the same after normalisation (lower "
+                                  "case, no punctuation, no articles): the scorer cannot tell them apart")
             return None
         if needs and answers is not None and not all(a in choices for a in answers):
             self.problem(path, n, "the answer of a multiple-choice question must be one of its choices")

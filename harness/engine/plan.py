@@ -77,10 +77,19 @@ def plan(cfg: RunConfig) -> Plan:
     if same:
         raise ConfigError(f"two benchmarks are both named {same[0]!r} (their benchmark.json 'name'): their cells, "
                           "records and cached answers would collide; give one another name")
-    for spec in specs:
-        for bench in benches:
-            spec.cls.check(spec.name, configs[spec.name], bench)
+    for bench in benches:
+        seen = _as_trained(bench, cfg.train_limit)  # few-shot.shots against the train questions it will get
+        for spec in specs:
+            spec.cls.check(spec.name, configs[spec.name], seen)
     return Plan(specs, configs, benches)
+
+
+def _as_trained(bench: Benchmark, train_limit: int | None) -> Benchmark:
+    """The benchmark as a strategy's preparation sees it: only the first `train_limit` train questions."""
+    if train_limit is None:
+        return bench
+    keep = {id(e) for e in bench.split("train")[:train_limit]}
+    return dataclasses.replace(bench, examples=[e for e in bench.examples if e.split != "train" or id(e) in keep])
 
 
 def cell_key(cell: Cell, cfg: RunConfig, runtime, cache: StageCache) -> str:

@@ -69,7 +69,8 @@ def header(cfg: RunConfig, plan: Plan, runtime, stages: StageCache, run_dir: Pat
         "benchmarks": [{"name": b.name, "task": b.task, "documents": len(b.documents),
                         "train": len(b.split("train")), "test": len(b.split("test")),
                         "test_used": min(len(b.split("test")), cfg.limit or 10**9),
-                        "data_sha256": b.meta.get("data_sha256"), "license": b.meta.get("license"),
+                        "data_sha256": b.meta.get("data_sha256"), "path": b.meta.get("path"),
+                        "license": b.meta.get("license"),
                         "source": b.meta.get("source"), "split_assigned": b.meta.get("split_assigned")}
                        for b in plan.benches],
         "pricing": {"usd_per_hour": cfg.usd_per_hour},

@@ -10,13 +10,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
+from harness.analysis.recompute import read_run
 from harness.cache.stages import StageCache
-from harness.core.errors import ConfigError, HarnessError
+from harness.core.errors import ConfigError, DataError, HarnessError
 from harness.core.paths import claim_folder, reports_root
-from harness.core.records import read_jsonl, remove_stale_temps, write_json, write_jsonl
+from harness.core.records import remove_stale_temps, run_lock, write_json, write_jsonl
 from harness.engine import results as records
 from harness.engine.cell import CellEnv, now
 from harness.engine.config import RunConfig
@@ -51,24 +51,6 @@ def point_latest(run_dir: Path) -> None:
     os.replace(tmp, link)
 
 
-@contextmanager
-def locked(run_dir: Path):
-    """One writer per run folder: a second run, a --resume or a `harness report` of the same folder
-    stops at once (filelock: an OS lock, released when the process dies)."""
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(run_dir / ".lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise HarnessError(f"{run_dir} is being written by another harness process") from None
-    try:
-        yield
-    finally:
-        lock.release()
-        (run_dir / ".lock").unlink(missing_ok=True)
-
-
 def run(cfg: RunConfig | None = None, progress: bool = True, log=print, *, cache: bool = True,
         resume: str | None = None, executor: Executor | None = None, store: Path | None = None,
         trust_remote_code: bool = False) -> Path:
@@ -80,6 +62,8 @@ def run(cfg: RunConfig | None = None, progress: bool = True, log=print, *, cache
     if resume is not None:
         run_dir, previous, cfg = resume_target(resume, trust_remote_code=trust_remote_code)
     p = plan(cfg)
+    stages = StageCache(root=store, enabled=cache)
+    stages.check_writable()  # before the model loads: an unwritable cache must not cost the answers
     executor = executor or LocalExecutor()
     if cfg.train_workers > 1 and executor.train_on_workers is None:
         raise ConfigError(f"train_workers {cfg.train_workers} needs --executor ray (Ray Train's TorchTrainer); "
@@ -89,7 +73,6 @@ def run(cfg: RunConfig | None = None, progress: bool = True, log=print, *, cache
 
     FineTune._trained.clear()  # models trained by an earlier run in this process are not reused
     runtime = executor.runtime(cfg, progress)
-    stages = StageCache(root=store, enabled=cache)
     cells = [dataclasses.replace(c, key=cell_key(c, cfg, runtime, stages)) for c in p.cells(cfg.seeds)]
     done = {(c["benchmark"], c["seed"], c["strategy"]) for c in (previous or {}).get("cells", [])
             if c.get("status") in ("ok", "failed")}
@@ -99,7 +82,7 @@ def run(cfg: RunConfig | None = None, progress: bool = True, log=print, *, cache
     if previous is None:
         run_dir = new_run_dir(cfg.out)
     env = CellEnv(cfg, runtime, run_dir, stages, progress, train_on_workers=executor.train_on_workers)
-    with locked(run_dir):
+    with run_lock(run_dir):
         remove_stale_temps(run_dir)
         return Run(env, p, cells, previous, log).execute(executor)
 
@@ -117,8 +100,13 @@ class Run:
         self.rows: list[dict] = []
 
     def _kept(self, previous: dict) -> dict[tuple, tuple[dict, list[dict]]]:
-        path = self.env.run_dir / "predictions.jsonl"
-        old_rows = read_jsonl(path) if path.exists() else []
+        _, lines = read_run(self.env.run_dir)  # one error naming file and line for a bad record
+        pred = self.env.run_dir / "predictions.jsonl"
+        old_rows = []
+        for n, r in lines:
+            if not all(isinstance(r.get(k), t) for k, t in (("benchmark", str), ("strategy", str), ("seed", int))):
+                raise DataError("a row of a run being resumed needs 'benchmark', 'strategy' and 'seed'", pred, n)
+            old_rows.append(r)
         kept = {}
         for c in previous.get("cells", []):
             if c.get("status") in ("ok", "failed"):

@@ -117,6 +117,20 @@ def prepare_strategy(spec, config, ctx: PrepareContext):
     return strat, details
 
 
+def check_context(rt, examples: Sequence[Example], needed: Sequence[int], what: str) -> None:
+    """A prompt that does not fit the model's context is an error naming the question, never a
+    silent run past the positions the model was trained on (no truncation: cutting a prompt would
+    drop the question or the retrieved passage and score an answer to something else)."""
+    limit = getattr(rt, "context_length", None)
+    if not isinstance(limit, int):
+        return
+    for ex, n in zip(examples, needed):
+        if n > limit:
+            raise StrategyFailed(f"question {ex.id!r}: its prompt needs {n:,} tokens ({what}), more than the "
+                                 f"model's context of {limit:,}; shorten the question or the context put before "
+                                 "it (rag.k, rag.chunk_words, few-shot.shots), or lower max_new_tokens")
+
+
 def answer_prompts(
     ctx: PrepareContext,
     examples: Sequence[Example],
@@ -135,6 +149,7 @@ def answer_prompts(
                               traces=traces, desc=desc, plain=hf_generate)
     rt = ctx.runtime
     prompts = [rt.encode_chat(m) for m in messages]
+    check_context(rt, examples, [len(p) + ctx.max_new_tokens for p in prompts], f"+ {ctx.max_new_tokens} new")
     bar = tqdm(total=len(prompts), desc=desc, unit="q", disable=not ctx.progress, leave=False)
     generate = rt.generate_hf if hf_generate else rt.generate
     gens = generate(prompts, max_new_tokens=ctx.max_new_tokens, batch_size=ctx.batch_size,
@@ -178,6 +193,7 @@ def choose_prompts(
         # tokens run through the model: the prompt once (Runtime.loglikelihood; once per option when
         # plain), then every option
         tokens.append(len(prompt) * (len(conts) if plain else 1) + sum(len(c) for c in conts))
+        check_context(rt, [ex], [len(prompt) + max(len(c) for c in conts)], "+ its longest option")
     bar = tqdm(total=len(requests), desc=desc, unit="choice", disable=not ctx.progress, leave=False)
     scores = rt.loglikelihood(requests, batch_size=ctx.batch_size, model=model, on_batch=bar.update, plain=plain)
     bar.close()

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -44,7 +45,11 @@ def resolve_model(name: str, progress: bool = True, trust_remote_code: bool = Fa
         marker = f"{st.st_size}-{int(st.st_mtime)}"
         target = cache_dir() / "models" / f"{name}-{marker}"
         if not (target / "model.safetensors").is_file():
-            _convert_gguf(gguf, target, progress)
+            try:
+                _convert_gguf(gguf, target, progress)
+            except OSError as exc:  # HARNESS_CACHE a file, read-only, full: one line, exit 2
+                raise HarnessError(f"cannot write the converted model under {target.parent} "
+                                   f"({exc.strerror or exc}); set HARNESS_CACHE to a writable folder") from None
         meta = json.loads((target / "provenance.json").read_text())
         return target, meta
     path = Path(name).expanduser()
@@ -71,6 +76,14 @@ def check_model_dir(path: Path, trust_remote_code: bool = False) -> list[Path]:
     auto_map) unless the user passed --trust-remote-code. Returns the weight files."""
     if not path.is_dir():
         raise HarnessError(f"model {path} is a file, not a model directory (config.json + *.safetensors)")
+    for entry in path.iterdir():
+        try:
+            mode = entry.stat().st_mode  # after links: a snapshot of the Hugging Face cache links into blobs/
+        except OSError:
+            continue  # a dangling link is no file the loader opens
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise HarnessError(f"{entry}: not a regular file (a FIFO or device would block or never end a read); "
+                               "a model folder holds regular files")
     config = path / "config.json"
     if not config.is_file():
         raise HarnessError(f"model directory {path} has no config.json: it is not a transformers model")

@@ -104,6 +104,17 @@ class Runtime:
         self.model.generation_config.pad_token_id = self.pad_id
         self._vocab_flags = None
 
+    @property
+    def context_length(self) -> int | None:
+        """The most tokens (prompt plus generated) the model was trained to attend over, from its
+        config (max_position_embeddings or its older names); None when the config does not say."""
+        cfg = self.model.config
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(cfg, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
     # -- model copies for fine-tuning ----------------------------------------------------------
     def fresh_model(self):
         """A trainable copy of the base weights (fp32 master weights), independent of self.model."""

@@ -21,6 +21,13 @@ def compare(run_a: Path, run_b: Path, prices=None) -> Doc:
     shared = [b["name"] for b in ra["benchmarks"] if b["name"] in {x["name"] for x in rb["benchmarks"]}]
     if not shared:
         raise HarnessError(f"{run_a} and {run_b} share no benchmark: nothing to compare")
+    bench_a = {b["name"]: b for b in ra["benchmarks"]}
+    bench_b = {b["name"]: b for b in rb["benchmarks"]}
+    for name in shared:
+        ha, hb = (_data_hash(x[name]) for x in (bench_a, bench_b))
+        if ha and hb and ha != hb:
+            raise HarnessError(f"benchmark {name!r} differs between the runs (data sha256 {ha[:12]} in {run_a}, "
+                               f"{hb[:12]} in {run_b}): the questions or gold answers are not the same")
     doc = Doc()
     doc.h(1, f"Comparison of runs {ra['run'].get('id', run_a)} (A) and {rb['run'].get('id', run_b)} (B)")
     doc.p(f"A: {run_a}; B: {run_b}. Differences are B minus A on the same questions.")
@@ -47,6 +54,7 @@ def compare(run_a: Path, run_b: Path, prices=None) -> Doc:
         for r, p in zip(results, stats.holm([x[test]["p"] for _, x in results])):
             r[1][test]["p_holm"] = p
         doc.h(2, name)
+        doc.p(f"Scored against {_source(bench_a[name])} (A) and {_source(bench_b[name])} (B).")
         rows = []
         for (strategy, seed), x in results:
             t = x[test]
@@ -65,6 +73,18 @@ def compare(run_a: Path, run_b: Path, prices=None) -> Doc:
         if only:
             doc.p("Ran in one of the two only: " + ", ".join(only) + ".")
     return doc
+
+
+def _data_hash(b: dict) -> str | None:
+    """The data a run's benchmark was answered on (recorded) or scored against (gold)."""
+    return b.get("data_sha256") or (b.get("gold") or {}).get("data_sha256")
+
+
+def _source(b: dict) -> str:
+    gold = b.get("gold") or {}
+    if not gold.get("path"):
+        return "the gold answers in predictions.jsonl (benchmark not found)"
+    return f"{gold['path']} (data sha256 {gold['data_sha256'][:12]})"
 
 
 def write_compare(doc: Doc, out: Path) -> None:

@@ -30,7 +30,7 @@ def _benchmark(doc: Doc, results: dict, b: dict, rows: list[dict], png: bool) ->
     doc.p(f"Task {b.get('task', '?')}: {b.get('test_used', '?')} test questions (of {b.get('test', '?')}), "
           f"{b.get('train', '?')} train questions, {b.get('documents', '?')} documents. Source: "
           f"{b.get('source') or 'local'}; licence {b.get('license') or 'unknown'}. Headline metric: "
-          f"{metric_label(primary)}.")
+          f"{metric_label(primary)}." + _gold_source(b))
     per_seed = analysis["benchmarks"][name]
     parts = []
     if len(per_seed) > 1:
@@ -51,6 +51,15 @@ def _benchmark(doc: Doc, results: dict, b: dict, rows: list[dict], png: bool) ->
             doc.p(part.analysis["gold_note"], "fail")
         for section in SECTIONS:
             section(doc, part)
+
+
+def _gold_source(b: dict) -> str:
+    """Which benchmark folder the predictions were scored against (recompute.rescore's `gold`)."""
+    gold = b.get("gold") or {}
+    if not gold.get("path"):
+        return ""
+    check = "the data hash the run recorded" if gold.get("verified") else "no data hash recorded to check it against"
+    return f" Gold answers from {gold['path']} (data sha256 {gold['data_sha256'][:12]}; {check})."
 
 
 def build(results: dict, rows: list[dict], png: bool = True) -> Doc:
@@ -89,10 +98,12 @@ def write_reports(run_dir: Path, prices=None, decision: dict | None = None) -> d
     run_dir = Path(run_dir)
     results, rows = analyze(run_dir, prices, decision)
     doc = build(results, rows)
-    write_atomic(run_dir / "report.md", render_markdown(doc))
-    write_atomic(run_dir / "report.html",
-                 render_html(doc, f"Comparison report: {results['run'].get('id', run_dir.name)}"))
-    write_atomic(run_dir / "summary.csv", render_csv(results))
+    # every format rendered before any is written: a record that breaks one leaves all as they were
+    texts = {"report.md": render_markdown(doc),
+             "report.html": render_html(doc, f"Comparison report: {results.get('run', {}).get('id', run_dir.name)}"),
+             "summary.csv": render_csv(results)}
+    for name, text in texts.items():
+        write_atomic(run_dir / name, text)
     write_json(run_dir / "results.json", results)
     return results
 

@@ -95,11 +95,27 @@ class Doc:
 
 # ---- renderers --------------------------------------------------------------------------------
 
+_MD_TAG = re.compile(r"<(?=[A-Za-z/!?])")  # what could open raw HTML or an autolink (<script>, <javascript:x>)
+_MD_LINK = re.compile(r"\](?=[(\[:])")     # what could close a link or image text, or a link definition
+_LINES = re.compile(r"[\r\n\x0b\x0c\x85\u2028\u2029]+")
+
+
+def md_text(x: str) -> str:
+    """Text for Markdown, neutral in its format: no raw HTML (`<script>`, `<img onerror>`), no link or
+    image (`[x](javascript:...)`, `![x](http://tracker)`, `[x]: url` definitions), one line. The Doc's
+    own markup (**bold**) passes; brackets that open no link ("0.035 [0.021, 0.049]") stay as written."""
+    x = _LINES.sub(" ", x).replace("\\", "\\\\")  # first: a backslash of the text cannot undo an escape
+    x = _MD_TAG.sub("&lt;", x)
+    return _MD_LINK.sub("\\\\]", x)
+
+
 def _md_cell(x: str) -> str:
-    return x.replace("|", "\\|").replace("\n", " ")
+    return md_text(x).replace("|", "\\|")
 
 
 def render_markdown(doc: Doc) -> str:
+    """Every text is escaped (md_text): names, errors and source fields come from benchmark files,
+    configs and model output, and code hosts render report.md as HTML."""
     out = []
     skip = 0  # depth inside html_only details
     for blk in doc.blocks:
@@ -116,11 +132,11 @@ def render_markdown(doc: Doc) -> str:
         if skip:
             continue
         if kind == "h":
-            out += ["#" * blk[1] + " " + blk[2], ""]
+            out += ["#" * blk[1] + " " + md_text(blk[2]), ""]
         elif kind == "p":
-            out += [blk[1], ""]
+            out += [md_text(blk[1]), ""]
         elif kind == "ul":
-            out += [f"- {x}" for x in blk[1]] + [""]
+            out += [f"- {md_text(x)}" for x in blk[1]] + [""]
         elif kind == "table":
             _, head, rows, best, _mark = blk
             out.append("| " + " | ".join(_md_cell(h) for h in head) + " |")
@@ -130,7 +146,7 @@ def render_markdown(doc: Doc) -> str:
                                              for j, x in enumerate(r)) + " |")
             out.append("")
         elif kind == "img":
-            out += [f"*Figure in report.html: {blk[2]}.*", ""]
+            out += [f"*Figure in report.html: {md_text(blk[2])}.*", ""]
     return "\n".join(out)
 
 
@@ -205,12 +221,31 @@ REFRESH = {"prompting": "none", "rag": "re-index", "adapter": "re-train", "full"
            "adapter+rag": "re-train + re-index", "full+rag": "re-train + re-index"}
 
 
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting so as a formula
+
+
+def csv_cell(x):
+    """A CSV value a spreadsheet shows as text: a string that would start a formula ("=HYPERLINK(...)",
+    "@SUM", "-2+3") gets a leading apostrophe (OWASP's CSV-injection rule). Numbers are left alone."""
+    if isinstance(x, str) and x.startswith(_FORMULA):
+        return "'" + x
+    return x
+
+
+class _NeutralWriter:
+    def __init__(self, buf):
+        self.w = csv.writer(buf)
+
+    def writerow(self, row):
+        self.w.writerow([csv_cell(x) for x in row])
+
+
 def render_csv(results: dict) -> str:
     """One row per cell. Cost columns come from the benchmark's decision (serving-cost model, pooled over
     seeds): usd_per_1k_queries is the monthly cost / monthly queries x 1,000, prepare_usd and one_time_usd
     the preparation's measured seconds at the machine's price, refresh_usd one refresh."""
     buf = io.StringIO()
-    w = csv.writer(buf)
+    w = _NeutralWriter(buf)
     w.writerow(CSV_HEAD)
     a = results["analysis"]
     for c in results["cells"]:

@@ -37,14 +37,14 @@ def params_sha256(model, whole: dict | None = None) -> str:
 
 
 def _options(values: list[str]) -> dict:
-    import yaml
+    from harness.core.yamlio import yaml_value
 
     out = {}
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--option {item!r}: expected key=value")
-        out[key] = yaml.safe_load(value)
+        out[key] = yaml_value(value, f"--option {key}")  # the hardened loader: no aliases, no tags
     return out
 
 
