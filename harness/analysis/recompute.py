@@ -16,7 +16,7 @@ from pathlib import Path
 from harness.analysis import metrics, serving, stats, verdicts
 from harness.analysis.verdicts import DecisionConfig
 from harness.core.errors import DataError, HarnessError
-from harness.core.paths import CORPORA_DIR
+from harness.core.paths import CORPORA_DIR, shown
 from harness.core.records import NotStrictJSON, loads_strict, nonfinite_line, regular_file
 from harness.data.tasks import DEFAULT_TASK, TASK_TYPES
 
@@ -269,7 +269,8 @@ def rescore(results: dict, rows: list[tuple[int, dict]], run_dir: Path,
     gold = _gold(results, run_dir, verified)
     for b in results["benchmarks"]:
         g = gold[b["name"]]
-        b["gold"] = {"path": g["path"], "data_sha256": g["data_sha256"], "verified": g["verified"]}
+        b["gold"] = {"path": shown(g["path"]) if g["path"] else None, "data_sha256": g["data_sha256"],
+                     "verified": g["verified"]}
     bench_names = [b["name"] for b in results["benchmarks"]]
     seeds = results.get("config", {}).get("seeds") or [0]
     pred = run_dir / "predictions.jsonl"

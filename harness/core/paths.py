@@ -20,6 +20,16 @@ CONFIGS_DIR = SOURCE_ROOT / "configs"
 DEFAULT_PRICES = CONFIGS_DIR / "prices.yaml"
 
 
+def shown(path) -> str:
+    """A path as records and reports show it: relative to the harness's own root for its built-in
+    corpora (the same on every machine), else relative to the current folder when inside it."""
+    p = Path(path).resolve()
+    for base in (SOURCE_ROOT, Path.cwd()):
+        if p.is_relative_to(base.resolve()):
+            return str(p.relative_to(base.resolve())) or "."
+    return str(path)
+
+
 def cache_dir() -> Path:
     """The harness's cache: $HARNESS_CACHE, else $XDG_CACHE_HOME/rag-or-finetune (~/.cache/...)."""
     root = os.environ.get("HARNESS_CACHE") or os.path.join(
