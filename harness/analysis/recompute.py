@@ -19,6 +19,7 @@ from harness.analysis.cost import (
 )
 from harness.analysis.decision import DecisionConfig, recommend
 from harness.core.errors import DataError, HarnessError
+from harness.data.docids import any_match
 from harness.data.tasks import DEFAULT_TASK
 
 EXTERNAL = "external"  # strategy name for prediction lines that do not say which strategy made them
@@ -74,12 +75,14 @@ def _gold(results: dict, run_dir: Path) -> dict[str, dict]:
     """benchmark name -> {"task", "examples": id -> Example or None, "note"}, loaded without a model."""
     from harness.data.benchmark import load_benchmark
 
-    names = results.get("config", {}).get("benchmarks") or []
+    config = results.get("config", {})
+    names = config.get("benchmarks") or []
     out = {}
     for i, b in enumerate(results["benchmarks"]):
         ref = names[i] if i < len(names) else b["name"]
         try:
-            bench = load_benchmark(ref)
+            bench = load_benchmark(ref, split_seed=config.get("split_seed"), test_ratio=config.get("test_ratio"),
+                                   columns=config.get("columns"))
             out[b["name"]] = {"task": bench.task, "examples": {e.id: e for e in bench.examples}, "note": None}
         except HarnessError as exc:
             out[b["name"]] = {"task": b.get("task", DEFAULT_TASK), "examples": None,
@@ -122,7 +125,7 @@ def rescore(results: dict, rows: list[tuple[int, dict]], run_dir: Path) -> tuple
         ranked = trace.get("retrieved_doc_ids")
         gold_hit = None
         if ranked is not None and doc_ids:
-            gold_hit = float(bool(set(ranked) & set(doc_ids)))
+            gold_hit = float(any_match(ranked, doc_ids))
         out.append({**r, "benchmark": bname, "seed": key[1], "strategy": key[2], "question": question,
                     "answers": answers, "doc_ids": doc_ids, **s, "gold_retrieved": gold_hit, "line": n})
     return out, gold
@@ -134,10 +137,10 @@ def _retrieval(rows: list[dict], primary: str) -> dict | None:
     if not ranked:
         return None
     kmax = max(len(x) for x, _ in ranked)
-    recall = {f"recall@{k}": sum(bool(set(x[:k]) & set(r["doc_ids"])) for x, r in ranked) / len(ranked)
+    recall = {f"recall@{k}": sum(any_match(x[:k], r["doc_ids"]) for x, r in ranked) / len(ranked)
               for k in range(1, kmax + 1)}
-    hit = [r[primary] for x, r in ranked if set(x) & set(r["doc_ids"])]
-    miss = [r[primary] for x, r in ranked if not set(x) & set(r["doc_ids"])]
+    hit = [r[primary] for x, r in ranked if any_match(x, r["doc_ids"])]
+    miss = [r[primary] for x, r in ranked if not any_match(x, r["doc_ids"])]
     return {"recall": recall, "n": len(ranked),
             "acc_gold_retrieved": sum(hit) / len(hit) if hit else None, "n_gold_retrieved": len(hit),
             "acc_gold_missed": sum(miss) / len(miss) if miss else None, "n_gold_missed": len(miss)}
