@@ -131,7 +131,10 @@ def _samples_html(cells, brows) -> str:
         for c in ok:
             r = by.get((c["strategy"], qid))
             cls = ' class="hit"' if r and r["f1"] > 0.5 else ""
-            tds.append(f"<td{cls}>{e(r['extracted']) if r else ''}</td>")
+            # where a retrieval answer came from: the documents it was given ("manual#p3" = manual, page 3)
+            ids = ((r or {}).get("trace") or {}).get("retrieved_doc_ids") or []
+            src = f"<br><small>from {e(', '.join(map(str, ids[:3])))}</small>" if ids else ""
+            tds.append(f"<td{cls}>{e(r['extracted']) if r else ''}{src}</td>")
         out.append(f"<tr><td>{e(q['question'])}</td><td>{e(' | '.join(map(str, q['answers'])))}</td>{''.join(tds)}</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
