@@ -134,7 +134,8 @@ def test_bad_test_ratio(tmp_path, ratio):
 
 # -- a folder of deliberately broken files: every problem, exactly -------------------------------
 
-@pytest.mark.reliability("bad input", "documents/*.txt + questions.csv with many faults: every problem listed with file:line")
+@pytest.mark.reliability("bad input", "documents/*.txt + questions.csv with many faults: bad files skipped and "
+                                      "listed, every question problem with file:line")
 def test_broken_txt_and_csv_folder_reports_every_problem(tmp_path):
     """Bad document files are skipped and listed with their reason (the rest loads); bad questions
     are problems with file:line."""
@@ -184,6 +185,7 @@ def test_broken_txt_and_csv_folder_reports_every_problem(tmp_path):
         ["questions.csv:12: doc_ids name a skipped document file: empty"]
 
 
+@pytest.mark.reliability("bad input", "empty or non-UTF-8 document files: skipped and listed, the rest loads")
 def test_bad_document_files_never_stop_the_corpus_from_loading(tmp_path):
     """The same bad files without the bad questions: the corpus loads, the skips are in its meta."""
     root = write_user_corpus(tmp_path / "c")

@@ -114,6 +114,8 @@ EXPECTED_SKIPS = [["documents/locked.pdf", "encrypted: it cannot be opened witho
                   ["documents/scan.pdf", "no text layer (scanned?)"]]
 
 
+@pytest.mark.reliability("bad input", "documents/ with an encrypted and a scanned PDF: both listed as skipped with "
+                                      "the reason, PDF pages, HTML and Markdown sections load")
 def test_corpus_check_reads_pdf_html_markdown_and_lists_skipped_files(tmp_path, capsys):
     root = documents_corpus(tmp_path / "pumps")
     assert cli.main(["corpus", "check", str(root)]) == 0

@@ -35,7 +35,8 @@ PASSAGE = ("The Harbor City bridge was opened in 1932 by mayor Alice Stone. It s
 
 @pytest.mark.parametrize("reply, expected", [
     ("Question: Who opened the bridge?\nAnswer: Alice Stone", ("Who opened the bridge?", "Alice Stone")),
-    ("Sure!\n**Question:** Who opened the bridge?\n**Answer:** Alice Stone.", ("Who opened the bridge?", "Alice Stone")),
+    ("Sure!\n**Question:** Who opened the bridge?\n**Answer:** Alice Stone.",
+     ("Who opened the bridge?", "Alice Stone")),
     ("Q: Who opened the bridge?\nA: Alice Stone", ("Who opened the bridge?", "Alice Stone")),
     ("question - Who opened\nthe bridge?\nanswer: Alice Stone\nMore text", ("Who opened the bridge?", "Alice Stone")),
     ("Who opened the bridge? Alice Stone", None),
@@ -78,7 +79,8 @@ def test_question_filter(question, expected):
     ("Who opened the Harbor City bridge?", "Alice", None),
     ("Who opened the Harbor City bridge?", "Ali", "answer_not_supported"),  # whole words only
     ("Where did the steel come from?", "It came from the Pittsburgh mills of the Carnegie company", None),  # 80%
-    ("Where did the steel come from?", "It came from the Chicago factories of the Ford company", "answer_not_supported"),
+    ("Where did the steel come from?", "It came from the Chicago factories of the Ford company",
+     "answer_not_supported"),
     ("What does the bridge carry?", " ".join(["lanes"] * 31), "answer_too_long"),
     ("Which river does the Gray River bridge span?", "the Gray River", "answer_in_question"),
     ("Who is Alice Stone?", "Alice Stone", "answer_in_question"),
@@ -299,7 +301,7 @@ def test_out_folder_must_be_new_and_nothing_is_half_written(tmp_path):
         def chat(self, messages_list, *a, **k):
             return [Reply("no") for _ in messages_list]
 
-    with pytest.raises(HarnessError, match="none of the 8 generated pairs passed the filters \\(dropped: unparsed 8\\)"):
+    with pytest.raises(HarnessError, match=r"none of the 8 generated pairs passed the filters \(dropped: unparsed 8\)"):
         synth.synthesize(src, tmp_path / "out", Silent(), hash_encoder, log=lambda m: None)
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
 
@@ -321,7 +323,8 @@ def test_synth_cli_with_the_tiny_model(tmp_path, tiny_model, capsys, monkeypatch
 
     real = chat.LocalChatModel.chat
 
-    def scripted_after_real(self, messages_list, max_new_tokens, stop=None, *, stop_at_newline=True, on_result=None):
+    def scripted_after_real(self, messages_list, max_new_tokens, stop=None, *, stop_at_newline=True,
+                            on_result=None):
         got = real(self, messages_list, max_new_tokens, stop_at_newline=stop_at_newline)
         assert len(got) == len(messages_list) and all(isinstance(g.text, str) for g in got)
         return Scripted().chat(messages_list, max_new_tokens, stop_at_newline=stop_at_newline)

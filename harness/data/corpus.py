@@ -165,6 +165,7 @@ class _Loader:
         self.assigned = 0  # questions that had no split
         self.named: set[str] = set()  # document ids found, also of documents rejected for their content
         self.skipped_files: set[str] = set()  # file ids (path without suffix) of skipped document files
+        self.meta_columns: dict | None = None  # benchmark.json's "columns"
 
     def problem(self, path, line, message) -> None:
         self.result.problems.append(Problem(path, line, message))
