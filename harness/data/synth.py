@@ -51,7 +51,7 @@ from harness.core.types import Document
 from harness.data.chunks import chunk_spans, chunk_text
 from harness.data.docids import file_id
 
-PROMPT_VERSION = "synth-1"  # bump when a prompt or filter changes: it is in synth.json
+PROMPT_VERSION = "synth-2"  # bump when a prompt or filter changes: it is in synth.json
 
 # Passages of ~120 words (~160 tokens): one or two facts a question can be about, and short enough
 # that the 135M model's 8k-token context and a 2-core CPU's prefill (~500 tokens/s) are no limit.
@@ -84,6 +84,12 @@ GENERATE = (
     "- The answer is a short phrase copied from the passage.\n"
     "Reply in exactly this form:\nQuestion: <the question>\nAnswer: <the answer>"
 )
+# One worked example as an earlier chat turn. Without it the packaged 135M model answered all 28 of 28
+# NYT passages with a description of the passage ("The passage is about...") and no question (synth-1,
+# 2026-12-02); as the common prefix of every prompt, it is computed once (the runtime's shared-prefix cache).
+DEMO_PASSAGE = ("The Harbor City bridge was opened in 1932 by mayor Alice Stone. It spans the Gray River and "
+                "carries four lanes of traffic; its steel came from mills in Pittsburgh.")
+DEMO_PAIR = "Question: Who opened the Harbor City bridge in 1932?\nAnswer: mayor Alice Stone"
 ROUND_TRIP_SYSTEM = "You answer questions from a passage with a short phrase copied from it."
 ROUND_TRIP = "Passage:\n\"\"\"\n{passage}\n\"\"\"\n\nQuestion: {question}\nAnswer with a short phrase from the passage."
 PARAPHRASE_SYSTEM = "You rewrite questions. You reply with the rewritten question only."
@@ -318,7 +324,10 @@ def _messages(system: str, user: str) -> list[dict]:
 
 def generate_prompt(p: Passage) -> list[dict]:
     title = f" (from {p.doc.title})" if p.doc.title else ""
-    return _messages(SYSTEM, GENERATE.format(title=title, passage=p.text))
+    return [{"role": "system", "content": SYSTEM},
+            {"role": "user", "content": GENERATE.format(title=" (from a city guide)", passage=DEMO_PASSAGE)},
+            {"role": "assistant", "content": DEMO_PAIR},
+            {"role": "user", "content": GENERATE.format(title=title, passage=p.text)}]
 
 
 def pair_id(p: Pair) -> str:
@@ -535,7 +544,9 @@ def synthesize(source: str | Path, out: str | Path, chat, encode: Callable[[list
         "embedder": getattr(encode, "name", None),
         "seed": config.seed,
         "config": dataclasses.asdict(config),
-        "prompts": {"system": SYSTEM, "generate": GENERATE, "round_trip_system": ROUND_TRIP_SYSTEM,
+        "prompts": {"system": SYSTEM, "generate": GENERATE, "demonstration": {"passage": DEMO_PASSAGE,
+                                                                              "reply": DEMO_PAIR},
+                    "round_trip_system": ROUND_TRIP_SYSTEM,
                     "round_trip": ROUND_TRIP, "paraphrase_system": PARAPHRASE_SYSTEM, "paraphrase": PARAPHRASE,
                     "paraphrase_styles": list(PARAPHRASE_STYLES[:config.paraphrases])},
         "filters": DROP_REASONS,
@@ -550,8 +561,10 @@ def synthesize(source: str | Path, out: str | Path, chat, encode: Callable[[list
         "dropped_examples": syn.examples(),
     }
     if counts["kept"] == 0:
+        seen = [p.reply for p in syn.pairs[:2]]
         raise HarnessError(f"none of the {counts['generated']} generated pairs passed the filters "
-                           f"(dropped: {_reasons(counts['dropped'])}); try a stronger --model")
+                           f"(dropped: {_reasons(counts['dropped'])}); try a stronger --model. First replies: "
+                           + " | ".join(repr(r[:160]) for r in seen))
     _write(out, source, where, documents, syn, splits, record)
     result = check_corpus(out)
     if result.problems:  # a bug here, never the user's input: say so loudly
