@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 HARNESS_FLAGS ?=
 
-.PHONY: demo test install dev bench clean-venv
+.PHONY: demo test install dev bench examples clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,18 @@ demo: install
 
 test: dev
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_FLAGS)
+
+# The two committed example reports, rebuilt from reports/example's records by `harness report` (no model run):
+# reports/example with configs/prices.yaml and the demo's quality bar (also in configs/default.yaml; given here
+# for records made before it was), and reports/example-hosted, a copy of the same records re-priced with
+# configs/prices-hosted.yaml (the base model per token, tuned models on one always-on CPU machine) at 1,000,000
+# queries a month and without the bar, so that the cost side shows. tests/test_decision_report.py checks both.
+examples: install
+	HF_HUB_OFFLINE=1 $(BIN)/harness report reports/example --min-quality 0.5
+	mkdir -p reports/example-hosted
+	cp reports/example/results.json reports/example/predictions.jsonl reports/example-hosted/
+	HF_HUB_OFFLINE=1 $(BIN)/harness report reports/example-hosted --prices configs/prices-hosted.yaml \
+		--monthly-queries 1000000 --min-quality none
 
 # Performance suite (15 min on 2 idle cores, 2026-11-27): bench/results.json and docs/performance.md.
 # BENCH_FLAGS=--quick for a smaller smoke run (one repetition); --e2e adds two timed default runs (~11 min each).

@@ -184,17 +184,56 @@ def _nonneg(value: str) -> float:
     return x
 
 
+def _fraction(value: str) -> float:
+    x = _nonneg(value)
+    if not 0 < x <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value!r}")
+    return x
+
+
+NONE = "none"  # a decision flag given as `none`: unset the run's value (no bar, no target)
+
+
+def _nonneg_or_none(value: str):
+    return NONE if value.strip().lower() in ("none", "null") else _nonneg(value)
+
+
 def _decision_args(parser) -> None:
-    g = parser.add_argument_group("decision inputs (override the run YAML's decision: block)")
-    g.add_argument("--monthly-queries", type=int, help="expected queries per month (default 100000)")
-    g.add_argument("--refresh-days", type=_nonneg, help="days between knowledge refreshes, 0 = never (default 30)")
-    g.add_argument("--latency-target", type=_nonneg, help="p95 latency target in seconds (default: none)")
+    g = parser.add_argument_group("decision inputs (override the run YAML's decision: block; README: the cost model)")
+    g.add_argument("--monthly-queries", metavar="Q", type=int, help="expected queries per month (default 100000)")
+    g.add_argument("--refresh-days", metavar="DAYS", type=_nonneg,
+                   help="days between knowledge refreshes, 0 = never (default 30)")
+    g.add_argument("--latency-target", metavar="S", type=_nonneg_or_none, help="p95 latency target in seconds, or none "
+                   "(default: none)")
+    g.add_argument("--margin", metavar="D", type=_nonneg,
+                   help="largest drop of the headline metric from the most accurate accepted, absolute (default 0.02)")
+    g.add_argument("--min-quality", metavar="BAR", type=_nonneg_or_none,
+                   help="quality bar on the headline metric, or none (default: none)")
+    g.add_argument("--cost-tolerance", metavar="F", type=_nonneg,
+                   help="monthly costs within this fraction of the cheapest count as equal (default 0.10)")
+    g.add_argument("--min-replicas", metavar="R", type=_nonneg,
+                   help="serving machines always on, 0 = scale to zero (default 1)")
+    g.add_argument("--target-utilization", metavar="U", type=_fraction,
+                   help="share of a replica's capacity used on average (default 0.5)")
+    g.add_argument("--hours-per-month", metavar="H", type=_nonneg,
+                   help="hours a month a replica is billed (default 730)")
+    g.add_argument("--measured-on", metavar="MACHINE", help="machine of the price table the run's timings stand "
+                   "for (default: by the run's environment)")
+
+
+DECISION_FLAGS = {"monthly_queries": "monthly_queries", "refresh_days": "refresh_days",
+                  "latency_target_s": "latency_target", "margin": "margin", "min_quality": "min_quality",
+                  "cost_tolerance": "cost_tolerance", "min_replicas": "min_replicas",
+                  "target_utilization": "target_utilization", "hours_per_month": "hours_per_month",
+                  "measured_on": "measured_on"}  # decision key -> argparse dest
 
 
 def _decision_flags(args) -> dict:
-    flags = {"monthly_queries": args.monthly_queries, "refresh_days": args.refresh_days,
-             "latency_target_s": args.latency_target}
-    return {k: v for k, v in flags.items() if v is not None}
+    flags = {key: getattr(args, dest) for key, dest in DECISION_FLAGS.items()}
+    flags = {k: (None if v == NONE else v) for k, v in flags.items() if v is not None}
+    if flags.get("refresh_days") == 0:
+        flags["refresh_days"] = None  # 0 = never: the same as null in the YAML
+    return flags
 
 
 def cmd_run(args) -> int:
@@ -236,10 +275,10 @@ def _run(args, **where) -> int:
     }
     cfg = make_config(args.config, overrides)
     if _decision_flags(args):
-        from harness.analysis.decision import DecisionConfig
+        from harness.engine.config import check_decision
 
         decision = {**cfg.decision, **_decision_flags(args)}
-        DecisionConfig.from_dict(decision)
+        check_decision(decision)
         object.__setattr__(cfg, "decision", decision)
     if args.strategies and cfg.options:  # options for strategies dropped by --strategies are not errors
         object.__setattr__(cfg, "options", {k: v for k, v in cfg.options.items() if k in cfg.strategies})

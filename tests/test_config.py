@@ -10,7 +10,7 @@ from harness.engine.config import DEFAULT_STRATEGIES, RunConfig, load_yaml, make
 from harness.methods import registry
 
 CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")
-                 if p.name != "prices.yaml")  # the price table, not an experiment (tests/test_cost.py)
+                 if not p.name.startswith("prices"))  # price tables, not experiments (tests/test_cost.py)
 
 
 def _yaml(tmp_path: Path, text: str, name: str = "exp.yaml") -> Path:

@@ -164,7 +164,7 @@ def test_a_run_over_a_documents_folder_cites_pages_and_matches_whole_files(tmp_p
     md = (out / "report.md").read_text()
     assert "2 document files could not be read and were left out: documents/locked.pdf" in md
     html = (out / "report.html").read_text()
-    assert "<small>from " in html  # sample RAG answers name the pages and sections they were given
+    assert "manual.pdf — page" in html  # the answers name the pages and sections they were given
 
 
 # -- question tables with a column mapping ------------------------------------------------------------------

@@ -46,17 +46,21 @@ def test_every_format_is_rebuilt(rebuilt):
     assert a["primary_metric"] == {"squadshifts_nyt": "f1"}
     bench = a["benchmarks"]["squadshifts_nyt"]["0"]
     assert bench["comparisons"]["best"] == "rag"
-    assert bench["recommendation"]["winner"] in {c["strategy"] for c in results["cells"]}
+    verdict = a["decisions"]["squadshifts_nyt"]["verdict"]
+    assert verdict["chosen"] in {c["strategy"] for c in results["cells"]} | {None}
+    assert verdict["compared_with"] == "rag"
     # the recomputed metrics equal the ones the run recorded from the same predictions
     for old, new in zip(before["cells"], results["cells"]):
         assert new["metrics"]["f1"]["mean"] == pytest.approx(old["metrics"]["f1"]["mean"])
     md = (run / "report.md").read_text()
-    for heading in ("### Recommendation", "### Summary", "### Paired significance", "### Cost and break-even",
-                    "### Latency", "### Training", "### Retrieval diagnostics", "What would change the answer"):
+    for heading in ("### Recommendation", "### Summary", "### Paired significance", "### Serving cost",
+                    "### Break-even", "### Latency", "### Training", "### Retrieval diagnostics",
+                    "### Answers, question by question", "What would change the answer"):
         assert heading in md
     rows = list(csv.DictReader(io.StringIO((run / "summary.csv").read_text())))
     assert len(rows) == len(results["cells"])
-    assert {"accuracy", "accuracy_low", "one_time_usd", "usd_per_month", "usd_per_1k_queries"} <= set(rows[0])
+    assert {"accuracy", "accuracy_low", "one_time_usd", "usd_per_month", "usd_per_1k_queries", "usd_per_correct",
+            "recommended", "verdict", "latency_source"} <= set(rows[0])
     rag = next(r for r in rows if r["strategy"] == "rag")
     assert float(rag["accuracy"]) == pytest.approx(float(rag["f1"]))
 
@@ -69,8 +73,9 @@ def test_html_is_one_self_contained_file(rebuilt):
     assert len(imgs) >= 6 and all(src.startswith("data:image/png;base64,") for src in imgs)
     assert not re.search(r'(src|href)="(?!data:)', page)  # nothing fetched from anywhere
     assert "<script" not in page.lower()
-    # best value of each column marked
+    # best value of each column marked; answers folded in <details> (no script needed)
     assert page.count("<td class=best>") >= 6
+    assert page.count("<details>") >= 3 and page.count("<summary>") == page.count("<details>")
 
 
 def test_edited_predictions_are_rescored(tmp_path):
@@ -150,10 +155,13 @@ def test_decision_flags_change_the_recommendation(tmp_path):
     assert cli.main(["report", str(run), "--monthly-queries", "10", "--refresh-days", "7",
                      "--latency-target", "6"]) == 0
     results = json.loads((run / "results.json").read_text())
-    assert results["analysis"]["decision"] == {"monthly_queries": 10, "refresh_days": 7.0, "latency_target_s": 6.0}
-    rec = results["analysis"]["benchmarks"]["squadshifts_nyt"]["0"]["recommendation"]
-    assert "rag" not in rec["winner"]  # its p95 latency (12.5 s) misses the 6 s target
-    assert any("Over the latency target" in line for line in rec["why"])
+    d = results["analysis"]["decision"]
+    assert (d["monthly_queries"], d["refresh_days"], d["latency_target_s"]) == (10, 7.0, 6.0)
+    rec = results["analysis"]["decisions"]["squadshifts_nyt"]["verdict"]
+    # the batched p95 of every strategy but lora (5.98 s) misses the 6 s target
+    assert rec["chosen"] == "lora"
+    assert any("Over the p95 latency target of 6 s" in line and "rag (12.43 s, batched)" in line
+               for line in rec["reasons"])
     assert "10 queries a month" in (run / "report.md").read_text()
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from browser import Page, ensure_chromium
+from selenium.webdriver.common.by import By
 
 from harness.core.records import write_jsonl
 from harness.report.document import write_reports
@@ -46,6 +47,14 @@ def test_example_report_renders_cleanly(chromium, tmp_path):
         assert all(done and w > 100 and h > 100 for done, w, h in images), images
         assert page.evaluate("document.querySelectorAll('table').length") >= 6
         assert "Recommendation" in page.evaluate("document.body.innerText")
+        # every answer, folded: a <details> opens on a click under the strict CSP, no script needed
+        n_details = page.evaluate("document.querySelectorAll('details').length")
+        assert n_details >= 3 and page.evaluate("document.querySelectorAll('details[open]').length") == 0
+        last = page.driver.find_elements(By.CSS_SELECTOR, "details > summary")[-1]
+        page.driver.execute_script("arguments[0].scrollIntoView()", last)
+        last.click()
+        assert page.evaluate("document.querySelectorAll('details')[%d].open" % (n_details - 1)) is True
+        assert page.evaluate("document.querySelectorAll('tr.mark').length") in (0, 3)  # recommended row, if any
         shot = tmp_path / "report.png"
         page.screenshot(shot)
         problems = page.problems()
@@ -108,6 +117,9 @@ def test_hostile_text_is_shown_and_runs_nothing(chromium, tmp_path):
     write_reports(run)
     with Page(chromium) as page:
         page.open((run / "report.html").as_uri())
+        for summary in page.driver.find_elements(By.CSS_SELECTOR, "details > summary"):  # open every answer
+            page.driver.execute_script("arguments[0].scrollIntoView()", summary)
+            summary.click()
         text = page.evaluate("document.body.innerText")
         injected = page.evaluate(
             "document.querySelectorAll('script, iframe, object, embed, svg, a').length"

@@ -231,8 +231,8 @@ def test_default_price_table_loads_with_a_comment_per_price():
     for line in text.splitlines():
         if "usd_per_hour" in line and not line.lstrip().startswith("#"):
             assert "#" in line, f"price without its source: {line}"
-    legacy = serving.legacy_prices(t)
-    assert legacy["machines"]["cpu"] == 0.085 and legacy["machines"]["gpu"] == 3.0
+    assert t.machines[t.default_machine["cpu"]].usd_per_hour == 0.085
+    assert t.machines[t.default_machine["gpu"]].usd_per_hour == 3.0
 
 
 def test_measured_on():
@@ -252,7 +252,8 @@ def test_legacy_table_is_read():
     t = serving.price_table({"machines": {"cpu": 0.085, "gpu": 3.0},
                              "hosted": {"m": {"prompt_per_1k": 0.00015, "output_per_1k": 0.0006}}})
     assert t.measured_on({}).usd_per_hour == 0.085
-    assert t.hosted["m"].input_usd_per_1m == pytest.approx(0.15) and t.hosted["m"].output_usd_per_1m == pytest.approx(0.6)
+    assert t.hosted["m"].input_usd_per_1m == pytest.approx(0.15)
+    assert t.hosted["m"].output_usd_per_1m == pytest.approx(0.6)
 
 
 @pytest.mark.parametrize("text,where", [

@@ -185,7 +185,8 @@ def test_inferior_and_inconclusive_are_not_chosen_even_when_cheaper():
     assert "4,615 questions in all (4,611 more)" in row["noisy"].sentence
     assert any("Not shown to be within the margin" in r and "noisy" in r for r in v.reasons)
     # what would change: the cheaper inconclusive one, given more questions or a wider margin
-    assert any(c.startswith("noisy ($10.00 a month against $100.00) would be chosen if more questions") for c in v.changes)
+    assert any(c.startswith("noisy ($10.00 a month against $100.00) would be chosen if more questions")
+               for c in v.changes)
     assert any(c.startswith("A margin above 0.100 (now 0.02) would make it bad ($1.00 a month)") for c in v.changes)
     assert_honest(v)
 
@@ -253,7 +254,8 @@ def test_quality_bar_and_none_meets_it():
 def test_bar_met_on_the_mean_but_not_the_interval_is_flagged():
     v = recommend([Candidate("p", sc([1, 0, 1, 1, 0, 1, 0, 1]), 10.0, "rag")], {"min_quality": 0.6}, n_boot=N_BOOT)
     assert v.chosen == "p"
-    assert any(r.startswith("Caution: p's mean reaches the bar of 0.6, but its interval goes down to") for r in v.reasons)
+    assert any(r.startswith("Caution: p's mean reaches the bar of 0.6, but its interval goes down to")
+               for r in v.reasons)
 
 
 def test_latency_target():

@@ -1,5 +1,8 @@
 """Everything a report states, recomputed from a run's records: scores, statistics, costs, decision.
 
+Costs and the recommendation come from the serving-cost model (analysis/serving.py) and the decision
+rules (analysis/verdicts.py), one decision per benchmark pooled over the run's seeds.
+
 Predictions are rescored against the benchmark's gold answers (loaded by the name or path the run
 used), so a scoring change or an edited or external predictions file (only `id` and `output` are
 required per line) needs no model run. Nothing here imports torch or loads a model.
@@ -9,15 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.analysis import metrics, stats
-from harness.analysis.cost import (
-    cell_costs,
-    crossover_monthly,
-    crossover_total,
-    load_prices,
-    machine_price,
-)
-from harness.analysis.decision import DecisionConfig, recommend
+from harness.analysis import metrics, serving, stats, verdicts
+from harness.analysis.verdicts import DecisionConfig
 from harness.core.errors import DataError, HarnessError
 from harness.data.docids import any_match
 from harness.data.tasks import DEFAULT_TASK
@@ -65,7 +61,8 @@ def read_run(path, predictions: bool = True, require_predictions: bool = False) 
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"invalid JSON ({exc.msg})", pred, n) from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or not isinstance(obj.get("output"), str):
+            if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) \
+                    or not isinstance(obj.get("output"), str):
                 raise DataError("each line needs a string 'id' and a string 'output'", pred, n)
             rows.append((n, obj))
     return results, rows
@@ -83,9 +80,10 @@ def _gold(results: dict, run_dir: Path) -> dict[str, dict]:
         try:
             bench = load_benchmark(ref, split_seed=config.get("split_seed"), test_ratio=config.get("test_ratio"),
                                    columns=config.get("columns"))
-            out[b["name"]] = {"task": bench.task, "examples": {e.id: e for e in bench.examples}, "note": None}
+            out[b["name"]] = {"task": bench.task, "examples": {e.id: e for e in bench.examples}, "note": None,
+                              "titles": {d.id: d.title for d in bench.documents}}
         except HarnessError as exc:
-            out[b["name"]] = {"task": b.get("task", DEFAULT_TASK), "examples": None,
+            out[b["name"]] = {"task": b.get("task", DEFAULT_TASK), "examples": None, "titles": {},
                               "note": f"benchmark {ref!r} could not be loaded ({exc}); gold answers taken from "
                                       "predictions.jsonl"}
     return out
@@ -126,8 +124,11 @@ def rescore(results: dict, rows: list[tuple[int, dict]], run_dir: Path) -> tuple
         gold_hit = None
         if ranked is not None and doc_ids:
             gold_hit = float(any_match(ranked, doc_ids))
+        sources = [{"id": str(d), "title": g["titles"].get(str(d), ""), "gold": any_match([str(d)], doc_ids)}
+                   for d in (ranked if isinstance(ranked, list) else [])]
         out.append({**r, "benchmark": bname, "seed": key[1], "strategy": key[2], "question": question,
-                    "answers": answers, "doc_ids": doc_ids, **s, "gold_retrieved": gold_hit, "line": n})
+                    "answers": answers, "doc_ids": doc_ids, **s, "gold_retrieved": gold_hit, "line": n,
+                    "sources": sources})
     return out, gold
 
 
@@ -158,16 +159,26 @@ def _latency(rows: list[dict]) -> dict | None:
             "generation_p50": metrics.percentile(gen, 50), "generation_p95": metrics.percentile(gen, 95)}
 
 
+def decision_config(results: dict, decision: dict | None = None) -> DecisionConfig:
+    """The run's recorded `decision:` block with `decision` (CLI flags) over it, validated."""
+    return DecisionConfig.from_dict({**((results.get("config") or {}).get("decision") or {}), **(decision or {})})
+
+
 def analyze(run_dir: Path, prices_path=None, decision: dict | None = None) -> tuple[dict, list[dict]]:
     """Recompute the run's metrics, statistics, costs and recommendation.
 
     Returns results (cells' metrics updated in place, an `analysis` section added) and scored rows.
-    decision: overrides of the run's recorded `decision` settings (CLI flags)."""
+    decision: overrides of the run's recorded `decision` settings (CLI flags).
+    analysis: primary_metric {benchmark: metric}; decision (every input, defaults filled in); prices (price
+    file, the machine the run's timings stand for, hosted prices and the strategies they apply to);
+    benchmarks {benchmark: {seed: comparisons, strategies {name: retrieval, latency}, gold_note}};
+    decisions {benchmark: verdicts.Decision.to_dict(), pooled over seeds}."""
     results, raw = read_run(run_dir)
+    dc = decision_config(results, decision)  # bad settings fail before any scoring
     rows, gold = rescore(results, raw, run_dir)
-    prices = load_prices(prices_path)
-    dc = DecisionConfig.from_dict({**(results.get("config", {}).get("decision") or {}), **(decision or {})})
-    usd_h, kind = machine_price(results, prices)
+    table = serving.load_price_table(prices_path)
+    machine = table.measured_on(results.get("environment"), dc.measured_on,
+                                (results.get("config") or {}).get("usd_per_hour"))
     present = set((r["benchmark"], r["seed"], r["strategy"]) for r in rows)
     # a cell an earlier rebuild made for lines since removed from predictions.jsonl goes with them
     results["cells"] = [c for c in results["cells"] if not str(c.get("source", "")).startswith("predictions.jsonl only")
@@ -177,9 +188,10 @@ def analyze(run_dir: Path, prices_path=None, decision: dict | None = None) -> tu
         if not any(c["benchmark"] == b and c.get("seed") == seed and c["strategy"] == s for c in cells):
             cells.append({"strategy": s, "benchmark": b, "seed": seed, "status": "ok", "error": None,
                           "config": {}, "source": "predictions.jsonl only (no cost or latency record)"})
-    analysis = {"primary_metric": {}, "benchmarks": {}, "decision": _plain(dc),
-                "prices": {"source": prices["source"], "machine_kind": kind, "usd_per_hour": usd_h,
-                           "hosted": prices["hosted"].get(results.get("model", {}).get("name"))}}
+    hosted = table.hosted.get((results.get("model") or {}).get("name"))
+    analysis = {"primary_metric": {}, "benchmarks": {}, "decisions": {}, "decision": _plain(dc),
+                "prices": {"source": table.source, "machine": _plain(machine),
+                           "hosted": _plain(hosted) if hosted else None}}
     for b in results["benchmarks"]:
         task = gold[b["name"]]["task"]
         primary = metrics.primary_metric(task)
@@ -187,9 +199,10 @@ def analyze(run_dir: Path, prices_path=None, decision: dict | None = None) -> tu
         per_seed = {}
         for seed in dict.fromkeys(c.get("seed") for c in cells if c["benchmark"] == b["name"]):
             bcells = [c for c in cells if c["benchmark"] == b["name"] and c.get("seed") == seed]
-            scores, entries, diag = {}, [], {}
+            scores, diag = {}, {}
             for c in bcells:
-                mine = [r for r in rows if r["benchmark"] == b["name"] and r["seed"] == seed and r["strategy"] == c["strategy"]]
+                mine = [r for r in rows
+                        if r["benchmark"] == b["name"] and r["seed"] == seed and r["strategy"] == c["strategy"]]
                 if c["status"] != "ok" or not mine:
                     continue
                 c["metrics"] = {m: metrics.bootstrap_ci([r[m] for r in mine if m in r])
@@ -198,25 +211,17 @@ def analyze(run_dir: Path, prices_path=None, decision: dict | None = None) -> tu
                 ret, lat = _retrieval(mine, primary), _latency(mine)
                 if ret:
                     c["retrieval"] = ret["recall"]
-                costs = cell_costs(c, bcells, results, prices)
-                diag[c["strategy"]] = {"retrieval": ret, "latency": lat, "costs": _plain(costs)}
-                acc = c["metrics"][primary]
-                entries.append({"strategy": c["strategy"], "acc": acc["mean"], "low": acc["low"], "high": acc["high"],
-                                "p95": lat["p95"] if lat else (c.get("answer") or {}).get("latency_p95_s"),
-                                "costs": costs})
-            cmp = stats.comparisons(scores, primary)
-            rec = recommend(entries, scores, primary, metric_label(primary), dc, cmp)
-            by = {e["strategy"]: e["costs"] for e in entries if e["costs"]}
-            cross = []
-            for rag in [s for s in by if by[s].refresh_kind == "re-index"]:
-                for ft in [s for s in by if by[s].refresh_kind.startswith("re-train")]:
-                    cross.append({"rag": rag, "finetune": ft,
-                                  "total_queries": crossover_total(by[rag], by[ft]),
-                                  "monthly_queries": crossover_monthly(by[rag], by[ft], dc.refresh_days),
-                                  "rag_refresh_usd": by[rag].refresh_usd, "finetune_refresh_usd": by[ft].refresh_usd})
-            per_seed[str(seed)] = {"comparisons": cmp, "recommendation": rec, "strategies": diag,
-                                   "crossovers": cross, "gold_note": gold[b["name"]]["note"]}
+                diag[c["strategy"]] = {"retrieval": ret, "latency": lat}
+            per_seed[str(seed)] = {"comparisons": stats.comparisons(scores, primary), "strategies": diag,
+                                   "gold_note": gold[b["name"]]["note"]}
         analysis["benchmarks"][b["name"]] = per_seed
+        d = verdicts.decide(results, rows, b["name"], primary, table, dc, metric=metric_label(primary))
+        dd = d.to_dict()
+        for n, c in d.costs.items():  # each monthly figure in words, with its inputs
+            if c is not None:
+                dd["costs"][n]["describe"] = serving.describe(c)
+        analysis["decisions"][b["name"]] = dd
+        analysis["prices"]["hosted_for"] = sorted({*analysis["prices"].get("hosted_for", []), *d.hosted_for})
     results["analysis"] = analysis
     return results, rows
 

@@ -89,11 +89,19 @@ class Machine:
 
 @dataclass(frozen=True)
 class Hosted:
-    """Per-token prices of a model answered by a provider (no machine of ours answers)."""
+    """Per-token prices of a model answered by a provider (no machine of ours answers).
+
+    serves: the strategy kinds the provider answers (None: every kind). `[prompting, rag]` prices the base
+    model per token while fine-tuned strategies run on the measured machine (a provider that hosts only the
+    base model; or a team that keeps its tuned weights in house)."""
 
     model: str
     input_usd_per_1m: float
     output_usd_per_1m: float
+    serves: tuple[str, ...] | None = None
+
+    def answers(self, kind: str) -> bool:
+        return self.serves is None or kind in self.serves
 
 
 @dataclass(frozen=True)
@@ -176,7 +184,8 @@ def price_table(data: Mapping, source: str = "prices", where=None) -> PriceTable
                 raise ConfigError(f"{w}: machines.{name} needs '{req}'")
         kind = entry["kind"]
         if kind not in ("cpu", "gpu"):
-            raise ConfigError(f"{at(f'machines.{name}.kind', w)}: machines.{name}.kind must be cpu or gpu, got {kind!r}")
+            raise ConfigError(f"{at(f'machines.{name}.kind', w)}: machines.{name}.kind must be cpu or gpu, "
+                              f"got {kind!r}")
         vals = {k: _number(v, f"{at(f'machines.{name}.{k}', w)}: machines.{name}.{k}", integer=_MACHINE_KEYS[k] is int)
                 for k, v in entry.items() if k != "kind" and v is not None}
         machines[name] = Machine(name=name, kind=kind, **vals)
@@ -197,25 +206,29 @@ def price_table(data: Mapping, source: str = "prices", where=None) -> PriceTable
     for model, entry in raw_h.items():
         w = at(f"hosted.{model}", "hosted")
         keys = set(entry) if isinstance(entry, Mapping) else set()
+        serves = None
+        if "serves" in keys:
+            raw_s = entry["serves"]
+            ws = at(f"hosted.{model}.serves", w)
+            if not isinstance(raw_s, list) or not raw_s or not all(isinstance(k, str) for k in raw_s):
+                raise ConfigError(f"{ws}: hosted.{model}.serves must be a list of strategy kinds ({', '.join(KINDS)})")
+            bad_kinds = [k for k in raw_s if k not in KINDS]
+            if bad_kinds:
+                raise ConfigError(f"{ws}: hosted.{model}.serves: unknown kind {bad_kinds[0]!r}; "
+                                  f"known: {', '.join(KINDS)}")
+            serves = tuple(raw_s)
+            keys = keys - {"serves"}
         if keys == {"input_per_1m", "output_per_1m"}:
             hosted[str(model)] = Hosted(str(model), _number(entry["input_per_1m"], f"{w}: hosted.{model}.input_per_1m"),
-                                        _number(entry["output_per_1m"], f"{w}: hosted.{model}.output_per_1m"))
+                                        _number(entry["output_per_1m"], f"{w}: hosted.{model}.output_per_1m"), serves)
         elif keys and keys <= {"prompt_per_1k", "output_per_1k"}:  # legacy: $ per 1,000 tokens
             hosted[str(model)] = Hosted(
                 str(model), 1000 * _number(entry.get("prompt_per_1k", 0), f"{w}: hosted.{model}.prompt_per_1k"),
-                1000 * _number(entry.get("output_per_1k", 0), f"{w}: hosted.{model}.output_per_1k"))
+                1000 * _number(entry.get("output_per_1k", 0), f"{w}: hosted.{model}.output_per_1k"), serves)
         else:
-            raise ConfigError(f"{w}: hosted.{model} must map input_per_1m and output_per_1m to $ per million tokens")
+            raise ConfigError(f"{w}: hosted.{model} must map input_per_1m and output_per_1m to $ per million tokens "
+                              "(and optionally serves: a list of strategy kinds)")
     return PriceTable(machines, default, hosted, source)
-
-
-def legacy_prices(table: PriceTable) -> dict:
-    """The dict harness.analysis.cost.load_prices returns today ({"machines": {cpu, gpu: $/hour}, "hosted": {model:
-    {prompt_per_1k, output_per_1k}}, "source"}), so cost.py keeps working on the new table until it goes."""
-    machines = {k: table.machines[n].usd_per_hour for k, n in table.default_machine.items()}
-    hosted = {m: {"prompt_per_1k": h.input_usd_per_1m / 1000, "output_per_1k": h.output_usd_per_1m / 1000}
-              for m, h in table.hosted.items()}
-    return {"machines": machines, "hosted": hosted, "source": table.source}
 
 
 def _number(value, where: str, integer: bool = False) -> Any:
@@ -655,7 +668,43 @@ def break_even(a: CostCurve, b: CostCurve) -> list[Crossing]:
             continue  # touches without changing sides
         if out and math.isclose(out[-1].monthly_queries, q, rel_tol=1e-9):
             continue
-        out.append(Crossing(q, a.at(q), a.strategy if below < 0 else b.strategy, a.strategy if above < 0 else b.strategy))
+        out.append(Crossing(q, a.at(q), a.strategy if below < 0 else b.strategy,
+                            a.strategy if above < 0 else b.strategy))
+    return out
+
+
+@dataclass(frozen=True)
+class Region:
+    """A range of monthly volumes [low, high) (high None: no end) over which `cheaper` costs less than the other
+    by more than the tolerance (None: within the tolerance of each other, so the decision counts them as equal)."""
+
+    low: float
+    high: float | None
+    cheaper: str | None
+
+
+def _scaled(c: CostCurve, k: float) -> CostCurve:
+    return CostCurve(c.strategy + " x k", c.fixed_usd * k, c.per_query_usd * k,
+                     tuple((fl * k, s * k) for fl, s in c.terms))
+
+
+def apart(a: CostCurve, b: CostCurve, tolerance: float) -> list[Region]:
+    """The volumes at which a and b are more than `tolerance` apart (a cheaper when (1 + t) a < b), and where
+    they count as equal: the break-even that the decision rule sees. Exact, like break_even: the region borders
+    are the roots of a = (1 + t) b and b = (1 + t) a."""
+    k = 1.0 + tolerance
+    points = sorted({0.0, *(x.monthly_queries for x in break_even(a, _scaled(b, k))),
+                     *(x.monthly_queries for x in break_even(b, _scaled(a, k)))})
+    out: list[Region] = []
+    for i, lo in enumerate(points):
+        hi = points[i + 1] if i + 1 < len(points) else None
+        mid = (math.sqrt(lo * hi) if lo > 0 else hi / 2) if hi is not None else 2 * lo + 1
+        ca, cb = a.at(mid), b.at(mid)
+        cheaper = a.strategy if ca * k < cb else b.strategy if cb * k < ca else None
+        if out and out[-1].cheaper == cheaper:
+            out[-1] = Region(out[-1].low, hi, cheaper)
+        else:
+            out.append(Region(lo, hi, cheaper))
     return out
 
 
@@ -695,8 +744,9 @@ def facts_from_cell(cell: Mapping, results: Mapping, *, embedder_bytes: int = 0)
     Fields read: prepare.wall_s (+ the donor cell's prepare.wall_s when training_reused_from names one,
     same benchmark and seed), prepare.steps / peft_type / chunks (kind), prepare.artifact_bytes,
     prepare.index (rag: the whole artifact is the index), answer.queries / answer.wall_s (throughput),
-    answer.prompt_tokens_mean / output_tokens_mean, answer.retrieval_p50_s, config.batch_size.
-    embedder_bytes: not in today's record; pass it when known."""
+    answer.prompt_tokens_mean / output_tokens_mean, answer.retrieval_p50_s, config.batch_size; and when
+    recorded, answer.queries_per_s and deployment.{base_bytes, adapter_bytes, index_bytes, embedder_bytes}.
+    embedder_bytes: used when the record has no deployment.embedder_bytes."""
     if cell.get("status") != "ok" or "prepare" not in cell:
         return None
     prep, ans = cell["prepare"], cell.get("answer") or {}
@@ -722,10 +772,25 @@ def facts_from_cell(cell: Mapping, results: Mapping, *, embedder_bytes: int = 0)
         index_b = max(artifact - adapter_b, 0)
     else:
         adapter_b = artifact
-    qps = ans["queries"] / ans["wall_s"] if ans.get("queries") and ans.get("wall_s") else None
+    qps = ans.get("queries_per_s") or (ans["queries"] / ans["wall_s"] if ans.get("queries") and ans.get("wall_s")
+                                       else None)
     ret = ans.get("retrieval_p50_s")
-    return Facts(name=cell["strategy"], kind=kind, base_bytes=base_model_bytes(results), artifact_bytes=adapter_b,
-                 index_bytes=index_b, embedder_bytes=embedder_bytes if kind in ("rag", "adapter+rag", "full+rag") else 0,
+    base_b = base_model_bytes(results)
+    embed_b = embedder_bytes if kind in ("rag", "adapter+rag", "full+rag") else 0
+    dep = cell.get("deployment")
+    if isinstance(dep, Mapping):  # measured bytes of what the deployment holds, when the run recorded them
+
+        def size(*keys):
+            return next((dep[k] for k in keys if isinstance(dep.get(k), int) and not isinstance(dep.get(k), bool)),
+                        None)
+
+        base_b = size("base_bytes") if size("base_bytes") is not None else base_b
+        adapter_b = size("adapter_bytes", "artifact_bytes") if size("adapter_bytes", "artifact_bytes") is not None \
+            else adapter_b
+        index_b = size("index_bytes") if size("index_bytes") is not None else index_b
+        embed_b = size("embedder_bytes") if size("embedder_bytes") is not None else embed_b
+    return Facts(name=cell["strategy"], kind=kind, base_bytes=base_b, artifact_bytes=adapter_b,
+                 index_bytes=index_b, embedder_bytes=embed_b,
                  queries_per_s=qps, batch_size=(results.get("config") or {}).get("batch_size"), prepare_s=seconds,
                  prompt_tokens=ans.get("prompt_tokens_mean"), output_tokens=ans.get("output_tokens_mean"),
                  retrieval_queries_per_s=(1.0 / ret) if ret else None)
@@ -755,7 +820,8 @@ def describe(c: MonthlyCost) -> list[str]:
                    f"${a.output_usd_per_1m:g}/1M) = {_usd(a.usd)}.")
     if c.retrieval is not None:
         r = c.retrieval
-        out.append(f"Retrieval machine: {r.busy_hours:,.2f} busy hours at {r.queries_per_s:.3g} queries/s: {_usd(r.usd)}.")
+        out.append(f"Retrieval machine: {r.busy_hours:,.2f} busy hours at {r.queries_per_s:.3g} queries/s: "
+                   f"{_usd(r.usd)}.")
     rf = c.refresh
     if rf.per_month and rf.seconds:
         out.append(f"Refresh: every {rf.refresh_days:g} day(s) = {rf.per_month:.2f} a month x {rf.seconds:,.0f} s x "

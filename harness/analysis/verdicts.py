@@ -61,19 +61,23 @@ SEED = 0  # a verdict must not change between two reports of the same records
 
 @dataclass(frozen=True)
 class DecisionConfig:
-    """The run's `decision:` block (superset of harness.analysis.decision.DecisionConfig)."""
+    """The run's `decision:` block (harness.engine.config validates it; the CLI's decision flags override it)."""
 
     monthly_queries: int = 100_000          # a team-internal assistant: about 3,300 questions a day
-    refresh_days: float | None = 30         # the documents change monthly: re-index or re-train every 30 days; null: never
+    refresh_days: float | None = 30         # the documents change monthly: re-index or re-train every 30 days;
+    #                                         null: never
     latency_target_s: float | None = None   # p95 seconds a caller may wait; null: no target
-    margin: float = 0.02                    # absolute, headline metric: the largest drop from the best we accept (the gate's default)
+    margin: float = 0.02                    # absolute, headline metric: the largest drop from the best we accept
+    #                                         (the gate's default)
     min_quality: float | None = None        # the bar a strategy's pooled mean must reach; null: no bar
     cost_tolerance: float = 0.10            # monthly costs within 10% of the cheapest count as equal: below the
     #                                         precision of price lists and of throughput measured on one machine
     min_replicas: float = MIN_REPLICAS      # machines always on; 0: scale to zero (pay busy time / utilization)
-    target_utilization: float = TARGET_UTILIZATION  # see harness.analysis.serving: twice the average load as headroom for peaks
+    target_utilization: float = TARGET_UTILIZATION  # see harness.analysis.serving: twice the average load as
+    #                                                 headroom for peaks
     hours_per_month: float = HOURS_PER_MONTH
-    measured_on: str | None = None          # machine name in prices.yaml the run's timings stand for; null: by environment
+    measured_on: str | None = None          # machine name in prices.yaml the run's timings stand for;
+    #                                         null: by environment
 
     def __post_init__(self):
         q = self.monthly_queries
@@ -100,7 +104,8 @@ class DecisionConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known, key=str)
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(known))}")
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; "
+                              f"known: {', '.join(sorted(known))}")
         return cls(**values)
 
 
@@ -276,6 +281,7 @@ class Candidate:
     moving_parts: int | None = None
     p95_s: float | None = None
     p50_s: float | None = None
+    latency_source: str | None = None   # "probe" (batch-1 latency probe) | "batched" (the run's batched answering)
 
     @classmethod
     def of(cls, value: Candidate | Mapping) -> Candidate:
@@ -325,6 +331,8 @@ class Verdict:
     changes: list[str]
     settings: dict
     metric: str
+    compared_with: str | None = None  # what the rows' comparisons are against: the reference, or when no strategy
+    #                                   meets the requirements the most accurate of all (for reading only)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -344,6 +352,20 @@ class _Stats:
             self._cmp[(a, b)] = non_inferiority(self.cands[a].scores, self.cands[b].scores, self.margin,
                                                 names=(a, b), n_boot=self.n_boot, seed=self.seed)
         return self._cmp[(a, b)]
+
+
+LATENCY_SOURCES = {
+    "probe": "batch-1 probe: one query answered alone",
+    "batched": "batched run: one query's wait for its whole batch",
+}
+
+
+def _lat(c: Candidate) -> str:
+    """A candidate's p95 latency with the measurement it comes from."""
+    if c.p95_s is None:
+        return "not measured"
+    tag = {"probe": "batch-1", "batched": "batched"}.get(c.latency_source or "")
+    return f"{c.p95_s:.2f} s" + (f", {tag}" if tag else "")
 
 
 def _same(x: float, y: float) -> bool:
@@ -392,7 +414,8 @@ def _usd(x: float | None) -> str:
 
 
 def _ci(e: Estimate) -> str:
-    return f"{e.mean:.3f} (95% CI {e.low:.3f}–{e.high:.3f}, {e.n_questions} questions, {e.n_seeds} seed{'s' * (e.n_seeds != 1)})"
+    return (f"{e.mean:.3f} (95% CI {e.low:.3f}–{e.high:.3f}, {e.n_questions} questions, "
+            f"{e.n_seeds} seed{'s' * (e.n_seeds != 1)})")
 
 
 def _diff(c: Comparison) -> str:
@@ -425,11 +448,19 @@ def recommend(candidates: Sequence[Candidate | Mapping], config: DecisionConfig 
     rows = _rows(st, cfg, d, base_costs, metric)
     reasons = _reasons(st, cfg, d, base_costs, metric, rows)
     changes = _changes(st, cfg, d, base_costs, metric, cost_at)
-    return Verdict(d["chosen"], d["ref"], reasons, rows, changes, settings, metric)
+    return Verdict(d["chosen"], d["ref"], reasons, rows, changes, settings, metric, _base(st, d))
+
+
+def _base(st: _Stats, d: dict) -> str | None:
+    """The reference, or with none (no strategy meets the requirements) the most accurate of all."""
+    if d["ref"] or not d["names"]:
+        return d["ref"]
+    return max(d["names"], key=lambda n: (st.est[n].mean, -st.cands[n].parts, _neg(n)))
 
 
 def _rows(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str) -> list[Row]:
     rows = []
+    base = _base(st, d)
     for n, c in st.cands.items():
         e = st.est[n]
         cost = costs.get(n)
@@ -438,15 +469,14 @@ def _rows(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str) -> list[
         per_c = None
         if cost is not None and q and e.mean is not None:
             per_c = math.inf if e.mean <= 0 else cost / (q * e.mean)
-        cmp = st.cmp(n, d["ref"]) if d["ref"] and n != d["ref"] and e.mean is not None else None
+        cmp = st.cmp(n, base) if base and n != base and e.mean is not None else None
         r = Row(n, e, cmp, bool(d["bar"].get(n)), bool(d["lat"].get(n)), cost, per_q, per_c, c.parts, c.p95_s)
         if e.mean is None:
             r.status, r.sentence = "no scores", f"{n}: no scored questions."
         elif not (r.meets_latency and r.meets_bar):
             fails = []
             if not r.meets_latency:
-                fails.append(f"p95 latency {'not measured' if c.p95_s is None else f'{c.p95_s:.2f} s'}, "
-                             f"over the target of {cfg.latency_target_s:g} s")
+                fails.append(f"p95 latency {_lat(c)}, over the target of {cfg.latency_target_s:g} s")
             if not r.meets_bar:
                 fails.append(f"{metric} {e.mean:.3f}, below the quality bar of {cfg.min_quality:g}")
             r.status = "over the latency target" if not r.meets_latency else "below the bar"
@@ -459,12 +489,14 @@ def _rows(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str) -> list[
             r.status = o
             if o == "non-inferior":
                 r.sentence = (f"{n}: difference from {d['ref']} {_diff(cmp)}; the interval lies above -{cfg.margin:g}, "
-                              f"so it is within the margin of the most accurate (it may still be up to {cfg.margin:g} worse).")
+                              f"so it is within the margin of the most accurate (it may still be up to "
+                              f"{cfg.margin:g} worse).")
             elif o == "inferior":
                 r.sentence = (f"{n}: difference from {d['ref']} {_diff(cmp)}; the whole interval lies below "
                               f"-{cfg.margin:g}: less accurate by more than the margin.")
             else:
-                r.sentence = (f"{n}: difference from {d['ref']} {_diff(cmp)}; the interval reaches below -{cfg.margin:g} "
+                r.sentence = (f"{n}: difference from {d['ref']} {_diff(cmp)}; the interval reaches below "
+                              f"-{cfg.margin:g} "
                               f"and above it: not shown to be within the margin, nor to be worse by more than it. "
                               + _needed(cmp))
         if n == d["chosen"]:
@@ -496,13 +528,26 @@ def _needed(c: Comparison) -> str:
             f"If the observed difference and spread hold, {tail} would show it {toward}.")
 
 
-def _rules(cfg: DecisionConfig) -> str:
-    bar = f"a quality bar of {cfg.min_quality:g}" if cfg.min_quality is not None else "no quality bar"
-    lat = (f"a p95 latency target of {cfg.latency_target_s:g} s" if cfg.latency_target_s else "no latency target")
-    return (f"Rules: {bar} and {lat}; a strategy counts as within the margin of the most accurate when the 95% "
-            f"interval of its paired difference lies above -{cfg.margin:g} (the margin); monthly costs within "
-            f"{cfg.cost_tolerance:.0%} of the cheapest count as equal, and then the higher measured mean wins, "
-            f"then fewer moving parts (an index, a training).")
+def _rules(cfg: DecisionConfig, metric: str = "score", st: _Stats | None = None) -> str:
+    """The rule in plain words, with this run's margin, bar, latency target and cost tolerance."""
+    bar = (f"reach the quality bar of {cfg.min_quality:g} {metric}" if cfg.min_quality is not None else
+           "meet no quality bar (none is set: the choice is the best of these strategies, not a judgement that "
+           "its answers are good enough)")
+    lat = (f"answer within a p95 latency of {cfg.latency_target_s:g} s" if cfg.latency_target_s
+           else "meet no latency target (none is set)")
+    out = (f"How this is decided: a strategy must {bar} and {lat}. The most accurate of those is the reference. "
+           f"Another counts as within the margin of it only when the 95% interval of their paired difference stays "
+           f"above -{cfg.margin:g} {metric}: the data rule out a drop larger than {cfg.margin:g} (it may still be "
+           f"up to {cfg.margin:g} worse). Among the reference and those within the margin, monthly costs within "
+           f"{cfg.cost_tolerance:.0%} of the cheapest count as equal; of equal costs the higher measured {metric} "
+           f"wins, then the one with fewer moving parts (no index and no training, then one of them, then both).")
+    if cfg.latency_target_s and st is not None:
+        src: dict[str, list[str]] = {}
+        for n, c in st.cands.items():
+            src.setdefault(c.latency_source or "unknown", []).append(n)
+        parts = [f"{LATENCY_SOURCES.get(k, 'source not recorded')} for {', '.join(v)}" for k, v in src.items()]
+        out += " Latency held against the target: p95 of the " + "; of the ".join(parts) + "."
+    return out
 
 
 def _days(x: float) -> str:
@@ -518,7 +563,7 @@ def _reasons(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, rows:
     by = {r.name: r for r in rows}
     out: list[str] = []
     if not d["names"]:
-        return ["No strategy has scored questions: nothing to recommend.", _rules(cfg)]
+        return ["No strategy has scored questions: nothing to recommend.", _rules(cfg, metric, st)]
     if d["chosen"] is None:
         if not d["ok"]:
             out.append("No strategy can be recommended: none meets the requirements.")
@@ -529,7 +574,8 @@ def _reasons(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, rows:
                 e = st.est[close]
                 if e.mean < cfg.min_quality:
                     out.append(f"None reaches the quality bar of {cfg.min_quality:g} {metric}"
-                               + (" among those within the latency target" if lat_ok and len(lat_ok) < len(d["names"]) else "")
+                               + (" among those within the latency target"
+                                  if lat_ok and len(lat_ok) < len(d["names"]) else "")
                                + f"; the closest, {close}, scores {_ci(e)}: {cfg.min_quality - e.mean:.3f} short.")
                     top = max(d["names"], key=lambda n: st.est[n].mean)
                     if e.mean < st.est[top].mean < cfg.min_quality:  # (one over it and the target: said below)
@@ -539,35 +585,38 @@ def _reasons(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, rows:
             if slow_ok:
                 out.append("Reaching the bar but over the p95 latency target of "
                            f"{cfg.latency_target_s:g} s: " + ", ".join(
-                               f"{n} ({'not measured' if st.cands[n].p95_s is None else f'{st.cands[n].p95_s:.2f} s'})"
-                               for n in slow_ok) + ".")
+                               f"{n} ({_lat(st.cands[n])})" for n in slow_ok) + ".")
             if not lat_ok:
                 timed = [n for n in d["names"] if st.cands[n].p95_s is not None]
                 if timed:
                     fast = min(timed, key=lambda n: st.cands[n].p95_s)
                     out.append(f"None meets the p95 latency target of {cfg.latency_target_s:g} s; the fastest, {fast}, "
-                               f"has a p95 of {st.cands[fast].p95_s:.2f} s, {st.cands[fast].p95_s - cfg.latency_target_s:.2f} s over.")
+                               f"has a p95 of {_lat(st.cands[fast])}, "
+                               f"{st.cands[fast].p95_s - cfg.latency_target_s:.2f} s over.")
                 else:
-                    out.append(f"No strategy has a measured p95 latency to hold against the target of {cfg.latency_target_s:g} s.")
+                    out.append(f"No strategy has a measured p95 latency to hold against the target of "
+                               f"{cfg.latency_target_s:g} s.")
         else:
             out.append(f"No strategy can be recommended: {d['ref']} and every strategy within the margin of it "
                        "lack a monthly cost (throughput or prices not recorded).")
-        out.append(_rules(cfg))
+        out.append(_rules(cfg, metric, st))
         return out
     w, ref = d["chosen"], d["ref"]
     e, cost = st.est[w], costs[w]
     r = by[w]
     out.append(f"For {_load(cfg)}: **{w}**, {metric} {_ci(e)}, {_usd(cost)} a month "
                f"({_usd(r.per_query_usd)} per query, {_usd(r.per_correct_usd)} per correct answer"
-               f"{', counting ' + metric + ' as the share of an answer that is correct' if metric not in ('accuracy', 'exact match') else ''}).")
-    out.append(_rules(cfg))
+               + (f", counting {metric} as the share of an answer that is correct"
+                  if metric not in ("accuracy", "exact match") else "") + ").")
+    out.append(_rules(cfg, metric, st))
     if w == ref:
         out.append(f"{w} is the most accurate strategy that meets the requirements.")
     else:
         c = st.cmp(w, ref)
         out.append(f"The most accurate that meets the requirements is {ref}, {metric} {_ci(st.est[ref])}, at "
                    f"{_usd(costs.get(ref))} a month. {w} differs from it by {_diff(c)}: the interval lies above "
-                   f"-{cfg.margin:g}, so {w} is within the margin (it may be up to {cfg.margin:g} worse, not shown to be as good).")
+                   f"-{cfg.margin:g}, so {w} is within the margin (it may be up to {cfg.margin:g} worse, not shown to "
+                   "be as good).")
     tied = [n for n in d["tied"] if n != w]
     if tied:
         out.append(f"Costs within {cfg.cost_tolerance:.0%} of the cheapest ({_usd(d['cheapest'])}) count as equal: "
@@ -598,7 +647,8 @@ def _reasons(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, rows:
                    + "; ".join(f"{n}, {_diff(st.cmp(n, ref))}" for n in inferior) + ".")
     unpriced = [n for n in d["ok"] if costs.get(n) is None and (n == ref or d["outcomes"].get(n) == "non-inferior")]
     if unpriced:
-        out.append("Within the margin but without a monthly cost, so not compared on cost: " + ", ".join(unpriced) + ".")
+        out.append("Within the margin but without a monthly cost, so not compared on cost: "
+                   + ", ".join(unpriced) + ".")
     low_bar = [n for n in d["names"] if not d["bar"][n]]
     if low_bar:
         out.append(f"Below the quality bar of {cfg.min_quality:g}: "
@@ -609,8 +659,7 @@ def _reasons(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, rows:
     slow = [n for n in d["names"] if not d["lat"][n]]
     if slow:
         out.append(f"Over the p95 latency target of {cfg.latency_target_s:g} s: "
-                   + ", ".join(f"{n} ({'not measured' if st.cands[n].p95_s is None else f'{st.cands[n].p95_s:.2f} s'})"
-                               for n in slow) + ".")
+                   + ", ".join(f"{n} ({_lat(st.cands[n])})" for n in slow) + ".")
     return out
 
 
@@ -666,12 +715,14 @@ def _changes(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, cost_
             alt = _decide(st, dataclasses.replace(cfg, margin=t + 1e-9), costs)["chosen"]
             if alt != w:
                 out.append(f"A margin above {t:.3f} (now {cfg.margin:g}) would make it {alt or 'no strategy'}"
-                           + (f" ({_usd(costs.get(alt))} a month): its interval reaches down to {-t:+.3f}." if alt else "."))
+                           + (f" ({_usd(costs.get(alt))} a month): its interval reaches down to {-t:+.3f}."
+                              if alt else "."))
                 break
         for t in reversed([t for t in lows if t < cfg.margin]):
             alt = _decide(st, dataclasses.replace(cfg, margin=max(t, 0.0)), costs)["chosen"]
             if alt != w:
-                out.append(f"A margin of {max(t, 0):.3f} or less (now {cfg.margin:g}) would make it {alt or 'no strategy'}: "
+                out.append(f"A margin of {max(t, 0):.3f} or less (now {cfg.margin:g}) would make it "
+                           f"{alt or 'no strategy'}: "
                            f"{w}'s interval reaches down to {-t:+.3f}.")
                 break
     # requirements
@@ -681,7 +732,8 @@ def _changes(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, cost_
         for n in slow:
             alt = _decide(st, dataclasses.replace(cfg, latency_target_s=st.cands[n].p95_s), costs)
             if alt["chosen"] != w:
-                out.append(f"A p95 latency target of {st.cands[n].p95_s:.2f} s or more (now {cfg.latency_target_s:g} s) "
+                out.append(f"A p95 latency target of {st.cands[n].p95_s:.2f} s or more "
+                           f"(now {cfg.latency_target_s:g} s) "
                            f"would make it {alt['chosen'] or 'no strategy'}.")
                 break
     if cfg.min_quality is not None:
@@ -694,9 +746,13 @@ def _changes(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, cost_
                 break
     if cost_at is None:
         return out or [f"No change of margin, bar or latency target examined here changes the answer ({label})."]
+    if not d["ok"]:  # nothing meets the requirements: no volume, refresh or price makes one meet them
+        return out + ["No query volume, refresh interval or machine price changes this: costs only decide between "
+                      "strategies that meet the requirements."]
 
     def costs_at(**kw) -> dict:
-        args = {"monthly_queries": cfg.monthly_queries, "refresh_days": cfg.refresh_days, "usd_per_hour_scale": 1.0, **kw}
+        args = {"monthly_queries": cfg.monthly_queries, "refresh_days": cfg.refresh_days, "usd_per_hour_scale": 1.0,
+                **kw}
         return dict(cost_at(**args))
 
     def pick(**kw):
@@ -704,7 +760,8 @@ def _changes(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, cost_
 
     def fmt(name, **kw):
         cs = costs_at(**kw)
-        return f"{name or 'no strategy'} ({_usd(cs.get(name)) if name else '–'} against {_usd(cs.get(w)) if w else '–'} for {label})"
+        return (f"{name or 'no strategy'} ({_usd(cs.get(name)) if name else '–'} against "
+                f"{_usd(cs.get(w)) if w else '–'} for {label})")
 
     q0 = cfg.monthly_queries
     if q0 > 0:
@@ -750,7 +807,8 @@ def _changes(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, cost_
 @dataclass
 class Decision:
     """decide()'s answer: the verdict, each strategy's measured facts and monthly cost (all inputs kept),
-    the machine and hosted prices used, and the break-even volumes between every two priced strategies."""
+    the machine and hosted prices used (hosted_for: the strategies the hosted prices apply to), each
+    strategy's latency with its source, and the break-even volumes between every two priced strategies."""
 
     verdict: Verdict
     facts: dict
@@ -758,6 +816,49 @@ class Decision:
     machine: Any
     hosted: Any
     break_even: list[dict] = field(default_factory=list)
+    latency: dict = field(default_factory=dict)
+    hosted_for: list = field(default_factory=list)
+    config: Any = None
+    seeds: list = field(default_factory=list)
+    curves: dict = field(default_factory=dict)     # name -> serving.CostCurve: monthly $ as a function of volume
+    apart: list = field(default_factory=list)      # per pair: volumes where one is cheaper beyond cost_tolerance
+
+    def to_dict(self) -> dict:
+        """Plain JSON data (non-finite numbers become null: JSON has no infinity)."""
+        return _json_safe(dataclasses.asdict(self))
+
+
+def _json_safe(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def cell_latency(cells: Sequence[Mapping]) -> dict:
+    """p50 / p95 seconds a query waits, over a strategy's ok cells (its seeds), with the measurement used:
+    the batch-1 latency probe (cell["probe"]: latency_p50_s, latency_p95_s, ttft_*) when every seed recorded
+    one, else the batched run's per-query latency (cell["answer"]: latency_p50_s, latency_p95_s). The slowest
+    seed's figure: a target must hold whichever seed is deployed."""
+    ok = [c for c in cells if c.get("status") == "ok"]
+    probes = [c.get("probe") for c in ok]
+    if ok and all(isinstance(p, Mapping) and p.get("latency_p95_s") is not None for p in probes):
+        def worst(key):
+            vals = [p.get(key) for p in probes if p.get(key) is not None]
+            return max(vals) if vals else None
+        return {"source": "probe", "p50_s": worst("latency_p50_s"), "p95_s": worst("latency_p95_s"),
+                "ttft_p50_s": worst("ttft_p50_s"), "ttft_p95_s": worst("ttft_p95_s"),
+                "n": min(p.get("n") or 0 for p in probes) or None}
+    ans = [c.get("answer") or {} for c in ok]
+    p95 = [a["latency_p95_s"] for a in ans if a.get("latency_p95_s") is not None]
+    p50 = [a["latency_p50_s"] for a in ans if a.get("latency_p50_s") is not None]
+    batch = [(c.get("config") or {}).get("batch_size") for c in ok]
+    return {"source": "batched" if p95 else None, "p50_s": max(p50) if p50 else None,
+            "p95_s": max(p95) if p95 else None, "ttft_p50_s": None, "ttft_p95_s": None, "n": None,
+            "batch_size": next((b for b in batch if b), None)}
 
 
 def pool_facts(per_seed_facts: Sequence) -> Any:
@@ -793,7 +894,9 @@ def decide(results: Mapping, rows: Sequence[Mapping], benchmark: str, primary: s
 
     results: results.json. rows: scored prediction lines (analysis.rescore's rows, or predictions.jsonl lines
     carrying the metric), each with strategy, seed, id and the `primary` metric. table: serving.PriceTable.
-    config: DecisionConfig or the decision dict (default: the run's recorded `decision`)."""
+    config: DecisionConfig or the decision dict (default: the run's recorded `decision`).
+    Hosted prices (table.hosted[the run's model name]) apply to the strategy kinds they serve; the others
+    run on the machine the run's timings stand for. Latency: see cell_latency."""
     from harness.analysis import serving
 
     cfg = config if isinstance(config, DecisionConfig) else DecisionConfig.from_dict(
@@ -812,6 +915,10 @@ def decide(results: Mapping, rows: Sequence[Mapping], benchmark: str, primary: s
                             for c in cells if c["strategy"] == n]) for n in names}
     load = serving.Load.of(cfg)
 
+    def hosted_of(n):
+        f = facts.get(n)
+        return hosted if hosted is not None and f is not None and hosted.answers(f.kind) else None
+
     def mean_score(n):
         vals = [np.mean(list(q.values())) for q in scores.get(n, {}).values() if q]
         return float(np.mean(vals)) if vals else None
@@ -820,7 +927,8 @@ def decide(results: Mapping, rows: Sequence[Mapping], benchmark: str, primary: s
         f = facts.get(n)
         if f is None:
             return None
-        return serving.monthly_cost(f, machine, ld, hosted=hosted, accuracy=mean_score(n), usd_per_hour_scale=scale)
+        return serving.monthly_cost(f, machine, ld, hosted=hosted_of(n), accuracy=mean_score(n),
+                                    usd_per_hour_scale=scale)
 
     costs = {n: price(n, load) for n in names}
 
@@ -832,25 +940,27 @@ def decide(results: Mapping, rows: Sequence[Mapping], benchmark: str, primary: s
             out[n] = c.total_usd if c else None
         return out
 
-    def p95(n):
-        vals = [(c.get("answer") or {}).get("latency_p95_s") for c in cells if c["strategy"] == n and c.get("status") == "ok"]
-        vals = [v for v in vals if v is not None]
-        return max(vals) if vals else None  # the slowest seed's p95: a target must hold whichever seed is deployed
-
+    latency = {n: cell_latency([c for c in cells if c["strategy"] == n]) for n in names}
     cands = [Candidate(n, scores[n], costs[n].total_usd if costs.get(n) else None,
-                       facts[n].kind if facts.get(n) else None, p95_s=p95(n)) for n in names if n in scores]
+                       facts[n].kind if facts.get(n) else None, p95_s=latency[n]["p95_s"],
+                       p50_s=latency[n]["p50_s"], latency_source=latency[n]["source"])
+             for n in names if n in scores]
     verdict = recommend(cands, cfg, metric=metric or primary, cost_at=cost_at, n_boot=n_boot, seed=seed)
     curves = {}
     for n, f in facts.items():
         if f is not None and costs[n] is not None and costs[n].total_usd is not None:
             try:
-                curves[n] = serving.cost_curve(f, machine, load, hosted=hosted)
+                curves[n] = serving.cost_curve(f, machine, load, hosted=hosted_of(n))
             except ValueError:
                 pass
-    crossings = []
+    crossings, regions = [], []
     ordered = list(curves)
     for i, a in enumerate(ordered):
         for b in ordered[i + 1:]:
             for x in serving.break_even(curves[a], curves[b]):
                 crossings.append({"a": a, "b": b, **dataclasses.asdict(x)})
-    return Decision(verdict, facts, costs, machine, hosted, crossings)
+            regions.append({"a": a, "b": b, "regions": [dataclasses.asdict(r) for r in
+                                                        serving.apart(curves[a], curves[b], cfg.cost_tolerance)]})
+    seeds = sorted({s for sc in scores.values() for s in sc}, key=lambda x: (str(type(x)), x))
+    return Decision(verdict, facts, costs, machine, hosted, crossings, latency,
+                    [n for n in names if hosted_of(n) is not None], cfg, seeds, curves, regions)

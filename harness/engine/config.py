@@ -37,7 +37,7 @@ class RunConfig:
     # Off: a model folder whose config.json names its own Python code (auto_map) is refused.
     # `--trust-remote-code` runs that code, with the user's rights; only for models one trusts.
     trust_remote_code: bool = False
-    decision: dict = field(default_factory=dict)  # report's decision inputs (harness.analysis.decision.DecisionConfig)
+    decision: dict = field(default_factory=dict)  # report's decision inputs (harness.analysis.verdicts.DecisionConfig)
     # After each fine-tuning strategy, score this general-knowledge benchmark (not trained on) on
     # the base and the tuned model through lm-eval: record["forgetting"]. None: no check.
     forgetting: str | None = None
@@ -95,9 +95,7 @@ class RunConfig:
             raise ConfigError("no benchmarks to run")
         if not self.seeds:
             raise ConfigError("no seeds to run")
-        from harness.analysis.decision import DecisionConfig
-
-        DecisionConfig.from_dict(self.decision)  # unknown keys and bad values fail before any work
+        check_decision(self.decision)  # unknown keys and bad values fail before any work
         if self.forgetting is not None:
             from harness.data.benchmark import builtin_benchmarks
 
@@ -177,11 +175,7 @@ def _load(p: Path) -> tuple[dict[str, Any], Where]:
             else:
                 raise ConfigError(f"{at}: 'strategies' must be a list of names or a mapping name -> options")
         elif key == "decision":
-            from harness.analysis.decision import DecisionConfig
-
-            if value is not None and not isinstance(value, dict):
-                raise ConfigError(f"{at}: 'decision' must be a mapping (monthly_queries, refresh_days, latency_target_s)")
-            DecisionConfig.from_dict(value, f"{at}: decision")
+            check_decision(value, where)
             out[key] = dict(value or {})
         elif key in _OPTIONAL_TYPES:
             kind = _OPTIONAL_TYPES[key]
@@ -206,6 +200,37 @@ def _load(p: Path) -> tuple[dict[str, Any], Where]:
             except ConfigError as exc:
                 raise ConfigError(f"{where(key, key[:-1])}: {exc}") from None
     return out, where
+
+
+def check_decision(value, where: Where | None = None) -> None:
+    """The `decision:` block (or the CLI's decision flags): a mapping of harness.analysis.verdicts.DecisionConfig's
+    keys. Each unknown key or bad value is one error naming its own line when `where` locates the YAML."""
+    from harness.analysis.verdicts import DecisionConfig
+
+    known = [f.name for f in dataclasses.fields(DecisionConfig)]
+
+    def at(*keys) -> str:
+        return f"{where(*keys, 'decision')}: " if where else ""
+
+    if value is not None and not isinstance(value, dict):
+        raise ConfigError(f"{at()}'decision' must be a mapping of {', '.join(known)}")
+    values = dict(value or {})
+    for k in values:
+        if k not in known:
+            raise ConfigError(f"{at(f'decision.{k}')}unknown key 'decision.{k}'; known: {', '.join(known)}")
+    for k, v in values.items():
+        try:
+            DecisionConfig(**{k: v})
+        except (ConfigError, TypeError) as exc:
+            raise ConfigError(f"{at(f'decision.{k}')}{exc}") from None
+    DecisionConfig.from_dict(values)
+    if values.get("measured_on") is not None:  # a run's reports are priced with the default price table
+        from harness.analysis.serving import load_price_table
+
+        table = load_price_table()
+        if values["measured_on"] not in table.machines:
+            raise ConfigError(f"{at('decision.measured_on')}decision.measured_on names {values['measured_on']!r}, "
+                              f"which is not a machine of {table.source} ({', '.join(sorted(table.machines))})")
 
 
 def make_config(yaml_path: str | None, overrides: dict[str, Any]) -> RunConfig:

@@ -11,18 +11,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.analysis import metrics
-from harness.analysis.decision import DecisionConfig
 from harness.analysis.recompute import analyze, metric_label
+from harness.analysis.verdicts import DecisionConfig
 from harness.core.records import write_atomic, write_json
 from harness.report.render import Doc, render_csv, render_html, render_markdown
-from harness.report.sections import SECTIONS, Part
+from harness.report.sections import SECTIONS, Part, inputs
 
 
 def _benchmark(doc: Doc, results: dict, b: dict, rows: list[dict], png: bool) -> None:
-    """One benchmark: its header, then every section for each of its seeds."""
+    """One benchmark: its header, then every section: once for a run with one seed; with several, the
+    decision sections pooled over the seeds, then each seed's own sections below."""
     analysis = results["analysis"]
     name = b["name"]
     primary = analysis["primary_metric"][name]
+    dc = DecisionConfig.from_dict(analysis["decision"])
+    verdict = (analysis.get("decisions") or {}).get(name)
     doc.h(2, name)
     doc.p(f"Task {b.get('task', '?')}: {b.get('test_used', '?')} test questions (of {b.get('test', '?')}), "
           f"{b.get('train', '?')} train questions, {b.get('documents', '?')} documents. Source: "
@@ -35,15 +38,23 @@ def _benchmark(doc: Doc, results: dict, b: dict, rows: list[dict], png: bool) ->
               + "; ".join(f"{f} ({why})" for f, why in skipped[:10]) + ("; ..." if len(skipped) > 10 else "")
               + " (all in results.json).", "note")
     per_seed = analysis["benchmarks"][name]
+    parts = []
+    if len(per_seed) > 1:
+        parts.append(Part(results=results, bench=b, seed="pooled", analysis={},
+                          cells=[c for c in results["cells"] if c["benchmark"] == name],
+                          rows=[r for r in rows if r["benchmark"] == name], primary=primary, decision=dc, png=png,
+                          level="pooled", verdict=verdict))
     for seed, a in per_seed.items():
-        if len(per_seed) > 1:
-            doc.h(2, f"{name}, seed {seed}")
-        if a["gold_note"]:
-            doc.p(a["gold_note"], "fail")
-        part = Part(results=results, bench=b, seed=seed, analysis=a,
-                    cells=[c for c in results["cells"] if c["benchmark"] == name and str(c.get("seed")) == seed],
-                    rows=[r for r in rows if r["benchmark"] == name and str(r["seed"]) == seed],
-                    primary=primary, decision=DecisionConfig.from_dict(analysis["decision"]), png=png)
+        parts.append(Part(results=results, bench=b, seed=seed, analysis=a,
+                          cells=[c for c in results["cells"] if c["benchmark"] == name and str(c.get("seed")) == seed],
+                          rows=[r for r in rows if r["benchmark"] == name and str(r["seed"]) == seed],
+                          primary=primary, decision=dc, png=png, level="seed" if len(per_seed) > 1 else "one",
+                          verdict=verdict))
+    for part in parts:
+        if part.level == "seed":
+            doc.h(2, f"{name}, seed {part.seed}")
+        if part.analysis.get("gold_note"):
+            doc.p(part.analysis["gold_note"], "fail")
         for section in SECTIONS:
             section(doc, part)
 
@@ -51,12 +62,14 @@ def _benchmark(doc: Doc, results: dict, b: dict, rows: list[dict], png: bool) ->
 def build(results: dict, rows: list[dict], png: bool = True) -> Doc:
     doc = Doc()
     run, env, model = results.get("run", {}), results.get("environment", {}), results.get("model", {})
+    a = results["analysis"]
     doc.h(1, f"Comparison report: {run.get('id', '?')}")
     where = env.get("gpu") or (f"{env.get('cpu')}, {env.get('cores')} cores" if env.get("cpu") else "?")
+    seeds = results.get("config", {}).get("seeds") or [0]
     doc.p(f"Model **{model.get('name', '?')}** on {env.get('device', '?')} ({where}), dtype {env.get('dtype', '?')}; "
           f"git {str(env.get('git_commit'))[:10]}{' (dirty)' if env.get('git_dirty') else ''}; "
-          f"started {run.get('started', '?')}. Decision inputs: "
-          f"{DecisionConfig.from_dict(results['analysis']['decision']).describe()}.")
+          f"started {run.get('started', '?')}; seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}. "
+          f"Decision inputs: {inputs(DecisionConfig.from_dict(a['decision']), a['prices']['machine'])}.")
     for b in results["benchmarks"]:
         if b.get("synthetic"):
             doc.p(synthetic_warning(b), "fail")
@@ -68,10 +81,15 @@ def build(results: dict, rows: list[dict], png: bool = True) -> Doc:
         "and F1 use SQuAD normalisation; Contains asks whether a normalised gold answer appears in the raw output. "
         "Brackets: 95% bootstrap confidence intervals.",
         "Every figure is recomputed from predictions.jsonl and the benchmark's gold answers by `harness report`; "
-        "costs are measured seconds (or tokens, for hosted models) times the price table.",
-        "Recommendation rule: among strategies meeting the latency target, those not significantly less accurate "
-        "than the best (Holm-corrected paired test at 5%) compete on cost per month; the cheapest wins.",
-    ])
+        "costs come from the serving-cost model (README: the cost model) over the run's measured throughput, "
+        "preparation time and tokens, at the prices of the price table.",
+        "Recommendation rule: strategies that meet the quality bar and the latency target are compared with the "
+        "most accurate of them; those whose paired 95% interval rules out a drop larger than the margin compete "
+        "on monthly cost; costs within the tolerance count as equal, and then the more accurate wins, then the one "
+        "with fewer moving parts. 'No significant difference' alone never makes a strategy a contender.",
+    ] + (["Several seeds: the recommendation, costs and trade-offs are pooled (each strategy's mean over seeds, "
+          "intervals from resampling questions and seeds); each seed's own tables follow under its own heading."]
+         if len(seeds) > 1 else []))
     return doc
 
 
@@ -113,13 +131,16 @@ def console_table(run_dir: Path) -> str:
             name = blk[2]
         if blk[0] == "table" and "Latency p95 s" in blk[1] and "One-time $" in blk[1]:
             head, body = blk[1], blk[2]
-            keep = [0, 1, head.index("One-time $"), head.index("$ / 1k queries"), head.index("Latency p95 s")]
+            keep = [0, 1, head.index("One-time $"), head.index("$ / month"), head.index("Latency p95 s")]
             t = [[r[i] if i < len(r) else "" for i in keep] for r in [head] + body]
             widths = [max(len(r[i]) for r in t) for i in range(len(keep))]
             lines.append(str(name))
             lines += ["  ".join(x.ljust(wd) for x, wd in zip(r, widths)) for r in t]
-        if blk[0] == "ul" and last == "Recommendation":
-            lines.append("Recommendation: " + " ".join(blk[1][:2]).replace("**", ""))
+        if blk[0] == "ul" and last and last.startswith("Recommendation"):
+            last = None  # only the reasons, the first list under the heading
+            said = [x for x in blk[1][:3] if not x.startswith("How this is decided")]
+            said = said[:2] if "No strategy" in said[0] else said[:1]
+            lines.append("Recommendation: " + " ".join(said).replace("**", ""))
         if blk[0] == "h":
             last = blk[2]
     return "\n".join(lines)

@@ -58,14 +58,17 @@ def _frontier(points: list[tuple[float, float]]) -> list[int]:
 
 
 def pareto(entries: list[dict], xkey: str, xlabel: str, ylabel: str, logx: bool = False,
-           vline: float | None = None, vlabel: str = "") -> bytes:
-    """Accuracy (with 95% CI error bars) against a cost; the non-dominated strategies joined by a line."""
+           vline: float | None = None, vlabel: str = "", hline: float | None = None, hlabel: str = "") -> bytes:
+    """Accuracy (with 95% CI error bars) against a cost; the non-dominated strategies joined by a line.
+    An entry with "chosen" true is drawn larger; hline: the quality bar."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     pts = [(e[xkey], e["acc"]) for e in entries]
     for i, e in enumerate(entries):
-        ax.errorbar(e[xkey], e["acc"], yerr=[[e["acc"] - e["low"]], [e["high"] - e["acc"]]], fmt="o",
-                    color=COLORS[i % len(COLORS)], capsize=3, label=_t(e["strategy"]))
+        ax.errorbar(e[xkey], e["acc"], yerr=[[e["acc"] - e["low"]], [e["high"] - e["acc"]]],
+                    fmt="*" if e.get("chosen") else "o", ms=11 if e.get("chosen") else 6,
+                    color=COLORS[i % len(COLORS)], capsize=3,
+                    label=_t(e["strategy"] + (" (recommended)" if e.get("chosen") else "")))
     front = _frontier(pts)
     for i in front:  # name the frontier's points; the rest cluster below it and are told apart by colour
         ax.annotate(_t(entries[i]["strategy"]), pts[i], textcoords="offset points", xytext=(6, 4), fontsize=7,
@@ -74,6 +77,15 @@ def pareto(entries: list[dict], xkey: str, xlabel: str, ylabel: str, logx: bool 
             label="Pareto frontier", zorder=0)
     if vline:
         ax.axvline(vline, color="#c00", lw=1, ls=":", label=vlabel)
+    if hline is not None:
+        ax.axhline(hline, color="#c00", lw=1, ls="--", label=hlabel)
+    xs = [p[0] for p in pts]
+    if logx and xs and min(xs) > 0 and max(xs) / min(xs) < 1.5:
+        # nearly equal costs (every strategy at the same always-on floor): a log axis would spread cents apart
+        # as if they mattered; a linear axis around them shows them where they are, together
+        logx = False
+        mid = (max(xs) + min(xs)) / 2
+        ax.set_xlim(mid * 0.7, mid * 1.3)
     if logx and all(p[0] > 0 for p in pts):
         ax.set_xscale("log")
     if logx:
@@ -84,7 +96,7 @@ def pareto(entries: list[dict], xkey: str, xlabel: str, ylabel: str, logx: bool 
     if xlabel.startswith("$"):
         from matplotlib.ticker import FuncFormatter
 
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"${v:.3g}"))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"${v:,.2f}" if v >= 10 else f"${v:.3g}"))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=.3)
@@ -92,23 +104,40 @@ def pareto(entries: list[dict], xkey: str, xlabel: str, ylabel: str, logx: bool 
     return _png(fig)
 
 
-def break_even(costs: list, monthly_queries: int, refresh_days, volumes) -> bytes:
-    """Cost per month against monthly query volume, one line per strategy (log-log)."""
+def curve_at(curve: dict, q: float) -> float:
+    """Monthly $ of a serving.CostCurve (as a dict) at q queries a month: fixed + per query x q + sum of
+    max(floor, $ per query x q) over its capacity pools."""
+    return curve["fixed_usd"] + curve["per_query_usd"] * q + sum(max(fl, s * q) for fl, s in curve["terms"])
+
+
+def break_even(curves: dict[str, dict], monthly_queries: float, volumes, chosen: str | None = None) -> bytes:
+    """Monthly cost against monthly volume on the serving-cost model, one line per strategy (log-log);
+    the recommended strategy drawn thicker."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    for i, c in enumerate(costs):
-        ax.plot(volumes, [max(c.monthly(v, refresh_days), 1e-9) for v in volumes], color=COLORS[i % len(COLORS)],
-                label=_t(c.strategy), lw=1.6)
-    ax.axvline(monthly_queries, color="#c00", lw=1, ls=":", label=f"chosen: {monthly_queries:,}/month")
+    styles = ["-", "--", "-.", ":"]
+    for i, (name, c) in enumerate(curves.items()):
+        ax.plot(volumes, [max(curve_at(c, v), 1e-9) for v in volumes], color=COLORS[i % len(COLORS)],
+                ls=styles[(i // len(COLORS)) % len(styles)] if name != chosen else "-",
+                lw=3.0 if name == chosen else 1.4, label=_t(name + (" (recommended)" if name == chosen else "")),
+                zorder=3 if name == chosen else 2)
+    floors = sorted({round(sum(fl for fl, _ in c["terms"]), 2) for c in curves.values()} - {0.0})
+    for fl in floors:  # name the always-on floor: on a log axis its height is hard to read
+        ax.annotate(_t(f"always on: ${fl:,.2f}"), (volumes[0], fl), textcoords="offset points", xytext=(2, 4),
+                    fontsize=7, color="#333")
+    ax.axvline(monthly_queries, color="#c00", lw=1, ls=":", label=f"decision volume: {monthly_queries:,}/month")
     ax.set_xscale("log")
     ax.set_yscale("log")
     _plain_log(ax.xaxis)
     _plain_log(ax.yaxis)
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
+    lo, hi = ax.get_ylim()
+    wide = hi / max(lo, 1e-12) > 1e4  # over four decades: one tick a decade is enough
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0), numticks=40))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _compact(v, "$")))
     ax.set_xlabel("queries per month")
-    ax.set_ylabel("$ per month" + (f" (refresh every {refresh_days:g} d)" if refresh_days else " (no refresh)"))
+    ax.set_ylabel("$ per month (serving + refreshes)")
     ax.grid(alpha=.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, .5), frameon=False)
     return _png(fig)

@@ -8,10 +8,8 @@ import base64
 import csv
 import html
 import io
+import math
 import re
-
-from harness.analysis.cost import Costs
-from harness.analysis.decision import DecisionConfig
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -23,11 +21,16 @@ def fmt_num(x, fmt="{:.2f}") -> str:
 
 
 def fmt_usd(x) -> str:
+    """$1,234.56 from a dollar up; three significant digits below ($0.000621), scientific below a millionth."""
     if x is None:
         return "–"
     if x == 0:
         return "$0"
-    return f"${x:,.2f}" if abs(x) >= 1 else f"${x:.4f}" if abs(x) >= 1e-4 else f"${x:.2e}"
+    if abs(x) >= 1:
+        return f"${x:,.2f}"
+    if abs(x) < 1e-6:
+        return f"${x:.2e}"
+    return f"${x:.{max(2, 2 - math.floor(math.log10(abs(x))))}f}"
 
 
 def fmt_size(b) -> str:
@@ -73,9 +76,18 @@ class Doc:
         if items:
             self.blocks.append(("ul", list(items)))
 
-    def table(self, head, rows, best=None):
-        """best: set of (row index, column index) to mark as the best value of its column."""
-        self.blocks.append(("table", head, rows, best or set()))
+    def table(self, head, rows, best=None, mark=None):
+        """best: set of (row index, column index) to mark as the best value of its column;
+        mark: set of row indices to highlight (the recommended strategy's row)."""
+        self.blocks.append(("table", head, rows, best or set(), mark or set()))
+
+    def details(self, summary: str, html_only: bool = False):
+        """Open a collapsible part (HTML <details>, no script needed); close it with end_details().
+        In Markdown its summary is a bold line, or, html_only, the whole part is left out."""
+        self.blocks.append(("details", summary, html_only))
+
+    def end_details(self):
+        self.blocks.append(("end_details",))
 
     def img(self, png: bytes, alt: str):
         self.blocks.append(("img", png, alt))
@@ -89,8 +101,20 @@ def _md_cell(x: str) -> str:
 
 def render_markdown(doc: Doc) -> str:
     out = []
+    skip = 0  # depth inside html_only details
     for blk in doc.blocks:
         kind = blk[0]
+        if kind == "details":
+            if skip or blk[2]:
+                skip += 1
+            else:
+                out += [f"**{blk[1]}**", ""]
+            continue
+        if kind == "end_details":
+            skip = max(skip - 1, 0)
+            continue
+        if skip:
+            continue
         if kind == "h":
             out += ["#" * blk[1] + " " + blk[2], ""]
         elif kind == "p":
@@ -98,7 +122,7 @@ def render_markdown(doc: Doc) -> str:
         elif kind == "ul":
             out += [f"- {x}" for x in blk[1]] + [""]
         elif kind == "table":
-            _, head, rows, best = blk
+            _, head, rows, best, _mark = blk
             out.append("| " + " | ".join(_md_cell(h) for h in head) + " |")
             out.append("|" + "---|" * len(head))
             for i, r in enumerate(rows):
@@ -116,30 +140,6 @@ def _inline(text: str) -> str:
     return re.sub(r"`([^`<>]+)`", r"<code>\1</code>", text)
 
 
-def _samples_html(cells, brows) -> str:
-    e = html.escape
-    ok = [c for c in cells if c["status"] == "ok" and "metrics" in c]
-    by = {(r["strategy"], r["id"]): r for r in brows}
-    qids = list(dict.fromkeys(r["id"] for r in brows))[:8]
-    if not qids:
-        return ""
-    out = ["<h3>Sample answers</h3><div class=wide><table><thead><tr><th>Question</th><th>Gold</th>"
-           + "".join(f"<th>{e(c['strategy'])}</th>" for c in ok) + "</tr></thead><tbody>"]
-    for qid in qids:
-        q = next(r for r in brows if r["id"] == qid)
-        tds = []
-        for c in ok:
-            r = by.get((c["strategy"], qid))
-            cls = ' class="hit"' if r and r["f1"] > 0.5 else ""
-            # where a retrieval answer came from: the documents it was given ("manual#p3" = manual, page 3)
-            ids = ((r or {}).get("trace") or {}).get("retrieved_doc_ids") or []
-            src = f"<br><small>from {e(', '.join(map(str, ids[:3])))}</small>" if ids else ""
-            tds.append(f"<td{cls}>{e(r['extracted']) if r else ''}{src}</td>")
-        out.append(f"<tr><td>{e(q['question'])}</td><td>{e(' | '.join(map(str, q['answers'])))}</td>{''.join(tds)}</tr>")
-    out.append("</tbody></table></div>")
-    return "".join(out)
-
-
 STYLE = (
     "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}"
     "h2{border-bottom:2px solid #4c78a8;padding-bottom:.2em;margin-top:2em}h3{margin-top:1.6em}"
@@ -149,6 +149,9 @@ STYLE = (
     "td small{color:#666;white-space:nowrap}.fail{color:#a00}.note{color:#555;font-size:12.5px}"
     ".wide{overflow-x:auto}img{max-width:100%;height:auto;display:block;margin:.5em 0 1em}"
     "ul.rec li{margin:.2em 0}"
+    "tr.mark td{background:#e6f0fa;border-top:2px solid #4c78a8;border-bottom:2px solid #4c78a8}"
+    "tr.mark td.best{background:#fff4d6}details{margin:.3em 0 .6em}summary{cursor:pointer;font-weight:600}"
+    "details>.wide{margin-left:1em}td small.src{display:block;white-space:normal}"
 )
 
 
@@ -157,24 +160,26 @@ def render_html(doc: Doc, title: str) -> str:
     body = []
     for blk in doc.blocks:
         kind = blk[0]
-        if kind == "samples":
-            body.append(_samples_html(blk[1], blk[2]))
-        elif kind == "h":
+        if kind == "h":
             body.append(f"<h{blk[1]}>{_inline(blk[2])}</h{blk[1]}>")
         elif kind == "p":
             cls = f" class={blk[2]}" if blk[2] else ""
             body.append(f"<p{cls}>{_inline(blk[1])}</p>")
         elif kind == "ul":
             body.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in blk[1]) + "</ul>")
+        elif kind == "details":
+            body.append(f"<details><summary>{_inline(blk[1])}</summary>")
+        elif kind == "end_details":
+            body.append("</details>")
         elif kind == "table":
-            _, head, rows, best = blk
+            _, head, rows, best, mark = blk
             t = ["<div class=wide><table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr></thead><tbody>"]
             for i, r in enumerate(rows):
                 tds = []
                 for j, x in enumerate(r):
                     x = re.sub(r" (\[[^\]]*\])$", r" <small>\1</small>", e(x))
                     tds.append(f"<td class=best>{x}</td>" if (i, j) in best and x else f"<td>{x}</td>")
-                t.append("<tr>" + "".join(tds) + "</tr>")
+                t.append(("<tr class=mark>" if i in mark else "<tr>") + "".join(tds) + "</tr>")
             t.append("</tbody></table></div>")
             body.append("".join(t))
         elif kind == "img":
@@ -192,36 +197,55 @@ CSV_HEAD = ["benchmark", "strategy", "seed", "status", "exact_match", "exact_mat
             "usd_per_1k_queries", "peak_rss_mb", "error",
             # added with the decision report; older readers of this file see the same first columns
             "primary_metric", "accuracy", "accuracy_low", "accuracy_high", "one_time_usd", "usd_per_month",
-            "refresh", "refresh_usd"]
+            "refresh", "refresh_usd",
+            # the serving-cost model and the decision (pooled over seeds: the same on every seed's row)
+            "usd_per_correct", "kind", "machine", "decision_latency_s", "latency_source", "verdict", "recommended"]
+
+REFRESH = {"prompting": "none", "rag": "re-index", "adapter": "re-train", "full": "re-train",
+           "adapter+rag": "re-train + re-index", "full+rag": "re-train + re-index"}
 
 
 def render_csv(results: dict) -> str:
+    """One row per cell. Cost columns come from the benchmark's decision (serving-cost model, pooled over
+    seeds): usd_per_1k_queries is the monthly cost / monthly queries x 1,000, prepare_usd and one_time_usd
+    the preparation's measured seconds at the machine's price, refresh_usd one refresh."""
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(CSV_HEAD)
     a = results["analysis"]
-    dc = DecisionConfig.from_dict(a["decision"])
     for c in results["cells"]:
         if c["status"] != "ok" or "metrics" not in c:
             w.writerow([c["benchmark"], c["strategy"], c.get("seed"), c["status"]] + [""] * 16
-                       + [c.get("error") or ""] + [""] * 8)
+                       + [c.get("error") or ""] + [""] * (len(CSV_HEAD) - 21))
             continue
         primary = a["primary_metric"][c["benchmark"]]
+        dec = (a.get("decisions") or {}).get(c["benchmark"]) or {}
         d = a["benchmarks"][c["benchmark"]][str(c.get("seed"))]["strategies"].get(c["strategy"], {})
-        co = Costs(**d["costs"]) if d.get("costs") else None
+        co = (dec.get("costs") or {}).get(c["strategy"]) or {}
+        facts = (dec.get("facts") or {}).get(c["strategy"]) or {}
+        row = next((r for r in (dec.get("verdict") or {}).get("rows", []) if r["name"] == c["strategy"]), {})
+        lat_d = (dec.get("latency") or {}).get(c["strategy"]) or {}
         lat = d.get("latency") or {}
         m, p, ans = c["metrics"], c.get("prepare") or {}, c.get("answer") or {}
         peak = max([x for x in (p.get("peak_rss_mb"), ans.get("peak_rss_mb")) if x is not None], default="")
-        per1k = co.per_query_usd * 1000 if co and co.per_query_usd is not None else ""
+        usd_h = co.get("usd_per_hour")
+        per1k = co["per_query_usd"] * 1000 if co.get("per_query_usd") is not None else ""
+        rf = co.get("refresh") or {}
         w.writerow([c["benchmark"], c["strategy"], c.get("seed"), "ok",
                     m["exact_match"]["mean"], m["exact_match"]["low"], m["exact_match"]["high"],
                     m["f1"]["mean"], m["f1"]["low"], m["f1"]["high"], m["contains"]["mean"],
                     p.get("wall_s", ""),
-                    p["wall_s"] * a["prices"]["usd_per_hour"] / 3600 if p.get("wall_s") is not None else "",
+                    p["wall_s"] * usd_h / 3600 if p.get("wall_s") is not None and usd_h is not None else "",
                     p.get("artifact_bytes", 0) if p else "", ans.get("prompt_tokens_mean", ""),
                     ans.get("output_tokens_mean", ""), lat.get("p50", ""), lat.get("p95", ""), per1k, peak, "",
                     primary, m[primary]["mean"], m[primary]["low"], m[primary]["high"],
-                    co.one_time_usd if co else "",
-                    co.monthly(dc.monthly_queries, dc.refresh_days) if co and co.per_query_usd is not None else "",
-                    co.refresh_kind if co else "", co.refresh_usd if co else ""])
+                    _blank(co.get("one_time_usd")), _blank(co.get("total_usd")),
+                    REFRESH.get(facts.get("kind"), ""), _blank(rf.get("each_usd")),
+                    _blank(co.get("per_correct_usd")), facts.get("kind", ""), co.get("machine", ""),
+                    _blank(lat_d.get("p95_s")), lat_d.get("source") or "", row.get("status", ""),
+                    c["strategy"] == (dec.get("verdict") or {}).get("chosen")])
     return buf.getvalue()
+
+
+def _blank(x):
+    return "" if x is None else x

@@ -1,8 +1,11 @@
 """The report's sections, one small function each, in the order of SECTIONS.
 
-Every section gets the Doc to add blocks to and a Part: one benchmark and seed of an analysed run
-(its cells, its scored rows, its analysis). Adding a section is one function and one list entry
-(or `register_section(fn, after="latency")` from outside this file).
+Every section gets the Doc to add blocks to and a Part: one benchmark of an analysed run at one level.
+A run with one seed has one Part per benchmark (level "one": every section). A run with several seeds
+has a "pooled" Part (the decision sections, over all seeds: recommendation, serving cost, break-even,
+trade-offs) and then one "seed" Part per seed (the per-seed sections: summary, significance, latency,
+training, retrieval, answers). A section tests `part.decides` or `part.per_seed` to say where it belongs.
+Adding a section is one function and one list entry (or `register_section(fn, after="latency")`).
 """
 from __future__ import annotations
 
@@ -12,16 +15,14 @@ from pathlib import Path
 from typing import Callable
 
 from harness.analysis import metrics
-from harness.analysis.cost import Costs
-from harness.analysis.decision import DecisionConfig
 from harness.analysis.recompute import metric_label
+from harness.analysis.verdicts import DecisionConfig
 from harness.report import plots
 from harness.report.render import (
     Doc,
     fmt_ci,
     fmt_num,
     fmt_p,
-    fmt_queries,
     fmt_size,
     fmt_usd,
 )
@@ -29,17 +30,19 @@ from harness.report.render import (
 
 @dataclass
 class Part:
-    """What a section sees: one benchmark and seed of an analysed run."""
+    """What a section sees: one benchmark of an analysed run, at one level (see the module docstring)."""
 
     results: dict
     bench: dict            # the run's record of the benchmark (name, task, sizes, source, licence)
-    seed: str
-    analysis: dict         # results["analysis"]["benchmarks"][name][seed]
-    cells: list[dict]
-    rows: list[dict]       # scored prediction rows of this benchmark and seed
+    seed: str              # the seed, or "pooled"
+    analysis: dict         # results["analysis"]["benchmarks"][name][seed]; {} for the pooled part
+    cells: list[dict]      # this seed's cells (pooled: every seed's)
+    rows: list[dict]       # scored prediction rows of this benchmark and seed (pooled: every seed's)
     primary: str           # headline metric
     decision: DecisionConfig
     png: bool              # figures wanted (HTML); False for the terminal summary
+    level: str = "one"     # one | pooled | seed
+    verdict: dict | None = None  # results["analysis"]["decisions"][name]: the decision, pooled over seeds
 
     @property
     def label(self) -> str:
@@ -47,22 +50,129 @@ class Part:
 
     @property
     def diag(self) -> dict:
-        return self.analysis["strategies"]
+        return self.analysis.get("strategies") or {}
 
     @property
     def seeds(self) -> list:
         return self.results.get("config", {}).get("seeds") or [0]
 
+    @property
+    def decides(self) -> bool:
+        """The decision sections belong here: the only seed, or the pooled part of several."""
+        return self.level in ("one", "pooled")
+
+    @property
+    def per_seed(self) -> bool:
+        return self.level in ("one", "seed")
+
+    @property
+    def chosen(self) -> str | None:
+        return ((self.verdict or {}).get("verdict") or {}).get("chosen")
+
 
 Section = Callable[[Doc, Part], None]
 
+STATUS = {  # verdicts.Row.status -> the summary table's words
+    "chosen": "recommended", "reference": "most accurate", "dearer": "within the margin, dearer",
+    "cost tie, lower mean": "cost tie, lower mean", "cost tie, more moving parts": "cost tie, more moving parts",
+    "non-inferior": "within the margin", "inconclusive": "inconclusive",
+    "inferior": "worse by more than the margin", "below the bar": "below the quality bar",
+    "over the latency target": "over the latency target", "not priced": "not priced", "no scores": "no scores",
+}
+OUTCOME = {"non-inferior": "within the margin", "inferior": "below by more than the margin",
+           "inconclusive": "inconclusive"}
+KIND = {"prompting": "prompting (base model)", "rag": "base model + index", "adapter": "adapter on the base",
+        "adapter+rag": "adapter + index", "full": "own full copy", "full+rag": "own full copy + index"}
+
+
+def inputs(dc: DecisionConfig, machine: dict | None = None) -> str:
+    """Every decision input in one line."""
+    refresh = f"a refresh every {dc.refresh_days:g} days" if dc.refresh_days else "no refresh"
+    bar = f"quality bar {dc.min_quality:g}" if dc.min_quality is not None else "no quality bar"
+    target = f"p95 latency target {dc.latency_target_s:g} s" if dc.latency_target_s else "no latency target"
+    floor = ("scale to zero (no replica always on)" if not dc.min_replicas else
+             f"at least {dc.min_replicas:g} replica{'s' * (dc.min_replicas != 1)} always on")
+    where = f" on {machine['name']} (${machine['usd_per_hour']:g}/h)" if machine else ""
+    return (f"{dc.monthly_queries:,} queries a month, {refresh}; margin {dc.margin:g}, {bar}, {target}, cost "
+            f"tolerance {dc.cost_tolerance:.0%}; serving{where}: {floor}, {dc.target_utilization:.0%} target "
+            f"utilization, {dc.hours_per_month:g} hours a month")
+
+
+def _rows_by_name(part: Part) -> dict:
+    return {r["name"]: r for r in ((part.verdict or {}).get("verdict") or {}).get("rows", [])}
+
+
+def _lat_text(lat: dict | None) -> str:
+    if not lat or lat.get("p95_s") is None:
+        return "–"
+    return f"{lat['p95_s']:.2f} ({'batch-1' if lat.get('source') == 'probe' else 'batched'})"
+
+
+# ---- the decision ------------------------------------------------------------------------------
+
 
 def recommendation(doc: Doc, part: Part) -> None:
-    rec = part.analysis["recommendation"]
-    doc.h(3, "Recommendation")
-    doc.ul(rec["why"])
+    """The verdict in words, a row per strategy, and what would change the answer (pooled over seeds)."""
+    if not part.decides or not part.verdict:
+        return
+    v = part.verdict["verdict"]
+    seeds = part.verdict.get("seeds") or []
+    base = v.get("compared_with") or v["reference"]
+    doc.h(3, "Recommendation" + (f" (pooled over seeds {', '.join(map(str, seeds))})" if len(seeds) > 1 else ""))
+    doc.ul(v["reasons"])
+    ref = v["reference"]
+    rows = v["rows"]
+    if rows:
+        lat = part.verdict.get("latency") or {}
+        pooled = len(seeds) > 1
+        head = ["Strategy",
+                f"{part.label[0].upper() + part.label[1:]} [95% CI" + (" over questions and seeds]" if pooled else "]"),
+                f"Difference from {base or 'the most accurate'} [95% CI]",
+                f"Against the margin of {part.decision.margin:g}",
+                "To settle it", "$ / month", "$ / query", "$ / correct answer", "p95 latency s", "Status"]
+        body, mark = [], set()
+        for i, r in enumerate(rows):
+            e, c = r["estimate"], r["comparison"]
+            ci = "–" if e["mean"] is None else f"{e['mean']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
+            diff = (("(reference)" if ref else "(most accurate)") if r["name"] == base else
+                    f"{c['diff']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]" if c else "–")
+            if r["name"] == base:
+                against = "reference" if ref else "–"
+            elif c and (not ref or (r["meets_bar"] and r["meets_latency"])):
+                against = OUTCOME.get(c["outcome"], c["outcome"])
+            else:
+                against = "–"  # fails a requirement: not compared on the margin
+            settle = ""
+            if c and c["outcome"] == "inconclusive":
+                need = c.get("questions_needed")
+                settle = (f"~{need:,} questions ({max(need - c['n_questions'], 0):,} more)" if need
+                          else "more seeds" if c.get("settles_toward") else "–")
+            per_c = r["per_correct_usd"]
+            per_c_text = (fmt_usd(per_c) if per_c is not None else
+                          "no correct answers" if r["monthly_usd"] is not None and e["mean"] == 0 else "–")
+            name = r["name"] + (" (recommended)" if r["status"] == "chosen" else "")
+            body.append([name, ci, diff, against, settle, fmt_usd(r["monthly_usd"]), fmt_usd(r["per_query_usd"]),
+                         per_c_text, _lat_text(lat.get(r["name"])), STATUS.get(r["status"], r["status"])])
+            if r["status"] == "chosen":
+                mark.add(i)
+        doc.table(head, body, mark=mark)
+        if not ref and base:
+            doc.p(f"No strategy meets the requirements, so none is a reference: the differences are against the most "
+                  f"accurate of all, {base}, to be read only (what the verdicts would be if the requirements were "
+                  "met).",
+                  "note")
+        doc.p("Differences are paired, on the questions every strategy answered"
+              + (" and pooled over seeds (two-level bootstrap over questions and seeds)" if pooled else "")
+              + f". Within the margin: the interval's lower end above -{part.decision.margin:g}; inconclusive: the "
+              f"interval holds -{part.decision.margin:g}; 'to settle it' is the number of questions at which the "
+              "observed difference and spread would decide it half the time (normal approximation). $ per correct "
+              "answer is the monthly cost over queries x the mean score. Latency: the batch-1 probe's p95 where the "
+              "run recorded one, else the batched run's (a query's wait for its whole batch).", "note")
+        doc.details("Each strategy's verdict in words", html_only=True)
+        doc.ul(r["sentence"] for r in rows)
+        doc.end_details()
     doc.p("**What would change the answer**")
-    doc.ul(rec["changes"])
+    doc.ul(v["changes"])
 
 
 def _label(c, seeds) -> str:
@@ -78,53 +188,96 @@ def _best(rows, col, key, lowest=True) -> set:
     return {(i, col) for i, v in vals if v == target}
 
 
+def _memory(p: dict, a: dict) -> tuple[float | None, bool]:
+    """The cell's own memory: the rise above its start (rise_rss_mb) when recorded, else the process's
+    peak RSS (which can carry an earlier cell's high-water mark). Returns (MB, is_rise)."""
+    rises = [x for x in (p.get("rise_rss_mb"), a.get("rise_rss_mb")) if x is not None]
+    if rises:
+        return max(rises), True
+    peaks = [x for x in (p.get("peak_rss_mb"), a.get("peak_rss_mb")) if x is not None]
+    return (max(peaks) if peaks else None), False
+
+
 def summary(doc: Doc, part: Part) -> None:
-    """One row per strategy: headline metric with its CI, the other metrics, costs, latency, memory."""
+    """One row per strategy of this seed: headline metric with its CI, the other metrics, costs from the
+    serving model, latency, memory; the recommended strategy's row highlighted."""
+    if not part.per_seed:
+        return
     doc.h(3, "Summary")
     primary, diag = part.primary, part.diag
     task = part.bench.get("task", "")
+    dec = part.verdict or {}
+    costs = dec.get("costs") or {}
     # F1 equals EM when the answer is one label or option: shown once
     others = [m for m in metrics.metric_names(task) if m != primary and not (primary == "exact_match" and m == "f1")]
+    probe = any(c.get("probe") for c in part.cells)
+    mems = [_memory(c.get("prepare") or {}, c.get("answer") or {}) for c in part.cells]
+    rise = any(is_rise for _, is_rise in mems)
     head = ["Strategy", f"{part.label[0].upper() + part.label[1:]} [95% CI]"] + \
            [metrics.get_metric(m).label for m in others] + \
-           ["One-time $", "$ / 1k queries", "Latency p50 s", "Latency p95 s", "Peak memory MB", "Artifact"]
-    rows, data = [], []
-    for c in part.cells:
+           ["One-time $", "$ / month", "$ / correct answer", "Latency p50 s", "Latency p95 s"] + \
+           (["Batch-1 p95 s"] if probe else []) + \
+           ["Memory rise MB" if rise else "Peak RSS MB", "Artifact"]
+    rows, data, mark = [], [], set()
+    for idx, c in enumerate(part.cells):
         if c["status"] != "ok" or "metrics" not in c:
-            rows.append([_label(c, part.seeds), "failed"] + [""] * (len(head) - 2))
+            rows.append([_label(c, part.seeds), "failed" if c["status"] == "failed" else c["status"]]
+                        + [""] * (len(head) - 2))
             data.append(None)
             continue
         d = diag.get(c["strategy"]) or {}
-        costs = d.get("costs") or {}
+        co = costs.get(c["strategy"]) or {}
         lat = d.get("latency") or {}
         p, a = c.get("prepare") or {}, c.get("answer") or {}
-        peak = max([x for x in (p.get("peak_rss_mb"), a.get("peak_rss_mb")) if x is not None], default=None)
-        per1k = costs["per_query_usd"] * 1000 if costs.get("per_query_usd") is not None else None
-        vals = {"acc": c["metrics"][primary]["mean"], "one": costs.get("one_time_usd"), "per1k": per1k,
-                "p50": lat.get("p50", a.get("latency_p50_s")), "p95": lat.get("p95", a.get("latency_p95_s")),
-                "peak": peak, "art": p.get("artifact_bytes", 0) if p else None}
+        mem, _ = mems[idx]
+        acc, month, q = c["metrics"][primary]["mean"], co.get("total_usd"), part.decision.monthly_queries
+        correct = month / (q * acc) if month is not None and q and acc else None  # this seed's own accuracy
+        vals = {"acc": acc, "one": co.get("one_time_usd"), "month": month,
+                "correct": correct, "p50": lat.get("p50", a.get("latency_p50_s")),
+                "p95": lat.get("p95", a.get("latency_p95_s")), "probe": (c.get("probe") or {}).get("latency_p95_s"),
+                "mem": mem, "art": p.get("artifact_bytes", 0) if p else None}
         data.append(vals)
-        rows.append([_label(c, part.seeds), fmt_ci(c["metrics"][primary])]
+        name = _label(c, part.seeds) + (" (recommended)" if c["strategy"] == part.chosen else "")
+        if c["strategy"] == part.chosen:
+            mark.add(idx)
+        head_ci = c["metrics"][primary]
+        est = (_rows_by_name(part).get(c["strategy"]) or {}).get("estimate") or {}
+        if part.level == "one" and est.get("mean") is not None and est.get("n_questions") == head_ci.get("n"):
+            head_ci = {"mean": est["mean"], "low": est["low"], "high": est["high"]}  # the recommendation's interval
+        rows.append([name, fmt_ci(head_ci)]
                     + [fmt_num((c["metrics"].get(m) or {}).get("mean"), "{:.3f}") for m in others]
-                    + [fmt_usd(vals["one"]), fmt_usd(per1k), fmt_num(vals["p50"]), fmt_num(vals["p95"]),
-                       fmt_num(peak, "{:.0f}"), fmt_size(vals["art"])])
+                    + [fmt_usd(vals["one"]), fmt_usd(vals["month"]),
+                       "no correct answers" if vals["correct"] is None and vals["month"] is not None and not vals["acc"]
+                       else fmt_usd(vals["correct"]), fmt_num(vals["p50"]),
+                       fmt_num(vals["p95"])] + ([fmt_num(vals["probe"])] if probe else [])
+                    + [fmt_num(mem, "{:.0f}"), fmt_size(vals["art"])])
     n_other = len(others)
     live = [i for i, v in enumerate(data) if v]
     sub = [data[i] for i in live]
     marks = _best(sub, 1, lambda v: v["acc"], lowest=not metrics.get_metric(primary).higher_is_better)
-    for col, key in ((2 + n_other, "one"), (3 + n_other, "per1k"), (4 + n_other, "p50"), (5 + n_other, "p95"),
-                     (6 + n_other, "peak"), (7 + n_other, "art")):
-        marks |= _best(sub, col, lambda v, k=key: v[k])
-    doc.table(head, rows, {(live[i], col) for i, col in marks})
-    doc.p(f"Best value of each column in bold. One-time cost is preparation (indexing or training; a model "
-          f"reused from another strategy counts with its training); latency is what one query waits at "
-          f"generation batch size {part.results.get('config', {}).get('batch_size', '?')}.", "note")
+    keys = ["one", "month", "correct", "p50", "p95"] + (["probe"] if probe else []) + ["mem", "art"]
+    for k, key in enumerate(keys):
+        marks |= _best(sub, 2 + n_other + k, lambda v, key=key: v[key])
+    doc.table(head, rows, {(live[i], col) for i, col in marks}, mark=mark)
+    pooled = len(part.seeds) > 1
+    doc.p(f"Best value of each column in bold; the recommended strategy's row highlighted. One-time cost is "
+          f"preparation (indexing or training; a model reused from another strategy counts with its training); "
+          f"$ / month is the serving-cost model's (see Serving cost{', pooled over seeds' if pooled else ''}). "
+          f"Latency p50/p95 is what one query waited in the batched run, whose generation batch was "
+          f"{part.results.get('config', {}).get('batch_size', '?')}"
+          + ("; batch-1 p95 is the latency probe's (one query answered alone)" if probe else "")
+          + ". " + ("Memory: the rise of resident memory above each stage's start (the cell's own need)."
+                    if rise else "Memory: the process's peak resident memory during the cell, which includes "
+                    "whatever earlier cells left allocated (this run did not record each cell's own rise)."),
+          "note")
     doc.ul([f"{c['strategy']} {c['status']} (seed {c.get('seed')}): {c.get('error')}"
             for c in part.cells if c["status"] != "ok"])  # failed, or unfinished after an interrupted run
 
 
 def significance(doc: Doc, part: Part) -> None:
     """Each strategy against the most accurate and against zero-shot, on the same questions."""
+    if not part.per_seed:
+        return
     doc.h(3, "Paired significance")
     cmp, primary = part.analysis["comparisons"], part.primary
     if not cmp["rows"]:
@@ -134,7 +287,9 @@ def significance(doc: Doc, part: Part) -> None:
     doc.p(f"Each strategy against the most accurate ({cmp['best']}) and against zero-shot, on the same "
           f"questions. Exact match: McNemar's exact test on the questions only one side got right; "
           + ("token F1: paired bootstrap (10,000 resamples). " if graded else "")
-          + "p-values Holm-corrected across the comparisons of each test; verdict at 5%.")
+          + "p-values Holm-corrected across the comparisons of each test; verdict at 5%. These tests ask whether "
+          "two strategies differ at all; 'no significant difference' does not mean 'as good' (the recommendation "
+          "asks instead whether a drop larger than the margin is ruled out).")
     rows = []
     for r in cmp["rows"]:
         em = r["em"]
@@ -154,79 +309,213 @@ def significance(doc: Doc, part: Part) -> None:
         doc.p("**No significant difference** between any two strategies compared here.")
 
 
-def _entries(part: Part) -> tuple[list[dict], list[Costs]]:
-    dc, entries, costs = part.decision, [], []
-    for c in part.cells:
-        d = part.diag.get(c["strategy"])
-        if not d or not d["costs"] or d["costs"]["per_query_usd"] is None or "metrics" not in c:
-            continue
-        co = Costs(**d["costs"])
-        costs.append(co)
-        m = c["metrics"][part.primary]
-        entries.append({"strategy": c["strategy"], "acc": m["mean"], "low": m["low"], "high": m["high"],
-                        "monthly": co.monthly(dc.monthly_queries, dc.refresh_days),
-                        "p95": (d.get("latency") or {}).get("p95")})
-    return entries, costs
-
-
-def _cheaper_past(x: dict, costs: list) -> str:
-    """The strategy with the lower per-query cost: the cheaper one once volume passes the crossover."""
-    if x["total_queries"] is None and x["monthly_queries"] is None:
-        return "–"
-    by = {c.strategy: c.per_query_usd for c in costs}
-    return x["finetune"] if by[x["finetune"]] < by[x["rag"]] else x["rag"]
-
-
 def cost(doc: Doc, part: Part) -> None:
-    """One-time, per-query and monthly costs, and where RAG and fine-tuning break even."""
-    dc, a = part.decision, part.analysis
-    _, costs = _entries(part)
-    doc.h(3, "Cost and break-even")
-    if costs:
-        doc.table(["Strategy", "One-time $", "$ / 1k queries", f"$ / month at {dc.monthly_queries:,} queries",
-                   "Refresh", "Refresh $"],
-                  [[co.strategy, fmt_usd(co.one_time_usd), fmt_usd(co.per_query_usd * 1000),
-                    fmt_usd(co.monthly(dc.monthly_queries, dc.refresh_days)), co.refresh_kind,
-                    fmt_usd(co.refresh_usd)] for co in costs])
-        if a["crossovers"]:
-            doc.p("RAG against each fine-tuning method: the total query count after which the two have cost "
-                  "the same (one-time cost plus per-query cost), and the monthly volume at which their monthly "
-                  + (f"costs meet with a refresh every {dc.refresh_days:g} days (re-index against re-train)."
-                     if dc.refresh_days else "costs meet (no refresh: the one-time cost is not repeated)."))
-            doc.table(["RAG", "Fine-tuning", "Crossover, total queries", "Crossover, queries / month",
-                       "Cheaper past the crossover", "Re-index $", "Re-train $"],
-                      [[x["rag"], x["finetune"], fmt_queries(x["total_queries"]), fmt_queries(x["monthly_queries"]),
-                        _cheaper_past(x, costs), fmt_usd(x["rag_refresh_usd"]), fmt_usd(x["finetune_refresh_usd"])]
-                       for x in a["crossovers"]])
-        if part.png:
-            top = max(dc.monthly_queries * 100, 10_000)
-            vols = [10 ** (i / 20) for i in range(0, int(20 * math.log10(top)) + 1)]
-            doc.img(plots.break_even(costs, dc.monthly_queries, dc.refresh_days, vols),
-                    "Cost per month against queries per month")
+    """Monthly serving cost of each strategy with every input, and what each deployment holds."""
+    if not part.decides or not part.verdict:
+        return
+    dec, dc = part.verdict, part.decision
+    m, hosted = dec["machine"], dec.get("hosted")
+    hosted_for = dec.get("hosted_for") or []
+    costs = {n: c for n, c in (dec.get("costs") or {}).items() if c}
+    facts = dec.get("facts") or {}
+    doc.h(3, "Serving cost")
+    spec = ", ".join(x for x in (f"{m['vcpus']} vCPU" if m.get("vcpus") else "",
+                                 f"{m['gpus']} GPU" if m.get("gpus") else "",
+                                 f"{m['memory_gb']:g} GB RAM" if m.get("memory_gb") else "",
+                                 f"{m['gpu_memory_gb']:g} GB GPU memory" if m.get("gpu_memory_gb") else "") if x)
     prices = part.results["analysis"]["prices"]
-    doc.p(f"Prices: {prices['machine_kind']} machine at ${prices['usd_per_hour']:g}/hour"
-          f" (from {Path(prices['source']).name}); every cost is measured seconds times this price.", "note")
+    floor = ("no replica is kept on when idle (scale to zero: only busy time / utilization is paid)"
+             if not dc.min_replicas else f"{dc.min_replicas:g} replica{'s are' if dc.min_replicas != 1 else ' is'} "
+             f"always on ({dc.min_replicas:g} x {dc.hours_per_month:g} h x ${m['usd_per_hour']:g}/h = "
+             f"{fmt_usd(dc.min_replicas * dc.hours_per_month * m['usd_per_hour'])} a month, paid even with no traffic)")
+    text = (f"Each strategy is priced as its own deployment on **{m['name']}** (${m['usd_per_hour']:g}/hour"
+            + (f"; {spec}" if spec else "") + f"; from {Path(prices['source']).name}), the machine the run's "
+            f"timings stand for. At {dc.monthly_queries:,} queries a month, {floor}; replicas are added for the "
+            f"volume at the measured throughput, sized for {dc.target_utilization:.0%} average utilization. "
+            + (f"A refresh every {dc.refresh_days:g} days re-runs the preparation (re-index and/or re-train) at its "
+               f"measured time." if dc.refresh_days else "No refresh: preparation is paid once (one-time $).")
+            + " Monthly $ = max(floor, busy hours / utilization x $/hour) + refreshes; $ per correct answer = "
+              "monthly $ / (queries x mean score).")
+    doc.p(text)
+    if hosted:
+        who = ", ".join(hosted_for) if hosted_for else "no strategy of this run"
+        doc.p(f"Hosted prices for model {hosted['model']}: ${hosted['input_usd_per_1m']:g} per million prompt "
+              f"tokens and ${hosted['output_usd_per_1m']:g} per million output tokens, applied to the measured "
+              f"token counts of {who}"
+              + (f" (the provider serves {', '.join(hosted['serves'])}; the other strategies run on {m['name']})"
+                 if hosted.get("serves") else "")
+              + ". A hosted RAG still needs a machine for its embedder and index (priced on the retrieval "
+              "throughput measured); training and indexing are machine time. The answers, scores, token counts and "
+              f"latencies are the ones measured with {part.results.get('model', {}).get('name', 'the run model')} "
+              "on this run's machine, not the provider's.")
+    if costs:
+        head = ["Strategy", "Served by", "Throughput q/s", "Busy h / month", "Replicas (avg)", "Answering $",
+                "Refresh $", "$ / month", "$ / query", "$ / correct answer", "One-time $"]
+        body, mark = [], set()
+        for i, (n, c) in enumerate(costs.items()):
+            a, rf = c.get("answering"), c["refresh"]
+            if a and "queries_per_s" in a:
+                served = f"{m['name']}, {'the floor' if a['bound'] == 'floor' else 'the volume'} decides"
+                qps, busy, reps = f"{a['queries_per_s']:.3g}", f"{a['busy_hours']:,.1f}", f"{a['replicas']:.2f}"
+            elif a:
+                served = f"hosted {a['model']} (per token)"
+                qps = busy = reps = "–"
+                if c.get("retrieval"):
+                    r = c["retrieval"]
+                    served += f" + retrieval on {m['name']}"
+                    qps, busy = f"{r['queries_per_s']:.3g} (retrieval)", f"{r['busy_hours']:,.1f}"
+                    reps = f"{r['replicas']:.2f}"
+            else:
+                served, qps, busy, reps = "not priced: " + (c.get("missing") or "?"), "–", "–", "–"
+            ans_text = fmt_usd(a["usd"] if a else None)
+            if a and c.get("retrieval"):
+                ans_text += f" + {fmt_usd(c['retrieval']['usd'])} retrieval"
+            refresh = (f"{fmt_usd(rf['usd'])} ({rf['per_month']:.2f} x {rf['seconds']:,.0f} s)"
+                       if rf["per_month"] and rf["seconds"] else "$0")
+            per_c = c.get("per_correct_usd")
+            body.append([n + (" (recommended)" if n == part.chosen else ""), served, qps, busy, reps, ans_text,
+                         refresh, fmt_usd(c.get("total_usd")), fmt_usd(c.get("per_query_usd")),
+                         fmt_usd(per_c) if per_c is not None
+                         else ("no correct answers" if c.get("accuracy") == 0 else "–"),
+                         fmt_usd(c.get("one_time_usd"))])
+            if n == part.chosen:
+                mark.add(i)
+        doc.table(head, body, mark=mark)
+        batch = next((f.get("batch_size") for f in facts.values() if f and f.get("batch_size")), None)
+        doc.p("Throughput: queries answered per second of answering wall time in the batched run"
+              + (f" (generation batch {batch})" if batch else "") + ", not 1 / latency. Busy hours = queries / "
+              "(3,600 x throughput); replicas (avg) = max(floor, busy hours / (hours x utilization)): an autoscaler's "
+              "month average. Refresh: refreshes a month x measured preparation seconds at the machine's price.",
+              "note")
+        chosen = part.chosen or (part.verdict["verdict"] or {}).get("reference")
+        if chosen and chosen in costs:
+            doc.p(f"**How {chosen}'s monthly cost is computed**")
+            doc.ul(costs[chosen].get("describe") or [])
+        doc.details("Every strategy's monthly cost in words", html_only=True)
+        doc.ul(f"{n}: " + " ".join(c.get("describe") or []) for n, c in costs.items())
+        doc.end_details()
+    _deployments(doc, part, costs, m)
+
+
+def _deployments(doc: Doc, part: Part, costs: dict, machine: dict) -> None:
+    deps = {n: c["deployment"] for n, c in costs.items() if c.get("deployment")}
+    if not deps:
+        return
+    facts = (part.verdict or {}).get("facts") or {}
+    doc.p("**What each deployment holds**")
+    cap = machine.get("gpu_memory_gb") if machine.get("kind") == "gpu" else machine.get("memory_gb")
+    head = ["Strategy", "Holds", "Base weights", "Own full copy", "Adapter", "Embedder", "Index", "Total",
+            "Can share a base", f"Fits {machine['name']}" + (f" ({cap:g} GB)" if cap else "")]
+    body = []
+    for n, d in deps.items():
+        kind = (facts.get(n) or {}).get("kind", "")
+        rag = kind in ("rag", "adapter+rag", "full+rag")
+        body.append([n, KIND.get(kind, kind), fmt_size(d["base_bytes"]), fmt_size(d["own_weights_bytes"]),
+                     fmt_size(d["adapter_bytes"]),
+                     ("not recorded" if rag and not d["embedder_bytes"] else fmt_size(d["embedder_bytes"])),
+                     fmt_size(d["index_bytes"]), fmt_size(d["total_bytes"]),
+                     "yes" if d["shares_base"] else "no (its own copy of every weight)",
+                     "–" if d["fits"] is None else "yes" if d["fits"] else "no"])
+    doc.table(head, body)
+    doc.p("Bytes of weights, adapters, embedder and index only (the KV cache and activations need more). "
+          "Strategies that can share a base (prompting, RAG, adapters) could be served from one base deployment "
+          "holding every adapter; a full fine-tune needs its own. Each is priced alone above.", "note")
+
+
+def _regions(regions: list[dict], tol: float) -> str:
+    """'within 10% below 114,070; lora cheaper above': where the decision sees a cost difference."""
+    out = []
+    for r in regions:
+        what = f"within {tol:.0%}" if r["cheaper"] is None else f"{r['cheaper']} cheaper"
+        if r["low"] == 0 and r["high"] is None:
+            out.append(f"{what} at every volume")
+        elif r["low"] == 0:
+            out.append(f"{what} below {r['high']:,.0f}")
+        elif r["high"] is None:
+            out.append(f"{what} above {r['low']:,.0f}")
+        else:
+            out.append(f"{what} from {r['low']:,.0f} to {r['high']:,.0f}")
+    return "; ".join(out)
+
+
+def break_even(doc: Doc, part: Part) -> None:
+    """Where the cheaper of two strategies changes with the volume, on the serving-cost model."""
+    if not part.decides or not part.verdict:
+        return
+    dec, dc = part.verdict, part.decision
+    curves = dec.get("curves") or {}
+    if not curves:
+        return
+    doc.h(3, "Break-even")
+    v = dec.get("verdict") or {}
+    focus = part.chosen or v.get("reference") or v.get("compared_with")
+    if focus in curves:
+        rows = []
+        for other in curves:
+            if other == focus:
+                continue
+            exact = [x for x in dec.get("break_even") or [] if {x["a"], x["b"]} == {focus, other}]
+            pair = next((x for x in dec.get("apart") or [] if {x["a"], x["b"]} == {focus, other}), None)
+            rows.append([other, f"{fmt_usd(plots.curve_at(curves[focus], dc.monthly_queries))} against "
+                                f"{fmt_usd(plots.curve_at(curves[other], dc.monthly_queries))}",
+                         "; ".join(f"{x['monthly_queries']:,.0f} ({x['cheaper_above']} cheaper above)" for x in exact)
+                         or "never", _regions(pair["regions"], dc.cost_tolerance) if pair else "–"])
+        doc.p(f"{focus} against each other strategy, every other input held. Break-even: the monthly volumes at "
+              f"which the two cost exactly the same. The decision counts costs within {dc.cost_tolerance:.0%} of "
+              "each other as equal, so the last column is where the cost difference can matter; accuracy decides "
+              "first (see Recommendation).")
+        doc.table(["Against", f"$ / month now, {focus} against it ({dc.monthly_queries:,} queries)",
+                   "Break-even, queries / month", f"More than {dc.cost_tolerance:.0%} apart"], rows)
+    if part.png:
+        top = max(dc.monthly_queries * 100, 10_000)
+        bottom = max(1.0, dc.monthly_queries / 1000)  # from a thousandth of the volume to a hundred times it
+        vols = [10 ** (i / 20) for i in range(int(20 * math.log10(bottom)), int(20 * math.log10(top)) + 1)]
+        doc.img(plots.break_even(curves, dc.monthly_queries, vols, part.chosen),
+                "Monthly cost against queries per month")
+        doc.p("Flat parts: the always-on floor (min_replicas x hours x $/hour); rising parts: replicas added for "
+              "the volume, or per-token prices. Refreshes add a constant.", "note")
 
 
 def tradeoffs(doc: Doc, part: Part) -> None:
-    """Accuracy against monthly cost and against p95 latency, with the Pareto front."""
-    entries, _ = _entries(part)
-    if not part.png or len(entries) < 2:
+    """Accuracy against monthly cost and against p95 latency, with the Pareto front (pooled over seeds)."""
+    if not part.decides or not part.verdict or not part.png:
         return
-    dc = part.decision
+    dc, dec = part.decision, part.verdict
+    lat = dec.get("latency") or {}
+    entries = []
+    for r in dec["verdict"]["rows"]:
+        e = r["estimate"]
+        if e["mean"] is None or r["monthly_usd"] is None:
+            continue
+        entries.append({"strategy": r["name"], "acc": e["mean"], "low": e["low"], "high": e["high"],
+                        "monthly": r["monthly_usd"], "p95": (lat.get(r["name"]) or {}).get("p95_s"),
+                        "chosen": r["name"] == part.chosen})
+    if len(entries) < 2:
+        return
     doc.h(3, "Accuracy against cost and latency")
+    bar = dict(hline=dc.min_quality, hlabel="quality bar") if dc.min_quality is not None else {}
     doc.img(plots.pareto(entries, "monthly", f"$ per month at {dc.monthly_queries:,} queries"
                          + (f", refresh every {dc.refresh_days:g} d" if dc.refresh_days else ""),
-                         part.label, logx=True), "Accuracy against monthly cost")
+                         part.label, logx=True, **bar), "Accuracy against monthly cost")
     lat_entries = [e for e in entries if e["p95"] is not None]
     if lat_entries:
-        doc.img(plots.pareto(lat_entries, "p95", "p95 latency, seconds", part.label,
-                             vline=dc.latency_target_s, vlabel="latency target"), "Accuracy against p95 latency")
-    doc.p("Error bars: 95% bootstrap confidence intervals. The dashed line joins the strategies that no "
-          "other strategy beats on both axes.", "note")
+        sources = {(lat.get(e["strategy"]) or {}).get("source") for e in lat_entries}
+        what = ("batch-1 probe" if sources == {"probe"} else "batched run" if sources == {"batched"}
+                else "batch-1 probe where recorded, else batched run")
+        doc.img(plots.pareto(lat_entries, "p95", f"p95 latency, seconds ({what})", part.label,
+                             vline=dc.latency_target_s, vlabel="latency target", **bar), "Accuracy against p95 latency")
+    doc.p("Error bars: 95% bootstrap confidence intervals"
+          + (" over questions and seeds" if len(dec.get("seeds") or []) > 1 else "")
+          + ". The dashed line joins the strategies that no other strategy beats on both axes; the star is "
+          "the recommended strategy.", "note")
+
+
+# ---- one seed's diagnostics ---------------------------------------------------------------------
 
 
 def latency(doc: Doc, part: Part) -> None:
+    if not part.per_seed:
+        return
     doc.h(3, "Latency")
     diag = part.diag
     rows = [[s, fmt_num(d["latency"]["p50"]), fmt_num(d["latency"]["p95"]),
@@ -238,6 +527,17 @@ def latency(doc: Doc, part: Part) -> None:
         return
     doc.table(["Strategy", "p50 s", "p95 s", "Retrieval p50 s", "Retrieval p95 s", "Generation p50 s",
                "Generation p95 s"], rows)
+    lat = (part.verdict or {}).get("latency") or {}
+    used = sorted({(x or {}).get("source") for x in lat.values()} - {None})
+    doc.p(f"Batched run: what one query waited for its whole batch (generation batch "
+          f"{part.results.get('config', {}).get('batch_size', '?')}), so it measures throughput more than the wait "
+          "of a single user. "
+          + ("The recommendation holds latency targets against the batch-1 probe (one query answered alone)."
+             if used == ["probe"] else
+             "The recommendation holds latency targets against these batched figures: this run recorded no batch-1 "
+             "latency probe." if used == ["batched"] else
+             "The recommendation uses the batch-1 probe where a strategy recorded one, these batched figures elsewhere."
+             if used else ""), "note")
     if part.png:
         split = {}
         for s in diag:
@@ -246,7 +546,8 @@ def latency(doc: Doc, part: Part) -> None:
             if us:
                 split[s] = ([u["latency_seconds"] - u.get("retrieval_seconds", 0) for u in us],
                             [u.get("retrieval_seconds", 0) for u in us])
-        doc.img(plots.latency(split), "Per-query latency, generation and retrieval")
+        if split:
+            doc.img(plots.latency(split), "Per-query latency, generation and retrieval")
 
 
 def _training_line(c) -> str:
@@ -272,6 +573,8 @@ def _training_line(c) -> str:
 
 
 def training(doc: Doc, part: Part) -> None:
+    if not part.per_seed:
+        return
     trained = [c for c in part.cells if c["status"] == "ok" and (c.get("prepare") or {}).get("loss_curve")]
     if not trained:
         return
@@ -289,6 +592,8 @@ def training(doc: Doc, part: Part) -> None:
 
 
 def forgetting(doc: Doc, part: Part) -> None:
+    if not part.per_seed:
+        return
     forgot = [c for c in part.cells if c["status"] == "ok" and c.get("forgetting")]
     if not forgot:
         return
@@ -307,6 +612,8 @@ def forgetting(doc: Doc, part: Part) -> None:
 
 
 def retrieval(doc: Doc, part: Part) -> None:
+    if not part.per_seed:
+        return
     rag = {s: d["retrieval"] for s, d in part.diag.items() if d.get("retrieval")}
     if not rag:
         return
@@ -321,12 +628,83 @@ def retrieval(doc: Doc, part: Part) -> None:
         doc.img(plots.retrieval(rag, label), "Recall at k and accuracy by retrieval outcome")
 
 
-def samples(doc: Doc, part: Part) -> None:
-    doc.blocks.append(("samples", part.cells, part.rows))  # HTML only: a few questions side by side
+# ---- every answer ------------------------------------------------------------------------------
+
+GETS_IT = 0.5  # a strategy "gets" a question when its headline score is at least this: right for EM/accuracy,
+#                at least half the token overlap for F1 (a partial answer a reader could still use)
 
 
-SECTIONS: list[Section] = [recommendation, summary, significance, cost, tradeoffs, latency, training, forgetting,
-                           retrieval, samples]
+def _group_name(right: tuple[str, ...], names: list[str]) -> str:
+    if not right:
+        return "No strategy gets it"
+    if len(right) == len(names):
+        return "Every strategy gets it"
+    if len(right) == 1:
+        return f"Only {right[0]} gets it"
+    wrong = [n for n in names if n not in right]
+    if len(wrong) < len(right):
+        return f"All but {', '.join(wrong)} get it"
+    return f"{', '.join(right)} get it; the others do not"
+
+
+def _sources(rs: list[dict]) -> str:
+    lists = {r["strategy"]: r.get("sources") or [] for r in rs if r.get("sources")}
+    if not lists:
+        return ""
+
+    def one(src):  # several chunks of one document: the document once
+        firsts = [s for i, s in enumerate(src) if s["id"] not in {x["id"] for x in src[:i]}]
+        return ", ".join(f"{s['id']}{' (gold)' if s['gold'] else ''}"
+                         + (f" \u201c{s['title'][:60]}\u201d" if s.get("title") else "") for s in firsts)
+    distinct = {tuple(s["id"] for s in v) for v in lists.values()}
+    if len(distinct) == 1:
+        return one(next(iter(lists.values())))
+    return "; ".join(f"{n}: {one(v)}" for n, v in lists.items())
+
+
+def answers(doc: Doc, part: Part) -> None:
+    """Every question with each strategy's answer and score and the retrieved sources, grouped by which
+    strategies get it; the groups where strategies disagree first. Collapsible (<details>) in the HTML;
+    the Markdown has the group counts."""
+    if not part.per_seed:
+        return
+    ok = [c["strategy"] for c in part.cells if c["status"] == "ok" and "metrics" in c]
+    by = {(r["strategy"], r["id"]): r for r in part.rows if r["strategy"] in ok}
+    qids = list(dict.fromkeys(r["id"] for r in part.rows if r["strategy"] in ok))
+    if not qids or not ok:
+        return
+    primary, label = part.primary, part.label
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for q in qids:
+        right = tuple(n for n in ok if (by.get((n, q)) or {}).get(primary, 0.0) >= GETS_IT)
+        groups.setdefault(right, []).append(q)
+    order = sorted(groups, key=lambda g: (len(g) in (0, len(ok)), len(g) == len(ok), -len(groups[g]),
+                                          [n not in g for n in ok]))
+    doc.h(3, "Answers, question by question")
+    doc.p(f"A strategy gets a question when its {label} is at least {GETS_IT:g}. Groups where the strategies "
+          "disagree come first, largest first; each answer is shown as scored (after extraction) with its "
+          f"{label} in brackets; sources are the retrieved documents, the gold ones marked.")
+    doc.table(["Group", "Questions"], [[_group_name(g, ok), str(len(groups[g]))] for g in order])
+    doc.p("In report.html each group opens to its questions: each strategy's answer and the retrieved sources.",
+          "note")
+    if part.png:  # the report (not the terminal summary): the questions themselves, folded, HTML only
+        for g in order:
+            doc.details(f"{_group_name(g, ok)}: {len(groups[g])} question{'s' * (len(groups[g]) != 1)}", html_only=True)
+            body = []
+            for q in groups[g]:
+                rs = [by[(n, q)] for n in ok if (n, q) in by]
+                first = rs[0]
+                cells = []
+                for n in ok:
+                    r = by.get((n, q))
+                    cells.append("" if r is None else f"{r.get('extracted', r['output'])} [{r.get(primary, 0.0):.2f}]")
+                body.append([first["question"], " | ".join(map(str, first["answers"]))] + cells + [_sources(rs)])
+            doc.table(["Question", "Gold"] + ok + ["Retrieved sources"], body)
+            doc.end_details()
+
+
+SECTIONS: list[Section] = [recommendation, summary, significance, cost, break_even, tradeoffs, latency, training,
+                           forgetting, retrieval, answers]
 
 
 def register_section(section: Section, after: str | None = None) -> Section:
