@@ -35,6 +35,7 @@ from harness.data.chunks import (
     chunk_documents,
     count_chunks,
 )
+from harness.data.docids import doc_matches
 from harness.methods.finetune import FineTune, PeftFineTune, qa_pairs
 from harness.methods.prompts import Prompter, show_choices
 from harness.methods.registry import strategy
@@ -52,6 +53,7 @@ __all__ = [
     "DEFAULT_CHUNK_OVERLAP", "DEFAULT_CHUNK_WORDS", "DEFAULT_EMBEDDER", "DEFAULT_MAX_NEW_TOKENS", "Benchmark",
     "Chunk", "ConfigError", "Document", "Example", "FineTune", "Index", "PeftFineTune", "Prediction",
     "PrepareContext", "Prompter", "Retriever", "Strategy", "StrategyBase", "StrategyFailed", "Usage",
-    "answer_prompts", "chunk_documents", "code_version", "count_chunks", "documents_hash", "embedder_path",
+    "answer_prompts", "chunk_documents", "code_version", "count_chunks", "doc_matches", "documents_hash",
+    "embedder_path",
     "library_versions", "load_benchmark", "qa_pairs", "recall_at", "score", "show_choices", "stage", "strategy",
 ]

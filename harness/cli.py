@@ -34,6 +34,15 @@ def _positive(value: str) -> int:
     return n
 
 
+def _columns_arg(value: str) -> dict:
+    from harness.data.corpus import parse_columns
+
+    try:
+        return parse_columns(value)
+    except HarnessError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--columns: ")) from None
+
+
 EPILOG = """Bad input exits with status 2 and one line naming the file, line and problem; --debug shows the traceback."""
 
 
@@ -46,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_run_parser, _report_parsers, _gate_parser, _listing_parsers, _add_lmeval_parsers, _submit_parser):
+    for add in (_run_parser, _report_parsers, _gate_parser, _listing_parsers, _synth_parser, _add_lmeval_parsers,
+                _submit_parser):
         add(sub)
     return p
 
@@ -57,6 +67,9 @@ def _run_parser(sub) -> None:
     r.add_argument("--benchmark", help="built-in benchmark name or a corpus folder")
     r.add_argument("--corpus", action="append", default=[], metavar="PATH",
                    help="a corpus folder of your own (see `harness corpus check`); may be repeated")
+    r.add_argument("--columns", type=_columns_arg, metavar="FIELD=COLUMN,...",
+                   help="columns of the corpus question tables: question=q,answers=a[,doc_ids=..,split=..,id=..] "
+                        "(wins over benchmark.json's \"columns\")")
     r.add_argument("--test-ratio", type=float, help="share of unsplit corpus questions used for test (0.3)")
     r.add_argument("--split-seed", type=int, help="seed of that split (default 0; apart from --seed)")
     r.add_argument("--strategies", type=_strategies_arg, help="comma-separated names, or 'all'")
@@ -129,10 +142,34 @@ def _listing_parsers(sub) -> None:
     cor_sub = cor.add_subparsers(dest="corpus_command", required=True)
     chk = cor_sub.add_parser("check", help="validate a corpus folder and list every problem with file:line")
     chk.add_argument("path")
+    chk.add_argument("--columns", type=_columns_arg, metavar="FIELD=COLUMN,...",
+                     help="columns of the question table: question=q,answers=a[,doc_ids=..,split=..,id=..]")
     chk.add_argument("--test-ratio", type=float, help="share of unsplit questions used for test (0.3)")
     chk.add_argument("--split-seed", type=int, help="seed of that split (default 0)")
     chk.add_argument("--chunk-words", type=_positive, help="chunk size in words for the count (rag's default)")
     chk.add_argument("--chunk-overlap", type=int, help="chunk overlap in words (rag's default)")
+
+
+def _synth_parser(sub) -> None:
+    s = sub.add_parser("synth", help="write question/answer pairs about documents with a model: a new corpus folder")
+    s.add_argument("corpus", help="a corpus folder (documents/ or documents.jsonl) or a folder of document files")
+    s.add_argument("--out", required=True, help="the new corpus folder (it must not exist, or be empty)")
+    s.add_argument("--n", type=_positive, default=200, help="question/answer pairs to keep (default 200)")
+    s.add_argument("--model", default="smollm2-135m", help="packaged model name or a local model directory")
+    s.add_argument("--paraphrases", type=int, default=0, metavar="K",
+                   help="also write K (0-5) rewordings of each train question (knowledge injection needs them)")
+    s.add_argument("--round-trip", action="store_true",
+                   help="keep only pairs the model answers right from their own passage (one more call each)")
+    s.add_argument("--seed", type=int, default=0, help="passage order and train/test split (default 0)")
+    s.add_argument("--test-ratio", type=float, default=0.3, help="share of kept pairs that are test questions")
+    s.add_argument("--passage-words", type=_positive, help="words per passage the model sees (default 120)")
+    s.add_argument("--dedup-threshold", type=float, help="MiniLM cosine at which two questions are duplicates (0.9)")
+    s.add_argument("--max-passages", type=_positive, help="passages tried at most (default: as many as it takes)")
+    s.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    s.add_argument("--dtype", default="auto")
+    s.add_argument("--batch-size", type=_positive, help="generation batch size (default: the device's)")
+    s.add_argument("--trust-remote-code", action="store_true", help="run Python code shipped in the model folder")
+    s.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 def _submit_parser(sub) -> None:
@@ -221,7 +258,8 @@ def _run(args, **where) -> int:
 
     if args.resume is not None:
         given = [f"--{k.replace('_', '-')}" for k in ("config", "benchmark", "strategies", "limit", "train_limit",
-                 "model", "device", "dtype", "batch_size", "seed", "out", "train_workers", "train_sharding")
+                 "model", "device", "dtype", "batch_size", "seed", "out", "train_workers", "train_sharding",
+                 "columns")
                  if getattr(args, k) is not None]
         if given:
             raise HarnessError(f"--resume continues a run with its own config; drop {', '.join(given)}")
@@ -234,6 +272,7 @@ def _run(args, **where) -> int:
     overrides = {
         "benchmarks": ((args.benchmark,) if args.benchmark else ()) + tuple(args.corpus) or None,
         "strategies": strategies, "test_ratio": args.test_ratio, "split_seed": args.split_seed,
+        "columns": args.columns,
         "limit": args.limit, "train_limit": args.train_limit, "model": args.model, "device": args.device,
         "dtype": args.dtype, "batch_size": args.batch_size, "out": args.out,
         "seeds": (args.seed,) if args.seed is not None else None,
@@ -318,12 +357,42 @@ def cmd_corpus(args) -> int:
     if not 0 <= overlap < words:
         raise HarnessError(f"--chunk-overlap must be >= 0 and smaller than the chunk size ({words}), got {overlap}")
     result = check_corpus(args.path, DEFAULT_SPLIT_SEED if args.split_seed is None else args.split_seed,
-                          DEFAULT_TEST_RATIO if args.test_ratio is None else args.test_ratio)
+                          DEFAULT_TEST_RATIO if args.test_ratio is None else args.test_ratio, columns=args.columns)
     if result.problems:
+        for w in result.skipped:
+            print(f"skipped: {w}", file=sys.stderr)
         for w in result.warnings:
             say(f"warning: {w}", file=sys.stderr)
         raise CorpusError(result.root, result.problems)
     say(summary(result, words, overlap))
+    return 0
+
+
+def cmd_synth(args) -> int:
+    """`harness synth CORPUS --out NEW`: generated questions, filtered, as a corpus folder + synth.json."""
+    from harness.data import synth
+    from harness.data.corpus import load_documents_only
+
+    given = {k: getattr(args, k) for k in ("passage_words", "dedup_threshold", "max_passages")
+             if getattr(args, k) is not None}
+    config = synth.SynthConfig(n=args.n, seed=args.seed, paraphrases=args.paraphrases, round_trip=args.round_trip,
+                               test_ratio=args.test_ratio, **given)
+    synth.check_out(args.out)
+    _, skipped, _ = load_documents_only(args.corpus)  # bad input stops here, before the model loads
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
+    for p in skipped:
+        log(f"skipped: {p}")
+    from harness.model.chat import LocalChatModel
+    from harness.model.runtime import Runtime
+
+    runtime = Runtime(args.model, device=args.device, dtype=args.dtype, progress=not args.quiet,
+                      trust_remote_code=args.trust_remote_code)
+    record = synth.synthesize(args.corpus, args.out, LocalChatModel(runtime, args.batch_size),
+                              synth.MiniLMEncoder(runtime.device), config, log=log)
+    c = record["counts"]
+    print(f"wrote {args.out}: {c['kept']} question/answer pairs kept of {c['generated']} generated "
+          f"(keep rate {c['keep_rate']:.1%}); generation record {args.out}/synth.json\n"
+          f"next: harness corpus check {args.out}")
     return 0
 
 
@@ -422,7 +491,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     commands = {"run": cmd_run, "strategies": cmd_strategies, "benchmarks": cmd_benchmarks, "report": cmd_report,
-                "corpus": cmd_corpus, "gate": cmd_gate, "compare": cmd_compare,
+                "corpus": cmd_corpus, "synth": cmd_synth, "gate": cmd_gate, "compare": cmd_compare,
                 "export-lm-eval": cmd_export_lm_eval, "lm-eval": cmd_lm_eval, "submit": cmd_submit}
     try:
         return commands[args.command](args)

@@ -1,7 +1,7 @@
 import random
 from dataclasses import dataclass
 
-from harness.api import ConfigError, Prompter, chunk_documents, show_choices, strategy
+from harness.api import ConfigError, Prompter, chunk_documents, doc_matches, show_choices, strategy
 from strategies.lora_rag import LoraRag, LoraRagConfig
 
 
@@ -33,11 +33,12 @@ class Raft(LoraRag):
         end = rt.tokenizer.get_vocab().get("<|im_end|>", rt.tokenizer.eos_token_id)
         pairs, with_gold = [], 0
         for ex in ctx.train_examples():
-            gold = [ch for d in ex.doc_ids for ch in by_doc.get(d, [])]
+            # a gold id may name a whole file ("manual"): its parts' chunks ("manual#p3") are gold
+            gold = [ch for d in ex.doc_ids for i in by_doc if doc_matches(i, d) for ch in by_doc[i]]
             # the gold chunk is the one that holds the answer, when one does
             gold = [ch for ch in gold if ex.answers[0].lower() in ch.text.lower()][:1] or gold[:1]
             others = [ch for ch in rng.sample(chunks, min(len(chunks), c.distractors + 2))
-                      if ch.doc_id not in ex.doc_ids][: c.distractors]
+                      if not any(doc_matches(ch.doc_id, d) for d in ex.doc_ids)][: c.distractors]
             use_gold = bool(gold) and rng.random() < c.p_gold
             context = (gold if use_gold else []) + others
             with_gold += use_gold

@@ -134,8 +134,11 @@ def test_bad_test_ratio(tmp_path, ratio):
 
 # -- a folder of deliberately broken files: every problem, exactly -------------------------------
 
-@pytest.mark.reliability("bad input", "documents/*.txt + questions.csv with many faults: every problem listed with file:line")
+@pytest.mark.reliability("bad input", "documents/*.txt + questions.csv with many faults: bad files skipped and "
+                                      "listed, every question problem with file:line")
 def test_broken_txt_and_csv_folder_reports_every_problem(tmp_path):
+    """Bad document files are skipped and listed with their reason (the rest loads); bad questions
+    are problems with file:line."""
     root = tmp_path / "broken"
     d = root / "documents"
     d.mkdir(parents=True)
@@ -144,7 +147,7 @@ def test_broken_txt_and_csv_folder_reports_every_problem(tmp_path):
     (d / "blank.md").write_text("  \n\n")
     (d / "latin1.txt").write_bytes("line one\ncaf\u00e9 au lait\n".encode("latin-1"))
     (d / "good.md").write_text("duplicate of good.txt's id")
-    (d / "folder.txt").mkdir()  # unreadable as a file
+    (d / "folder.txt").mkdir()  # a folder, read as one (empty)
     (d / "slides.pdf").write_bytes(b"%PDF")
     (d / "back\\slash.txt").write_text("an id with a path separator")
     (root / "questions.csv").write_text(
@@ -158,14 +161,10 @@ def test_broken_txt_and_csv_folder_reports_every_problem(tmp_path):
         "../q6,Escaping id?,x,good,test\n"
         '"q7","A question over\ntwo lines","y|z","good",""\n'
         ",Missing id,x,good,test\n"
+        "q8,About the empty file?,x,empty,test\n"
     )
+    result = check_corpus(root)
     assert problems(root) == [
-        "documents/back\\slash.txt: document id 'back\\\\slash' contains a path separator: rejected",
-        "documents/blank.md: empty document (only whitespace)",
-        "documents/empty.txt: empty document (0 bytes)",
-        "documents/folder.txt: cannot read: is a folder",
-        "documents/good.txt: duplicate document id 'good' (also good.md)",
-        "documents/latin1.txt:2: not UTF-8 text (invalid continuation byte at byte 12)",
         "questions.csv:3: duplicate question id 'q1' (first on line 2)",
         "questions.csv:4: question 'q2' has no answers",
         "questions.csv:5: doc_ids name no document: missing",
@@ -174,8 +173,32 @@ def test_broken_txt_and_csv_folder_reports_every_problem(tmp_path):
         "questions.csv:8: question id '../q6' contains a path separator: rejected",
         "questions.csv:11: field 'id' must be a non-empty string",
     ]
-    assert [str(w).replace(f"{root}/", "") for w in check_corpus(root).warnings] == \
-        ["documents/slides.pdf: ignored: documents are .txt or .md files"]
+    assert [str(p).replace(f"{root}/", "") for p in result.skipped] == [
+        "documents/back\\slash.txt: a backslash or control character in the path; rename it",
+        "documents/blank.md: empty file (only whitespace)",
+        "documents/empty.txt: empty file (0 bytes)",
+        "documents/good.txt: same document id 'good' as good.md: rename one of them",
+        "documents/latin1.txt: not UTF-8 text (invalid continuation byte at byte 12, line 2); save it as UTF-8",
+        "documents/slides.pdf: not a PDF: the file is text",
+    ]
+    assert [str(w).replace(f"{root}/", "") for w in result.warnings] == \
+        ["questions.csv:12: doc_ids name a skipped document file: empty"]
+
+
+@pytest.mark.reliability("bad input", "empty or non-UTF-8 document files: skipped and listed, the rest loads")
+def test_bad_document_files_never_stop_the_corpus_from_loading(tmp_path):
+    """The same bad files without the bad questions: the corpus loads, the skips are in its meta."""
+    root = write_user_corpus(tmp_path / "c")
+    (root / "documents" / "d7.txt").write_bytes(b"")
+    (root / "documents" / "d8.txt").write_bytes(b"caf\xe9\n")
+    b = load_benchmark(str(root))
+    assert len(b.documents) == 6
+    assert b.meta["skipped_documents"] == [["documents/d7.txt", "empty file (0 bytes)"],
+                                           ["documents/d8.txt", "not UTF-8 text (invalid continuation byte at "
+                                                                "byte 3, line 1); save it as UTF-8"]]
+    root2 = write_user_corpus(tmp_path / "all-bad", docs=[])
+    (root2 / "documents" / "x.txt").write_bytes(b"")
+    assert problems(root2)[0] == "documents: no documents: all 1 file skipped, see the list"
 
 
 @pytest.mark.reliability("bad input", "documents.jsonl + questions.jsonl with many faults: every problem listed with file:line")
@@ -244,7 +267,9 @@ def test_empty_test_split(tmp_path):
     (lambda r: (write_user_corpus(r), (r / "documents.jsonl").write_text("{}")),
      "broken: both documents and documents.jsonl: keep one"),
     (lambda r: (write_user_corpus(r), (r / "questions.csv").unlink()),
-     "broken/questions.jsonl: not found (nor questions.csv)"),
+     "broken/questions.jsonl: not found (nor questions.csv, .tsv, .parquet, or a questions/ folder"),
+    (lambda r: (write_user_corpus(r), (r / "questions.parquet").write_bytes(b"x")),
+     "broken: both questions.csv and questions.parquet: keep one"),
     (lambda r: (write_user_corpus(r), (r / "questions.csv").write_text("")),
      "broken/questions.csv: empty file: expected a header row"),
     (lambda r: (write_user_corpus(r), (r / "benchmark.json").write_text('{"name": "../../etc"}')),
@@ -259,15 +284,15 @@ def test_folder_level_problems(tmp_path, setup, expected):
 
 def test_load_raises_one_error_listing_every_problem(tmp_path):
     root = write_user_corpus(tmp_path / "c")
-    (root / "documents" / "d1.txt").write_bytes(b"")
-    (root / "documents" / "d2.txt").write_bytes(b"\xff\xfe")
+    with open(root / "questions.csv", "a") as f:
+        f.write("q98,no answer,,d1,test\nq99,bad split,x,d1,later\n")
     with pytest.raises(CorpusError) as exc:
         load_benchmark(str(root))
     assert isinstance(exc.value, DataError) and len(exc.value.problems) == 2
     msg = str(exc.value)
     assert msg.startswith(f"2 problems in corpus {root}:")
-    assert f"{root / 'documents' / 'd1.txt'}: empty document" in msg
-    assert f"{root / 'documents' / 'd2.txt'}:1: not UTF-8" in msg
+    assert f"{root / 'questions.csv'}:20: question 'q98' has no answers" in msg
+    assert f"{root / 'questions.csv'}:21: split must be" in msg
 
 
 @pytest.mark.reliability("security", "document and question ids with ../, separators, NUL are rejected")
@@ -307,14 +332,25 @@ def test_corpus_check_lists_every_problem_and_exits_2(tmp_path, capsys):
     root = write_user_corpus(tmp_path / "c")
     (root / "documents" / "d3.txt").write_bytes(b"")
     with open(root / "questions.csv", "a") as f:
-        f.write("q1,dup,x,d1,test\nq99,no answer,,d1,test\n")
+        f.write("q1,dup,x,d1,test\nq99,no answer,,d1,test\nq100,where?,x,nowhere,test\n")
     assert cli.main(["corpus", "check", str(root)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert f"error: 3 problems in corpus {root}:" in err
-    for where in (f"{root / 'documents' / 'd3.txt'}:", f"{root / 'questions.csv'}:20:",
-                  f"{root / 'questions.csv'}:21:"):
+    for where in (f"{root / 'questions.csv'}:20:", f"{root / 'questions.csv'}:21:", f"{root / 'questions.csv'}:22:"):
         assert where in err
+    # the empty document is listed as skipped, and questions about it warned of, before the problems
+    assert f"skipped: {root / 'documents' / 'd3.txt'}: empty file (0 bytes)" in err
+    assert "doc_ids name a skipped document file: d3" in err
+
+
+def test_corpus_check_lists_skipped_files_and_exits_0(tmp_path, capsys):
+    root = write_user_corpus(tmp_path / "c")
+    (root / "documents" / "notes.xlsx").write_bytes(b"PK\x03\x04")
+    assert cli.main(["corpus", "check", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"{root}: OK" in out and "6 documents" in out
+    assert "1 document file skipped (not loaded):\n    documents/notes.xlsx: unsupported file type '.xlsx'" in out
 
 
 def _truncate_questions(r):
@@ -342,12 +378,11 @@ def _to_txt(r, doc_id, data: bytes):
 ISSUE8_CASES = {
     "missing folder": (lambda r: __import__("shutil").rmtree(r), "{r}: corpus folder not found"),
     "empty folder": (lambda r: [p.unlink() for p in r.iterdir()], "{r}: corpus folder is empty"),
-    "unreadable document": (lambda r: (_to_txt(r, "d2", b"x"), (r / "documents" / "d2.txt").unlink(),
-                                       (r / "documents" / "d2.txt").mkdir()),
-                            "{r}/documents/d2.txt: cannot read"),
-    "non-UTF-8 document": (lambda r: _to_txt(r, "d2", b"line\nPine Vall\xe9e"),
-                           "{r}/documents/d2.txt:2: not UTF-8"),
-    "zero-byte document": (lambda r: _to_txt(r, "d4", b""), "{r}/documents/d4.txt: empty document (0 bytes)"),
+    # issue 8's unreadable, non-UTF-8 and zero-byte document files are skipped and listed since issue 18
+    # (test_bad_document_files_never_stop_the_corpus_from_loading); a question naming one still stops the run
+    "doc_ids naming no document, beside a skipped file": (
+        lambda r: (_to_txt(r, "d4", b""), _edit_question(r, 4, doc_ids=["d9"])),
+        "{r}/questions.jsonl:4: doc_ids name no document: d9"),
     "duplicate document id": (lambda r: open(r / "documents.jsonl", "a").write('{"id": "d1", "text": "x"}\n'),
                               "{r}/documents.jsonl:7: duplicate document id 'd1'"),
     "duplicate question id": (lambda r: _edit_question(r, 2, id="q1"),

@@ -12,10 +12,10 @@ import pytest
 from harness.core.errors import DataError
 from harness.core.types import Document
 from harness.data import ingest
+from harness.data.docids import doc_matches
 from harness.data.ingest import (
     Section,
     Skipped,
-    doc_matches,
     extract,
     load_documents,
     load_question_table,

@@ -29,6 +29,7 @@ from harness.analysis.scoring import (  # noqa: F401 - the names callers use as 
     score_yes_no,
     token_f1,
 )
+from harness.data.docids import any_match
 from harness.data.tasks import task_type
 
 
@@ -65,10 +66,11 @@ def paired_bootstrap_diff(a: Sequence[float], b: Sequence[float], n_boot: int = 
 
 
 def recall_at(retrieved_doc_ids: Sequence[str], gold: Sequence[str], k: int) -> float | None:
-    """1 when a gold document is among the first k retrieved, 0 when not, None without gold documents."""
+    """1 when a gold document is among the first k retrieved, 0 when not, None without gold documents.
+    A gold id naming a whole file ("manual") is found by any of its parts ("manual#p3")."""
     if not gold:
         return None
-    return float(any(d in gold for d in retrieved_doc_ids[:k]))
+    return float(any_match(retrieved_doc_ids[:k], gold))
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

@@ -18,6 +18,7 @@ from harness.analysis.verdicts import DecisionConfig
 from harness.core.errors import DataError, HarnessError
 from harness.core.paths import CORPORA_DIR, shown
 from harness.core.records import NotStrictJSON, loads_strict, nonfinite_line, regular_file
+from harness.data.docids import any_match
 from harness.data.tasks import DEFAULT_TASK, TASK_TYPES
 
 EXTERNAL = "external"  # strategy name for prediction lines that do not say which strategy made them
@@ -208,7 +209,8 @@ def _gold(results: dict, run_dir: Path, verified: bool = False) -> dict[str, dic
     there and does not load is an error."""
     from harness.data.benchmark import load_benchmark
 
-    names = results.get("config", {}).get("benchmarks") or []
+    config = results.get("config", {})
+    names = config.get("benchmarks") or []
     out = {}
     res = run_dir / "results.json"
     for i, b in enumerate(results["benchmarks"]):
@@ -220,7 +222,8 @@ def _gold(results: dict, run_dir: Path, verified: bool = False) -> dict[str, dic
         loaded, errors, broken = [], [], []
         for cand in _candidates(ref, b):
             try:
-                bench = load_benchmark(str(cand))
+                bench = load_benchmark(str(cand), split_seed=config.get("split_seed"),
+                                       test_ratio=config.get("test_ratio"), columns=config.get("columns"))
             except HarnessError as exc:
                 errors.append(str(exc).splitlines()[0])
                 if isinstance(cand, Path) and cand.exists():
@@ -305,8 +308,8 @@ def rescore(results: dict, rows: list[tuple[int, dict]], run_dir: Path,
         ranked = trace.get("retrieved_doc_ids")
         gold_hit = None
         if ranked is not None and doc_ids:
-            gold_hit = float(bool(set(ranked) & set(doc_ids)))
-        sources = [{"id": str(d), "title": g["titles"].get(str(d), ""), "gold": str(d) in doc_ids}
+            gold_hit = float(any_match(ranked, doc_ids))
+        sources = [{"id": str(d), "title": g["titles"].get(str(d), ""), "gold": any_match([str(d)], doc_ids)}
                    for d in (ranked if isinstance(ranked, list) else [])]
         out.append({**r, "benchmark": bname, "seed": key[1], "strategy": key[2], "question": question,
                     "answers": answers, "doc_ids": doc_ids, **s, "gold_retrieved": gold_hit, "line": n,
@@ -327,10 +330,10 @@ def _retrieval(rows: list[dict], primary: str) -> dict | None:
     if not ranked:
         return None
     kmax = max(len(x) for x, _ in ranked)
-    recall = {f"recall@{k}": sum(bool(set(x[:k]) & set(r["doc_ids"])) for x, r in ranked) / len(ranked)
+    recall = {f"recall@{k}": sum(any_match(x[:k], r["doc_ids"]) for x, r in ranked) / len(ranked)
               for k in range(1, kmax + 1)}
-    hit = [r[primary] for x, r in ranked if set(x) & set(r["doc_ids"])]
-    miss = [r[primary] for x, r in ranked if not set(x) & set(r["doc_ids"])]
+    hit = [r[primary] for x, r in ranked if any_match(x, r["doc_ids"])]
+    miss = [r[primary] for x, r in ranked if not any_match(x, r["doc_ids"])]
     return {"recall": recall, "n": len(ranked),
             "acc_gold_retrieved": sum(hit) / len(hit) if hit else None, "n_gold_retrieved": len(hit),
             "acc_gold_missed": sum(miss) / len(miss) if miss else None, "n_gold_missed": len(miss)}

@@ -1,14 +1,26 @@
 """A user's corpus folder -> Benchmark, checked as a whole: every problem is reported, with file and line.
 
 Layout (README, "Bring your own corpus"):
-    PATH/documents/*.txt|*.md   one document per file, file name without suffix = document id
+    PATH/documents/             files of text, Markdown, reST, HTML, PDF, .docx, in subfolders too
+                                (harness/data/ingest.py): the path without suffix is the document id,
+                                and a file that splits into parts gives "FILE#p3" / "FILE#section" ids
       or PATH/documents.jsonl   {"id", "title"?, "text"} per line
     PATH/questions.jsonl        {"id", "question", "answers": [...], "split"?, "doc_ids"?, "choices"?} per line
       or PATH/questions.csv     the same columns; answers, doc_ids and choices separated by "|"
-    PATH/benchmark.json         optional: {"name"?, "task"?, ...}
+      or questions.tsv, questions.parquet, or a questions/ folder written by datasets' save_to_disk
+    PATH/benchmark.json         optional: {"name"?, "task"?, "columns"?: {field: column}, "synthetic"?, ...}
 Questions without a split are split by a seeded hash of their id, so the split is stable when
 questions are added. Ids are never turned into paths, and an id that could name one elsewhere
 (path separators, "..", NUL or other control characters) is rejected, not rewritten.
+
+A file in documents/ that yields no text (encrypted or scanned PDF, empty page, not UTF-8, unsupported
+type...) is skipped and listed with its reason (`CheckResult.skipped`, the benchmark's
+meta["skipped_documents"]); the rest of the corpus loads. One rule for every format: a bad file is
+the same event for the user whatever its type, and one unreadable page must not stop a run over
+a thousand good ones. A question whose doc_ids name only a skipped file is kept, with a warning.
+
+A column mapping (benchmark.json "columns", or `columns=` here, which wins) reads the questions
+through harness/data/ingest.py's load_question_table: {"question": "prompt", "answers": "gold", ...}.
 """
 from __future__ import annotations
 
@@ -26,6 +38,7 @@ from pathlib import Path
 from harness.analysis.scoring import normalize
 from harness.core.errors import DataError, HarnessError
 from harness.core.types import Benchmark, Document, Example
+from harness.data.docids import file_id, unknown_refs
 from harness.data.tasks import DEFAULT_TASK, TASK_TYPES, task_type
 
 DEFAULT_SPLIT_SEED = 0
@@ -33,6 +46,9 @@ DEFAULT_TEST_RATIO = 0.3  # near the built-in benchmarks' test share (NYT: 200 o
 SPLITS = ("train", "dev", "test")
 CSV_REQUIRED = ("id", "question", "answers")
 CSV_COLUMNS = (*CSV_REQUIRED, "split", "doc_ids", "choices")
+# Question files a corpus may hold, in the order they are looked for; the last two (and any file
+# with a column mapping) are read by harness/data/ingest.py's load_question_table.
+QUESTION_FILES = ("questions.jsonl", "questions.csv", "questions.tsv", "questions.parquet", "questions")
 MAX_SHOWN = 500  # problems printed; the count says how many more there are
 
 
@@ -67,6 +83,7 @@ class CheckResult:
     benchmark: Benchmark | None
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    skipped: list[Problem] = field(default_factory=list)  # document files not loaded, each with its reason
 
 
 def unsafe_id(value: str) -> str | None:
@@ -108,27 +125,76 @@ def _strict_constant(name: str):
 
 
 def load_corpus(root: str | Path, split_seed: int = DEFAULT_SPLIT_SEED,
-                test_ratio: float = DEFAULT_TEST_RATIO) -> Benchmark:
-    result = check_corpus(root, split_seed, test_ratio)
+                test_ratio: float = DEFAULT_TEST_RATIO, columns: dict | None = None) -> Benchmark:
+    result = check_corpus(root, split_seed, test_ratio, columns)
     if result.problems:
         raise CorpusError(result.root, result.problems)
     return result.benchmark
 
 
 def check_corpus(root: str | Path, split_seed: int = DEFAULT_SPLIT_SEED,
-                 test_ratio: float = DEFAULT_TEST_RATIO) -> CheckResult:
+                 test_ratio: float = DEFAULT_TEST_RATIO, columns: dict | None = None) -> CheckResult:
+    """Every problem of a corpus folder. `columns` maps question fields to the columns of its
+    question table (and wins over benchmark.json's "columns")."""
     if isinstance(test_ratio, bool) or not isinstance(test_ratio, (int, float)) or not 0 < test_ratio <= 1:
         raise HarnessError(f"test_ratio must be a number in (0, 1], got {test_ratio!r}")
-    return _Loader(Path(root), split_seed, test_ratio).run()
+    return _Loader(Path(root), split_seed, test_ratio, columns).run()
+
+
+def load_documents_only(root: str | Path) -> tuple[list[Document], list[Problem], Path]:
+    """The documents of a corpus folder (its documents/ or documents.jsonl), or of a plain folder
+    of document files, and no questions: what `harness synth` starts from. Returns the documents,
+    the skipped files and where the documents were read from; raises CorpusError listing every
+    problem (no documents at all is one)."""
+    root = Path(root)
+    loader = _Loader(root, DEFAULT_SPLIT_SEED, DEFAULT_TEST_RATIO)
+    if not root.is_dir():
+        raise DataError("folder not found" if not root.exists() else "not a folder of documents", root)
+    if any((root / n).exists() for n in ("documents", "documents.jsonl")):
+        docs = loader._documents()
+        where = next(root / n for n in ("documents", "documents.jsonl") if (root / n).exists())
+    else:
+        docs, where = loader._document_files(root), root
+        if not docs and not loader.result.problems:
+            n = len(loader.result.skipped)
+            loader.problem(root, None, "no documents" + (f": all {n} file{'s' * (n > 1)} skipped" if n else ""))
+    if loader.result.problems:
+        raise CorpusError(root, loader.result.problems + [Problem(p.path, None, f"skipped: {p.message}")
+                                                          for p in loader.result.skipped])
+    return docs or [], loader.result.skipped, where
+
+
+def parse_columns(text: str) -> dict:
+    """`question=q,answers=a` (the --columns flag) -> {"question": "q", "answers": "a"}."""
+    from harness.data.ingest import QUESTION_FIELDS
+
+    out = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
+            raise HarnessError(f"--columns {text!r}: expected FIELD=COLUMN pairs separated by commas, got {item!r}")
+        if key not in QUESTION_FIELDS:
+            raise HarnessError(f"--columns: unknown field {key!r} (known: {', '.join(QUESTION_FIELDS)})")
+        if key in out:
+            raise HarnessError(f"--columns: field {key!r} given twice")
+        out[key] = value
+    if not out:
+        raise HarnessError("--columns: give at least one FIELD=COLUMN pair")
+    return out
 
 
 class _Loader:
-    def __init__(self, root: Path, split_seed: int, test_ratio: float):
-        self.root, self.split_seed, self.test_ratio = root, split_seed, test_ratio
+    def __init__(self, root: Path, split_seed: int, test_ratio: float, columns: dict | None = None):
+        self.root, self.split_seed, self.test_ratio, self.columns = root, split_seed, test_ratio, columns
         self.result = CheckResult(root, None)
         self.hash = hashlib.sha256()
         self.assigned = 0  # questions that had no split
         self.named: set[str] = set()  # document ids found, also of documents rejected for their content
+        self.skipped_files: set[str] = set()  # file ids (path without suffix) of skipped document files
+        self.meta_columns: dict | None = None  # benchmark.json's "columns"
 
     def problem(self, path, line, message) -> None:
         self.result.problems.append(Problem(path, line, message))
@@ -154,6 +220,7 @@ class _Loader:
                                      "and questions.jsonl or questions.csv")
             return self.result
         meta = self._meta(root / "benchmark.json")
+        self.meta_columns = meta.get("columns")
         task = meta.get("task", DEFAULT_TASK)
         name = meta.get("name", root.resolve().name or "corpus")
         docs = self._documents()
@@ -161,6 +228,8 @@ class _Loader:
         if self.result.problems or docs is None or examples is None:
             return self.result
         meta = {**meta, "path": str(root.resolve()), "data_sha256": self.hash.hexdigest()}
+        if self.result.skipped:
+            meta["skipped_documents"] = [[str(p.path.relative_to(root)), p.message] for p in self.result.skipped]
         if self.assigned:
             meta["split_assigned"] = {"seed": self.split_seed, "test_ratio": self.test_ratio,
                                       "questions": self.assigned}
@@ -254,7 +323,27 @@ class _Loader:
         if "name" in meta and unsafe_id(meta["name"]):
             self.problem(path, None, f"name {meta['name']!r} {unsafe_id(meta['name'])}; it names the run's folders")
             meta.pop("name")
+        if "columns" in meta and self._bad_columns(meta["columns"]):
+            self.problem(path, None, f"'columns' {self._bad_columns(meta['columns'])}")
+            meta.pop("columns")
+        if "synthetic" in meta and not isinstance(meta["synthetic"], (bool, dict)):
+            self.problem(path, None, "'synthetic' must be true, false or an object describing the generation")
+            meta.pop("synthetic")
         return meta
+
+    @staticmethod
+    def _bad_columns(columns) -> str | None:
+        from harness.data.ingest import QUESTION_FIELDS
+
+        if not isinstance(columns, dict) or not columns:
+            return "must map question fields to column names, e.g. {\"question\": \"prompt\", \"answers\": \"gold\"}"
+        unknown = sorted(str(k) for k in columns if k not in QUESTION_FIELDS)
+        if unknown:
+            return f"has unknown field(s) {', '.join(map(repr, unknown))} (known: {', '.join(QUESTION_FIELDS)})"
+        bad = sorted(k for k, v in columns.items() if not isinstance(v, str) or not v.strip())
+        if bad:
+            return f"must name a column for {', '.join(map(repr, bad))}"
+        return None
 
     def _one_of(self, first: str, second: str, missing: str) -> Path | None:
         found = [self.root / n for n in (first, second) if (self.root / n).exists()]
@@ -281,13 +370,15 @@ class _Loader:
 
     def _documents(self) -> list[Document] | None:
         found = self._one_of("documents", "documents.jsonl",
-                             "not found (nor a documents/ folder of .txt or .md files)")
+                             "not found (nor a documents/ folder of text, Markdown, HTML, PDF or .docx files)")
         if found is None:
             return None
         before = len(self.result.problems)
         docs = self._document_files(found) if found.is_dir() else self._document_lines(found)
         if not docs and len(self.result.problems) == before:
-            self.problem(found, None, "no documents")
+            n = len(self.result.skipped)
+            self.problem(found, None,
+                         "no documents" + (f": all {n} file{'s' * (n > 1)} skipped, see the list" if n else ""))
         return docs
 
     def _document_lines(self, path: Path) -> list[Document]:
@@ -321,62 +412,70 @@ class _Loader:
         return docs
 
     def _document_files(self, folder: Path) -> list[Document]:
+        """Every file under documents/ through harness/data/ingest.py; files that yield no text are
+        listed in `skipped`, never problems.
+
+        data_sha256: a top-level .txt/.md file that loads as one document under its plain id is
+        hashed as the loader before ingestion hashed it (name, length, bytes), so existing corpora
+        keep their hash and their cached stages; any other file is hashed by the documents it
+        gave (ids, titles, texts), so a change in extraction (a new parser version) is a new hash."""
+        from harness.data.ingest import load_documents
+
+        def hash_file(rel: str, kind: str, data: bytes, docs: list[Document]) -> None:
+            path = Path(rel)
+            if (len(path.parts) == 1 and path.suffix.lower() in (".txt", ".md") and len(docs) == 1
+                    and docs[0].id == path.stem):
+                self.hash.update(path.name.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
+            else:
+                parts = json.dumps([[d.id, d.title, d.text] for d in docs], ensure_ascii=False)
+                self.hash.update(b"\1" + rel.encode() + b"\0" + hashlib.sha256(parts.encode()).digest())
+
         try:
-            files = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-        except OSError as exc:
-            self.problem(folder, None, f"cannot read the folder ({exc.strerror or exc})")
+            docs, skipped = load_documents(folder, on_file=hash_file)
+        except DataError as exc:
+            self.problem(folder, None, str(exc).removeprefix(f"{folder}: "))
             return []
-        docs, seen = [], {}
-        for p in files:
-            if p.suffix.lower() not in (".txt", ".md"):
-                self.warn(p, None, "ignored: documents are .txt or .md files" if p.is_file()
-                          else "ignored: subfolders of documents/ are not read")
-                continue
-            why = unsafe_id(p.stem)
-            if why:
-                self.problem(p, None, f"document id {p.stem!r} {why}: rejected")
-                continue
-            if p.stem in seen:
-                self.problem(p, None, f"duplicate document id {p.stem!r} (also {seen[p.stem].name})")
-                continue
-            seen[p.stem] = p
-            self.named.add(p.stem)
-            data = self._read(p)
-            if data is None:
-                continue
-            self.hash.update(p.name.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
-            if data.startswith(b"\xef\xbb\xbf"):
-                data = data[3:]
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                line = data.count(b"\n", 0, exc.start) + 1
-                self.problem(p, line, f"not UTF-8 text ({exc.reason} at byte {exc.start})")
-                continue
-            if not text.strip():
-                self.problem(p, None, "empty document (0 bytes)" if not data else "empty document (only whitespace)")
-                continue
-            title = ""
-            if p.suffix.lower() == ".md":
-                first = text.lstrip().split("\n", 1)[0]
-                title = first.lstrip("#").strip() if first.startswith("#") else ""
-            docs.append(Document(id=p.stem, text=text, title=title))
+        for rel, reason in skipped:
+            self.result.skipped.append(Problem(folder / rel, None, reason))
+            self.skipped_files.add(Path(rel.rstrip("/")).with_suffix("").as_posix())
+        self.named.update(d.id for d in docs)
         return docs
 
     # -- questions ---------------------------------------------------------------------------------
 
+    def _question_file(self) -> Path | None:
+        found = [self.root / n for n in QUESTION_FILES if (self.root / n).exists()]
+        if len(found) > 1:
+            self.problem(self.root, None, f"both {found[0].name} and {found[1].name}: keep one")
+            return None
+        if not found:
+            self.problem(self.root / "questions.jsonl", None,
+                         "not found (nor questions.csv, .tsv, .parquet, or a questions/ folder from datasets)")
+            return None
+        return found[0]
+
     def _questions(self, task: str, doc_ids: set[str] | None) -> list[Example] | None:
-        found = self._one_of("questions.csv", "questions.jsonl", "not found (nor questions.csv)")
+        found = self._question_file()
         if found is None:
             return None
-        data = self._read(found)
-        if data is None:
-            return None
-        self.hash.update(data)
-        rows = self._csv_rows(found, data) if found.suffix == ".csv" else self._jsonl(found, data)
+        columns = self.columns if self.columns is not None else self.meta_columns
+        if columns is not None or found.name not in ("questions.jsonl", "questions.csv"):
+            rows = self._table_rows(found, columns)
+            if rows is None:
+                return None
+        else:
+            data = self._read(found)
+            if data is None:
+                return None
+            self.hash.update(data)
+            rows = self._csv_rows(found, data) if found.suffix == ".csv" else self._jsonl(found, data)
         out, seen = [], {}
         for n, obj in rows:
-            ex = self._question(obj, found, n, task, doc_ids, seen)
+            before = (len(self.result.problems), len(self.result.warnings))
+            ex = self._question(obj, found, n if isinstance(n, int) else None, task, doc_ids, seen)
+            if isinstance(n, str):  # a row of a Parquet file or a saved dataset: no line, name the row
+                for got, start in ((self.result.problems, before[0]), (self.result.warnings, before[1])):
+                    got[start:] = [Problem(p.path, None, f"{n}: {p.message}") for p in got[start:]]
             if ex is not None:
                 out.append(ex)
         if not out and not self.result.problems:
@@ -385,6 +484,40 @@ class _Loader:
         if out and not any(e.split == "test" for e in out):
             self.problem(found, None, "no question has split 'test': nothing to evaluate")
         return out
+
+    def _table_rows(self, path: Path, columns: dict | None) -> list[tuple[int | str, dict]] | None:
+        """Rows of a question table read by harness/data/ingest.py (any format, with the column
+        mapping), as (line, or "row N" where the format has no lines, question dict)."""
+        from harness.data.ingest import QuestionTableError, load_question_table
+
+        try:
+            rows = load_question_table(path, columns)
+        except QuestionTableError as exc:
+            for p, line, message in exc.problems:
+                self.problem(p, line, message)
+            return None
+        except DataError as exc:
+            self.problem(path, None, str(exc).removeprefix(f"{path}: "))
+            return None
+        self._hash_table(path)
+        if columns is not None:
+            self.hash.update(b"\2columns\0" + json.dumps(columns, sort_keys=True).encode())
+        by_lines = path.is_file() and path.suffix.lower() in (".csv", ".tsv", ".jsonl", ".ndjson")
+        return [(r["line"] if by_lines else f"row {r['line']}" + (f" (split {r['split']})" if path.is_dir()
+                 and "split" in r else ""), {k: v for k, v in r.items() if k != "line"}) for r in rows]
+
+    def _hash_table(self, path: Path) -> None:
+        """The question table's bytes; a saved dataset's files by relative path and content."""
+        if path.is_file():
+            data = self._read(path)
+            if data is not None:
+                self.hash.update(data)
+            return
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            data = self._read(f)
+            if data is not None:
+                rel = f.relative_to(path).as_posix().encode()
+                self.hash.update(rel + b"\0" + len(data).to_bytes(8, "little") + data)
 
     def _question(self, obj, path, n, task, doc_ids, seen) -> Example | None:
         qid = self._id(obj, "id", path, n, "question")
@@ -424,7 +557,11 @@ class _Loader:
             self.problem(path, n, "field 'doc_ids' must be a list of strings")
             refs = None
         elif doc_ids is not None:
-            missing = [d for d in refs if d not in doc_ids]
+            missing = unknown_refs(refs, doc_ids)  # a whole file ("manual") names its parts ("manual#p3")
+            skipped = [d for d in missing if file_id(d) in self.skipped_files]
+            if skipped:
+                self.warn(path, n, f"doc_ids name a skipped document file: {', '.join(skipped)}")
+            missing = [d for d in missing if d not in skipped]
             if missing:
                 self.problem(path, n, f"doc_ids name no document: {', '.join(missing)}")
         choices = self._choices(obj, answers, task, path, n)
@@ -560,5 +697,10 @@ def summary(result: CheckResult, chunk_words: int, chunk_overlap: int) -> str:
         a = b.meta["split_assigned"]
         lines.append(f"  {a['questions']} questions had no split: assigned with seed {a['seed']}, "
                      f"test ratio {a['test_ratio']}")
+    if b.meta.get("synthetic"):
+        lines.append("  synthetic questions (benchmark.json 'synthetic'): reports on this corpus say so at the top")
+    if result.skipped:
+        lines.append(f"  {len(result.skipped)} document file{'s' * (len(result.skipped) > 1)} skipped (not loaded):")
+        lines += [f"    {p.path.relative_to(result.root)}: {p.message}" for p in result.skipped]
     lines += [f"  warning: {w}" for w in result.warnings]
     return "\n".join(lines)

@@ -4,7 +4,6 @@ JSONL, Parquet, a `datasets.save_to_disk` folder) become question rows.
 
     extract(path) -> list[Section]                 one file; raises Skipped with the reason it yields no text
     load_documents(folder) -> (documents, skipped)  a whole folder, recursively; never raises for one bad file
-    doc_matches(retrieved_id, gold_id) -> bool      a gold id naming a whole file matches each of its parts
     load_question_table(path, columns) -> list[dict]
 
 Document ids. A file's id is its path relative to the folder without its suffix ("guides/install"),
@@ -19,7 +18,7 @@ A file that splits into parts gets one Document per part:
     .txt, and any file with a single part   one Document under the plain file id
 Each part's title is "file — section" ("manual.pdf — page 3"); a single-part file keeps the title
 the corpus loader always gave it (its heading, or ""). A question's doc_ids may name a whole file
-("manual"): `doc_matches` says it is found when any of its parts is retrieved.
+("manual"): harness/data/docids.py's `doc_matches` says it is found when any of its parts is retrieved.
 
 Extraction is cached per file content under `<HARNESS_CACHE>/extract/` (default
 ~/.cache/rag-or-finetune/extract/): the key hashes the file's bytes, its format, EXTRACTOR_VERSION and
@@ -554,12 +553,15 @@ def _html_blocks(root):
 # -- a folder ----------------------------------------------------------------------------------------------
 
 
-def load_documents(folder: str | Path, *, cache: bool = True,
-                   cache_dir: str | Path | None = None) -> tuple[list[Document], list[tuple[str, str]]]:
+def load_documents(folder: str | Path, *, cache: bool = True, cache_dir: str | Path | None = None,
+                   on_file=None) -> tuple[list[Document], list[tuple[str, str]]]:
     """Every supported file under `folder` (recursively; hidden files and folders are ignored) as
     Documents, and (relative file, reason) for each file that was not loaded. Symlinks that lead
     outside the folder, or to a folder, are refused and listed. Raises only when `folder` itself
-    cannot be read."""
+    cannot be read.
+
+    `on_file(rel, kind, data, documents)`, when given, is called for each loaded file in order, with
+    its bytes: the corpus loader hashes them (harness/data/corpus.py)."""
     root = Path(folder)
     if not root.is_dir():
         raise DataError("documents folder not found" if not root.exists() else "not a folder", root)
@@ -577,7 +579,8 @@ def load_documents(folder: str | Path, *, cache: bool = True,
             continue
         try:
             kind = _kind(path)
-            sections = _extract_cached(path, kind, store if cache else None)
+            data = _read(path)
+            sections = _extract_cached(data, kind, store if cache else None)
         except Skipped as exc:
             skipped.append((rel, exc.reason))
             continue
@@ -586,7 +589,10 @@ def load_documents(folder: str | Path, *, cache: bool = True,
             skipped.append((rel, f"could not be read ({type(exc).__name__}: {exc})"))
             continue
         owner[file_id] = rel
-        documents += _documents(file_id, rel, kind, [replace(s, source=rel) for s in sections])
+        docs = _documents(file_id, rel, kind, [replace(s, source=rel) for s in sections])
+        if on_file is not None:
+            on_file(rel, kind, data, docs)
+        documents += docs
     skipped.sort()
     return documents, skipped
 
@@ -675,17 +681,6 @@ def slugify(heading: str) -> str:
     return slug or "section"
 
 
-def file_id(doc_id: str) -> str:
-    """The file part of a document id: "manual#p3" -> "manual"."""
-    return doc_id.partition("#")[0]
-
-
-def doc_matches(retrieved_id: str, gold_id: str) -> bool:
-    """Whether a retrieved document counts as the gold one: the same id, or a part ("manual#p3") of
-    the whole file a gold id without '#' names ("manual")."""
-    return retrieved_id == gold_id or ("#" not in gold_id and retrieved_id.partition("#")[0] == gold_id)
-
-
 # -- cache ---------------------------------------------------------------------------------------------------
 
 
@@ -712,8 +707,7 @@ def cache_key(data: bytes, kind: str) -> str:
     return hashlib.sha256(head + hashlib.sha256(data).digest()).hexdigest()
 
 
-def _extract_cached(path: Path, kind: str, store: Path | None) -> list[Section]:
-    data = _read(path)
+def _extract_cached(data: bytes, kind: str, store: Path | None) -> list[Section]:
     if store is None:
         return _parse(data, kind)
     key = cache_key(data, kind)

@@ -47,6 +47,9 @@ class RunConfig:
     train_workers: int = 1
     # How those workers split the model: ddp (each holds all weights) or fsdp (sharded, FSDP2).
     train_sharding: str = "ddp"
+    # Column mapping of the question tables of corpus folders ({"question": "prompt", "answers": "gold"}),
+    # winning over their benchmark.json "columns"; built-in benchmarks ignore it. None: as each folder says.
+    columns: dict | None = None
 
     def __post_init__(self):
         for name in ("limit", "train_limit", "forgetting_limit"):
@@ -100,6 +103,13 @@ class RunConfig:
                     self.forgetting in builtin_benchmarks() or (Path(self.forgetting) / "questions.jsonl").is_file()):
                 raise ConfigError(f"forgetting must name a built-in benchmark ({', '.join(builtin_benchmarks())}) "
                                   f"or a corpus folder, got {self.forgetting!r}")
+        if self.columns is not None:
+            from harness.data.ingest import QUESTION_FIELDS
+
+            if not isinstance(self.columns, dict) or not self.columns or not all(
+                    k in QUESTION_FIELDS and isinstance(v, str) and v.strip() for k, v in self.columns.items()):
+                raise ConfigError(f"columns must map question fields ({', '.join(QUESTION_FIELDS)}) to column "
+                                  f"names, got {self.columns!r}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
 
@@ -109,7 +119,7 @@ class RunConfig:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 _OPTIONAL_TYPES = {"limit": int, "train_limit": int, "batch_size": int, "out": str,
-                   "forgetting": str, "forgetting_limit": int}  # default None
+                   "forgetting": str, "forgetting_limit": int, "columns": dict}  # default None
 _YAML_KEYS = {"benchmark", "benchmarks", "strategies", "seed", "seeds", *_FIELDS} - {"options"}
 
 

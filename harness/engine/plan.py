@@ -72,7 +72,8 @@ def plan(cfg: RunConfig) -> Plan:
     entries = {n: split_entry(n, cfg.options.get(n)) for n in cfg.strategies}  # name -> (registered, options)
     specs = [get_spec(n, base) for n, (base, _) in entries.items()]
     configs = {s.name: build_config(s, entries[s.name][1]) for s in specs}
-    benches = [load_benchmark(b, split_seed=cfg.split_seed, test_ratio=cfg.test_ratio) for b in cfg.benchmarks]
+    benches = [load_benchmark(b, split_seed=cfg.split_seed, test_ratio=cfg.test_ratio, columns=cfg.columns)
+               for b in cfg.benchmarks]
     same = sorted(n for n, c in Counter(b.name for b in benches).items() if c > 1)
     if same:
         raise ConfigError(f"two benchmarks are both named {same[0]!r} (their benchmark.json 'name'): their cells, "

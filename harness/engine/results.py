@@ -71,7 +71,8 @@ def header(cfg: RunConfig, plan: Plan, runtime, stages: StageCache, run_dir: Pat
                         "test_used": min(len(b.split("test")), cfg.limit or 10**9),
                         "data_sha256": b.meta.get("data_sha256"), "path": b.meta.get("path"),
                         "license": b.meta.get("license"),
-                        "source": b.meta.get("source"), "split_assigned": b.meta.get("split_assigned")}
+                        "source": b.meta.get("source"), "split_assigned": b.meta.get("split_assigned"),
+                        **{k: b.meta[k] for k in ("synthetic", "skipped_documents") if b.meta.get(k)}}
                        for b in plan.benches],
         "pricing": {"usd_per_hour": cfg.usd_per_hour},
         "answer_extraction": metrics.EXTRACTION_RULE,

@@ -62,6 +62,11 @@ def run(cfg: RunConfig | None = None, progress: bool = True, log=print, *, cache
     if resume is not None:
         run_dir, previous, cfg = resume_target(resume, trust_remote_code=trust_remote_code)
     p = plan(cfg)
+    for b in p.benches:  # bad document files never stop a run: say which were left out, before any work
+        skipped = b.meta.get("skipped_documents") or []
+        if skipped:
+            log(f"{b.name}: {len(skipped)} document file{'s' * (len(skipped) > 1)} skipped (not loaded): "
+                + "; ".join(f"{f} ({why})" for f, why in skipped[:20]) + (" ..." if len(skipped) > 20 else ""))
     stages = StageCache(root=store, enabled=cache)
     stages.check_writable()  # before the model loads: an unwritable cache must not cost the answers
     executor = executor or LocalExecutor()

@@ -31,6 +31,12 @@ def _benchmark(doc: Doc, results: dict, b: dict, rows: list[dict], png: bool) ->
           f"{b.get('train', '?')} train questions, {b.get('documents', '?')} documents. Source: "
           f"{b.get('source') or 'local'}; licence {b.get('license') or 'unknown'}. Headline metric: "
           f"{metric_label(primary)}." + _gold_source(b))
+    skipped = b.get("skipped_documents") or []
+    if skipped:
+        doc.p(f"{len(skipped)} document file{'s' * (len(skipped) > 1)} could not be read and "
+              f"{'were' if len(skipped) > 1 else 'was'} left out: "
+              + "; ".join(f"{f} ({why})" for f, why in skipped[:10]) + ("; ..." if len(skipped) > 10 else "")
+              + " (all in results.json).", "note")
     per_seed = analysis["benchmarks"][name]
     parts = []
     if len(per_seed) > 1:
@@ -74,6 +80,9 @@ def build(results: dict, rows: list[dict], png: bool = True) -> Doc:
           f"started {run.get('started', '?')}; seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}. "
           f"Decision inputs: {inputs(DecisionConfig.from_dict(a['decision']), a['prices']['machine'])}.")
     for b in results["benchmarks"]:
+        if b.get("synthetic"):
+            doc.p(synthetic_warning(b), "fail")
+    for b in results["benchmarks"]:
         _benchmark(doc, results, b, rows, png)
     doc.h(2, "How to read the figures")
     doc.ul([
@@ -91,6 +100,19 @@ def build(results: dict, rows: list[dict], png: bool = True) -> Doc:
           "intervals from resampling questions and seeds); each seed's own tables follow under its own heading."]
          if len(seeds) > 1 else []))
     return doc
+
+
+def synthetic_warning(b: dict) -> str:
+    """The line a report on generated questions opens with (benchmark.json "synthetic", written by
+    `harness synth`)."""
+    syn = b["synthetic"] if isinstance(b.get("synthetic"), dict) else {}
+    how = f" by {syn['model']}" if syn.get("model") else ""
+    kept = (f", {syn['kept']} of {syn['generated']} generated pairs kept by its filters"
+            if isinstance(syn.get("kept"), int) and isinstance(syn.get("generated"), int) else "")
+    return (f"**Synthetic questions.** The questions of {b['name']} were generated from its documents{how} "
+            f"(`harness synth`{kept}), not written by your users. The scores below measure how well each "
+            "strategy answers questions a model could write about single passages; read a sample of them "
+            "before trusting the decision.")
 
 
 def write_reports(run_dir: Path, prices=None, decision: dict | None = None) -> dict:
@@ -114,6 +136,8 @@ def console_table(run_dir: Path) -> str:
     doc = build(results, rows, png=False)
     lines, name, last = [], None, None
     for blk in doc.blocks:
+        if blk[0] == "p" and blk[1].startswith("**Synthetic questions.**"):
+            lines.append(blk[1].replace("**", "").replace("`", ""))
         if blk[0] == "h" and blk[1] == 2:
             name = blk[2]
         if blk[0] == "table" and "Latency p95 s" in blk[1] and "One-time $" in blk[1]:

@@ -1,0 +1,365 @@
+"""`harness synth` (harness/data/synth.py): each filter drops what it should on hand-made pairs; a run with a
+scripted chat model writes a corpus that `corpus check` accepts, with counts that add up, paraphrases
+and the synthetic flag every report shows; the tiny model runs through the same path (and keeps nothing)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import DOCS, write_corpus
+
+from harness import cli
+from harness.core.errors import ConfigError, HarnessError
+from harness.core.types import Document
+from harness.data import synth
+from harness.data.corpus import check_corpus, load_corpus
+from harness.data.synth import (
+    SynthConfig,
+    answer_problem,
+    near_duplicates,
+    parse_pair,
+    passages,
+    question_problem,
+    round_trip_ok,
+)
+
+PASSAGE = ("The Harbor City bridge was opened in 1932 by mayor Alice Stone. It spans the Gray River and carries "
+           "four lanes of traffic. Its steel came from the Pittsburgh mills of the Carnegie company.")
+
+
+# -- each filter, on hand-made pairs -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("reply, expected", [
+    ("Question: Who opened the bridge?\nAnswer: Alice Stone", ("Who opened the bridge?", "Alice Stone")),
+    ("Sure!\n**Question:** Who opened the bridge?\n**Answer:** Alice Stone.",
+     ("Who opened the bridge?", "Alice Stone")),
+    ("Q: Who opened the bridge?\nA: Alice Stone", ("Who opened the bridge?", "Alice Stone")),
+    ("question - Who opened\nthe bridge?\nanswer: Alice Stone\nMore text", ("Who opened the bridge?", "Alice Stone")),
+    ("Who opened the bridge? Alice Stone", None),
+    ("Question: Who opened the bridge?", None),
+    ("Question: Who opened the bridge?\nAnswer:", None),
+    ("", None),
+])
+def test_parse_pair(reply, expected):
+    assert parse_pair(reply) == expected
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("Who opened the Harbor City bridge?", None),
+    ("In what year was the Harbor City bridge opened?", None),
+    ("According to Alice Stone, when did the bridge open?", None),
+    ("What did Alice Stone do after she became mayor?", None),  # "she" refers to a name before it
+    ("The bridge was opened in 1932.", "not_a_question"),  # no question mark
+    ("Bridge?", "not_a_question"),  # too short
+    ("The Harbor City bridge opened in 1932 by Alice Stone?", "not_a_question"),  # no question word
+    ("What does the passage say about the bridge?", "needs_the_passage"),
+    ("According to the text, who opened the bridge?", "needs_the_passage"),
+    ("What does the author think of the bridge?", "needs_the_passage"),
+    ("Which river is mentioned above?", "needs_the_passage"),
+    ("What did he open in 1932?", "needs_the_passage"),  # a pronoun with nothing before it
+    ("When was it opened to traffic?", "needs_the_passage"),
+    ("It was opened by whom?", "needs_the_passage"),
+    ("What is this bridge called?", "needs_the_passage"),  # which bridge?
+    ("What is the name of this bridge over the Gray River?", None),  # named after all
+    ("What river does their bridge span?", "needs_the_passage"),
+])
+def test_question_filter(question, expected):
+    assert question_problem(question) == expected
+
+
+@pytest.mark.parametrize("question, answer, expected", [
+    ("Who opened the Harbor City bridge?", "mayor Alice Stone", None),
+    ("Who opened the Harbor City bridge?", "Alice Stone.", None),  # punctuation and case do not matter
+    ("Who opened the Harbor City bridge?", "Bob Stone", "answer_not_supported"),
+    ("When was the Harbor City bridge opened?", "1933", "answer_not_supported"),
+    ("Who opened the Harbor City bridge?", "Alice", None),
+    ("Who opened the Harbor City bridge?", "Ali", "answer_not_supported"),  # whole words only
+    ("Where did the steel come from?", "It came from the Pittsburgh mills of the Carnegie company", None),  # 80%
+    ("Where did the steel come from?", "It came from the Chicago factories of the Ford company",
+     "answer_not_supported"),
+    ("What does the bridge carry?", " ".join(["lanes"] * 31), "answer_too_long"),
+    ("Which river does the Gray River bridge span?", "the Gray River", "answer_in_question"),
+    ("Who is Alice Stone?", "Alice Stone", "answer_in_question"),
+    ("Who opened the Harbor City bridge?", "", "answer_not_supported"),
+])
+def test_answer_filter(question, answer, expected):
+    assert answer_problem(question, answer, PASSAGE) == expected
+
+
+def test_round_trip_check():
+    assert round_trip_ok("Alice Stone", "Who opened the bridge?", "mayor Alice Stone")
+    assert round_trip_ok("The bridge was opened by mayor Alice Stone.", "Who opened the bridge?", "Alice Stone")
+    assert not round_trip_ok("Bob", "Who opened the bridge?", "Alice Stone")
+    assert not round_trip_ok("", "Who opened the bridge?", "Alice Stone")
+
+
+def unit(*rows):
+    v = np.asarray(rows, dtype=np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_near_duplicates_against_each_other_and_the_kept():
+    vecs = unit([1, 0, 0], [0.99, 0.1, 0], [0, 1, 0], [0, 0.95, 0.3], [0, 0, 1])
+    assert near_duplicates(vecs, 0.9) == [False, True, False, True, False]
+    assert near_duplicates(vecs, 0.999) == [False] * 5
+    assert near_duplicates(vecs[2:], 0.9, kept=list(vecs[:1])) == [False, True, False]
+    assert near_duplicates(vecs[:1], 0.9, kept=list(unit([0.99, 0.1, 0]))) == [True]
+
+
+def test_passages_take_turns_across_files():
+    words = lambda tag, n: " ".join(f"{tag}{i}" for i in range(n))  # noqa: E731
+    docs = [Document("big#p1", words("a", 300)), Document("big#p2", words("b", 300)),
+            Document("small", words("c", 60)), Document("tiny", words("d", 10))]
+    ps = passages(docs, 50, seed=1)
+    assert len(ps) == 12 + 1  # 6 + 6 passages of the big file, 1 of the small one, none of 10 words
+    first = {synth.file_id(p.doc.id) for p in ps[:2]}
+    assert first == {"big", "small"}  # every file gives one before any gives two
+    assert ps == passages(docs, 50, seed=1) and ps != passages(docs, 50, seed=2)
+    assert all(len(p.text.split()) <= 50 for p in ps)
+
+
+def test_config_is_checked():
+    for bad in ({"n": 0}, {"paraphrases": 6}, {"paraphrases": -1}, {"test_ratio": 1.0}, {"test_ratio": 0},
+                {"dedup_threshold": 0}, {"passage_words": 10}, {"max_passages": 0}):
+        with pytest.raises(ConfigError):
+            SynthConfig(**bad)
+
+
+# -- a whole run, with a scripted chat model ---------------------------------------------------------------
+
+@dataclass
+class Reply:
+    text: str
+
+
+class Scripted:
+    """A chat model whose replies are written here: per passage subject, a good or a bad pair."""
+
+    name = "scripted"
+    PAIRS = {
+        "Harbor City": "Question: Who opened the Harbor City bridge?\nAnswer: mayor Alice Stone",
+        "Pine Valley": "Question: What does the passage say about the fair?\nAnswer: every October",
+        "Orion Labs": "I am sorry, I cannot help with that.",
+        "Lake Mira": "Question: What is the depth of Lake Mira?\nAnswer: 310 meters",
+        "Blue Note": "Question: Which instrument does Marta Ruiz play at the Blue Note Cafe?\nAnswer: the trumpet",
+        "Redwood": "Question: How deep is Lake Mira?\nAnswer: 310 meters",  # not in its passage
+        "Gray Lake": "Question: What is the depth of the Lake Mira?\nAnswer: 310 meters",  # a near-duplicate
+        "Elm Street": "Question: Who founded the Elm Street library?\nAnswer: Ruth Park",
+    }
+
+    def __init__(self):
+        self.asked = {"generate": 0, "round_trip": 0, "paraphrase": 0}
+
+    def fingerprint(self):
+        return {"backend": "test", "model": "scripted"}
+
+    def chat(self, messages_list, max_new_tokens, stop=None, *, stop_at_newline=True):
+        assert not stop_at_newline
+        out = []
+        for m in messages_list:
+            user = m[-1]["content"]
+            if "Write one question" in user:
+                self.asked["generate"] += 1
+                out.append(Reply(next(v for k, v in self.PAIRS.items() if k in user)))
+            elif user.endswith("Rewritten question:"):
+                self.asked["paraphrase"] += 1
+                q = user.split("Question: ")[1].split("\n")[0]
+                style = user.split("\n")[0]
+                out.append(Reply({
+                    synth.PARAPHRASE_STYLES[0]: "Which person opened the bridge of Harbor City?",
+                    synth.PARAPHRASE_STYLES[1]: q,  # a copy
+                    synth.PARAPHRASE_STYLES[2]: "What did the passage say?",  # needs the passage
+                }.get(style, "") if "Harbor" in q else f"Rewritten: {q[:-1]} exactly?"))
+            else:
+                self.asked["round_trip"] += 1
+                out.append(Reply("a teacher" if "Elm Street" in user else "Alice Stone" if "Harbor" in user
+                                 else "310 meters" if "Mira" in user else "no idea"))
+        return out
+
+
+def hash_encoder(texts):
+    """Embeddings that are near for the same words: a bag of hashed words (enough to find the duplicate)."""
+    out = np.zeros((len(texts), 64), dtype=np.float32)
+    for i, t in enumerate(texts):
+        for w in t.lower().replace("?", "").split():
+            out[i, hashlib.sha256(w.encode()).digest()[0] % 64] += 1
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+hash_encoder.name = "hashed words (test)"
+
+
+def source_corpus(root: Path) -> Path:
+    docs = [(i, t, (x + " ") * 4) for i, t, x in DOCS] + [
+        ("d7", "Gray Lake", "Gray Lake lies north of Lake Mira, which is 310 meters deep. " * 4),
+        ("d8", "Elm Street", "The Elm Street library was founded by Ruth Park, a teacher. " * 5)]
+    return write_corpus(root, docs=docs)
+
+
+def test_synth_writes_a_corpus_that_corpus_check_accepts(tmp_path):
+    out = tmp_path / "syn"
+    model = Scripted()
+    record = synth.synthesize(source_corpus(tmp_path / "src"), out, model, hash_encoder,
+                              SynthConfig(n=10, test_ratio=0.5), log=lambda m: None)
+    c = record["counts"]
+    assert c["generated"] == 8 and c["kept"] + sum(c["dropped"].values()) == c["generated"]
+    assert c["kept"] == 3
+    assert {k: v for k, v in c["dropped"].items() if v} == {
+        "unparsed": 1, "needs_the_passage": 1, "answer_not_supported": 2, "duplicate": 1}
+    assert c["passages_tried"] == 8 and model.asked == {"generate": 8, "round_trip": 0, "paraphrase": 0}
+    assert record["dropped_examples"]["needs_the_passage"][0]["question"].startswith("What does the passage")
+    assert json.loads((out / "synth.json").read_text()) == record
+    meta = json.loads((out / "benchmark.json").read_text())
+    assert meta["synthetic"] == {"model": "scripted", "generated": 8, "kept": 3, "record": "synth.json",
+                                 "prompt_version": synth.PROMPT_VERSION}
+    result = check_corpus(out)
+    assert result.problems == [] and result.warnings == []
+    b = result.benchmark
+    assert b.meta["synthetic"]["kept"] == 3 and len(b.documents) == 8
+    assert b.documents == load_corpus(tmp_path / "src").documents  # the same documents, same ids
+    rows = [json.loads(line) for line in (out / "questions.jsonl").read_text().splitlines()]
+    assert all(r["synthetic"] is True for r in rows)
+    by_q = {r["question"]: r for r in rows}
+    harbor = by_q["Who opened the Harbor City bridge?"]
+    assert harbor["doc_ids"] == ["d1"] and harbor["answers"] == ["mayor Alice Stone"]
+    text = next(d.text for d in b.documents if d.id == "d1")
+    s = harbor["source"]
+    assert text[s["answer_start"]:].startswith("mayor Alice Stone") and s["start"] <= s["answer_start"] < s["end"]
+    assert sorted(r["split"] for r in rows) == ["test", "test", "train"] or \
+        sorted(r["split"] for r in rows) == ["test", "train", "train"]
+    assert record["splits"] == {s: sum(r["split"] == s for r in rows) for s in ("train", "test")}
+
+
+def test_round_trip_and_paraphrases(tmp_path):
+    out = tmp_path / "syn"
+    model = Scripted()
+    record = synth.synthesize(source_corpus(tmp_path / "src"), out, model, hash_encoder,
+                              SynthConfig(n=10, test_ratio=0.01, paraphrases=4, round_trip=True),
+                              log=lambda m: None)
+    c = record["counts"]
+    assert c["kept"] + sum(c["dropped"].values()) == c["generated"] == 8
+    assert model.asked["round_trip"] == 3  # only pairs that passed every other filter
+    assert c["dropped"]["round_trip_failed"] == 1  # Elm Street: the model answers "a teacher", not "Ruth Park"
+    assert record["dropped_examples"]["round_trip_failed"][0]["round_trip_answer"] == "a teacher"
+    rows = [json.loads(line) for line in (out / "questions.jsonl").read_text().splitlines()]
+    originals = [r for r in rows if "paraphrase_of" not in r]
+    paraphrases = [r for r in rows if "paraphrase_of" in r]
+    assert len(originals) == c["kept"] == 2
+    assert sum(r["split"] == "test" for r in originals) == 1  # at least one test question, even at 1%
+    train = [r for r in originals if r["split"] == "train"]
+    p = record["paraphrases"]
+    assert p["asked"] == 4 * len(train) == model.asked["paraphrase"]
+    assert p["kept"] + sum(p["dropped"].values()) == p["asked"]
+    assert p["kept"] == len(paraphrases)
+    assert all(r["split"] == "train" and r["synthetic"] for r in paraphrases)  # never in the test split
+    by_id = {r["id"]: r for r in originals}
+    for r in paraphrases:
+        orig = by_id[r["paraphrase_of"]]
+        assert r["answers"] == orig["answers"] and r["doc_ids"] == orig["doc_ids"] and r["question"] != orig["question"]
+    harbor = [r for r in paraphrases if by_id[r["paraphrase_of"]]["question"].startswith("Who opened the Harbor")]
+    if harbor:  # the Harbor pair is a train pair for this seed: one good rewording, a copy, one needing the passage
+        assert [r["question"] for r in harbor] == ["Which person opened the bridge of Harbor City?"]
+        assert p["dropped"]["copy"] >= 1 and p["dropped"]["needs_the_passage"] >= 1
+    assert check_corpus(out).problems == []
+
+
+def test_surplus_pairs_are_counted_and_n_is_kept(tmp_path):
+    record = synth.synthesize(source_corpus(tmp_path / "src"), tmp_path / "syn", Scripted(), hash_encoder,
+                              SynthConfig(n=1, test_ratio=0.5), log=lambda m: None)
+    c = record["counts"]
+    assert c["kept"] == 1 and c["dropped"]["surplus"] == 2
+    assert c["kept"] + sum(c["dropped"].values()) == c["generated"]
+
+
+def test_a_plain_folder_of_documents_is_a_source(tmp_path):
+    """A folder of files (no documents/ inside, no questions): the start of the "from documents" path."""
+    src = tmp_path / "docs"
+    src.mkdir()
+    for i, title, text in DOCS:
+        (src / f"{title.replace(' ', '_')}.txt").write_text(f"{title}. " + (text + " ") * 4)
+    (src / "empty.txt").write_text("")
+    record = synth.synthesize(src, tmp_path / "syn", Scripted(), hash_encoder, SynthConfig(n=5, test_ratio=0.5),
+                              log=lambda m: None)
+    assert record["source"]["skipped_files"] == [["empty.txt", "empty file (0 bytes)"]]
+    b = load_corpus(tmp_path / "syn")
+    assert {d.id for d in b.documents} == {t.replace(" ", "_") for _, t, _ in DOCS}  # the empty file not copied
+    assert all(e.doc_ids[0] in {d.id for d in b.documents} for e in b.examples)
+
+
+def test_out_folder_must_be_new_and_nothing_is_half_written(tmp_path):
+    src = source_corpus(tmp_path / "src")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("mine")
+    with pytest.raises(HarnessError, match="exists and is not an empty folder"):
+        synth.synthesize(src, tmp_path / "full", Scripted(), hash_encoder, log=lambda m: None)
+
+    class Silent(Scripted):
+        def chat(self, messages_list, *a, **k):
+            return [Reply("no") for _ in messages_list]
+
+    with pytest.raises(HarnessError, match=r"none of the 8 generated pairs passed the filters \(dropped: unparsed 8\)"):
+        synth.synthesize(src, tmp_path / "out", Silent(), hash_encoder, log=lambda m: None)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+# -- the tiny model, through the CLI and the local chat model -----------------------------------------------
+
+def test_synth_cli_with_the_tiny_model(tmp_path, tiny_model, capsys, monkeypatch):
+    """A random model writes nothing usable: every pair is dropped, the command says so in one line and
+    exits 2, and no folder is left behind. The path (runtime, chat template, MiniLM) is the real one."""
+    src = source_corpus(tmp_path / "src")
+    argv = ["synth", str(src), "--out", str(tmp_path / "syn"), "--n", "3", "--model", str(tiny_model), "--quiet"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error: none of the" in err and "generated pairs passed the filters" in err and "Traceback" not in err
+    assert not (tmp_path / "syn").exists()
+
+    # the same run with replies replaced by good pairs: the corpus is written and checks clean
+    from harness.model import chat
+
+    real = chat.LocalChatModel.chat
+
+    def scripted_after_real(self, messages_list, max_new_tokens, stop=None, *, stop_at_newline=True,
+                            on_result=None):
+        got = real(self, messages_list, max_new_tokens, stop_at_newline=stop_at_newline)
+        assert len(got) == len(messages_list) and all(isinstance(g.text, str) for g in got)
+        return Scripted().chat(messages_list, max_new_tokens, stop_at_newline=stop_at_newline)
+
+    monkeypatch.setattr(chat.LocalChatModel, "chat", scripted_after_real)
+    assert cli.main(argv + ["--test-ratio", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "question/answer pairs kept of 8 generated" in out and f"harness corpus check {tmp_path / 'syn'}" in out
+    record = json.loads((tmp_path / "syn" / "synth.json").read_text())
+    assert record["model"]["backend"] == "local" and record["embedder"] == "all-MiniLM-L6-v2"
+    assert cli.main(["corpus", "check", str(tmp_path / "syn")]) == 0
+    assert "synthetic questions" in capsys.readouterr().out
+
+
+def test_cli_rejects_bad_arguments_before_the_model(tmp_path, capsys):
+    src = source_corpus(tmp_path / "src")
+    assert cli.main(["synth", str(src), "--out", str(tmp_path / "o"), "--paraphrases", "9"]) == 2
+    assert "--paraphrases must be 0 to 5" in capsys.readouterr().err
+    assert cli.main(["synth", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert "folder not found" in capsys.readouterr().err
+
+
+# -- the report on a synthetic corpus says so at the top -----------------------------------------------------
+
+def test_report_on_a_synthetic_corpus_says_so_at_the_top(tmp_path, tiny_model, capsys):
+    synth.synthesize(source_corpus(tmp_path / "src"), tmp_path / "syn", Scripted(), hash_encoder,
+                     SynthConfig(n=10, test_ratio=0.5), log=lambda m: None)
+    out = tmp_path / "run"
+    assert cli.main(["run", "--corpus", str(tmp_path / "syn"), "--strategies", "zero-shot", "--model",
+                     str(tiny_model), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "Synthetic questions. The questions of syn were generated from its documents by scripted" in printed
+    md = (out / "report.md").read_text()
+    first = md.split("\n## ")[0]  # before the first benchmark's section
+    assert "**Synthetic questions.** The questions of syn were generated from its documents by scripted " \
+           "(`harness synth`, 3 of 8 generated pairs kept by its filters)" in first
+    results = json.loads((out / "results.json").read_text())
+    assert results["benchmarks"][0]["synthetic"]["kept"] == 3
