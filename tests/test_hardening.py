@@ -244,11 +244,11 @@ def test_report_same_named_local_folder(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "cwd")
     rc, err, out, _, _ = cli("report", run)
     assert rc == 0, err
-    assert f"squadshifts_nyt: scored against {ROOT / 'corpora' / 'squadshifts_nyt'}" in out
+    assert "squadshifts_nyt: scored against corpora/squadshifts_nyt" in out  # relative to the harness's root
     zs = next(c for c in json.loads((run / "results.json").read_text())["cells"] if c["strategy"] == "zero-shot")
     assert zs["metrics"]["f1"]["mean"] == pytest.approx(0.035, abs=0.001)  # not 1.000
     md = (run / "report.md").read_text()
-    assert f"Gold answers from {ROOT / 'corpora' / 'squadshifts_nyt'}" in md
+    assert "Gold answers from corpora/squadshifts_nyt" in md
 
 
 @rel("bad input", "compare: two runs on different data (same benchmark name) exit 2")
@@ -267,7 +267,7 @@ def test_compare_refuses_different_data(cli, tmp_path):
     one_error(cli("compare", a, b), "'squadshifts_nyt' differs between the runs", "data sha256")
     rc, err, out, _, _ = cli("compare", a, copy_example(tmp_path / "a2"))
     assert rc == 0, err
-    assert f"Scored against {ROOT / 'corpora' / 'squadshifts_nyt'}" in out
+    assert "Scored against corpora/squadshifts_nyt" in out
 
 
 @rel("bad input", "report: an empty or missing predictions.jsonl exits 2 instead of showing the old scores as current")
@@ -686,7 +686,7 @@ def test_corpus_special_files(cli, tmp_path, case):
         outside.mkdir()
         (outside / "d1.txt").write_text("x")
         (c / "documents").symlink_to(outside)
-        target, needle = c / "documents" / "d1.txt", "outside the corpus folder"
+        target, needle = c / "documents", "outside the corpus folder"
     elif case == "documents.jsonl -> /dev/zero":
         (c / "documents.jsonl").unlink()
         (c / "documents.jsonl").symlink_to("/dev/zero")
@@ -696,7 +696,11 @@ def test_corpus_special_files(cli, tmp_path, case):
         (c / name).unlink()
         os.mkfifo(c / name)
         target, needle = c / name, "is a FIFO: refused"
-    rc, err, _, _, _ = cli("corpus", "check", c)
+    rc, err, out, _, _ = cli("corpus", "check", c)
+    if case == "document links outside":  # one bad document file is skipped and listed, never read (issue 18)
+        assert rc == 0 and "documents/d7.txt: symlink leading outside the folder" in out, (out, err)
+        assert "the contents of a file outside" not in out
+        return
     assert rc == 2 and any(f"{target}: " in e and needle in e for e in err[0].split("\\n")), err
     assert "the contents of a file outside" not in err[0]
 

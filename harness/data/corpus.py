@@ -421,6 +421,11 @@ class _Loader:
         gave (ids, titles, texts), so a change in extraction (a new parser version) is a new hash."""
         from harness.data.ingest import load_documents
 
+        why = self._special(folder)  # documents/ itself a link out of the corpus: nothing under it is read
+        if why:
+            self.problem(folder, None, why)
+            return []
+
         def hash_file(rel: str, kind: str, data: bytes, docs: list[Document]) -> None:
             path = Path(rel)
             if (len(path.parts) == 1 and path.suffix.lower() in (".txt", ".md") and len(docs) == 1
