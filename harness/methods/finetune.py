@@ -152,9 +152,10 @@ class FineTune(StrategyBase):
         def estimate_for(s: TrainSettings) -> memory.Estimate:
             batches = [mb for _, pairs in phases for mb in planned_micro_batches(pairs, s, ctx.seed, (rank, world))]
             shapes = memory.micro_batch_shapes(batches, s.max_len, dense=self.prompt_learning, extra_tokens=extra)
+            per_rank = -(-s.batch_size // world)
             return memory.estimate(shape, counts, full=not self.adapter, precision=s.precision, quantize=s.quantize,
                                    checkpointing=s.gradient_checkpointing, shapes=shapes, device=rt.device,
-                                   shards=shards)
+                                   accumulating=min(s.micro, per_rank) < per_rank, shards=shards)
 
         est = estimate_for(settings)
         free, what = memory.available(rt.device)
