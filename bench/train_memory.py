@@ -3,6 +3,7 @@
     python -m bench.train_memory [--model smollm2-135m] [--benchmark squadshifts_nyt] [--train-limit 16]
                                  [--setting lora] [--setting 'full-ft:precision=bf16,gradient_checkpointing=true'] ...
     python -m bench.train_memory --fit      # refit the per-token coefficients on 12 small Llama shapes
+    python -m bench.train_memory --speed 3 [--setting ...]   # train tokens/s of each setting, interleaved
 
 For each setting it builds the strategy's training model exactly as a run does (FineTune.base_model,
 checkpointing, wrap), takes the estimate the run would record, then trains one epoch on the first
@@ -62,18 +63,57 @@ def measure_setting(rt, bench, name: str, options: dict, train_limit: int, seed:
             model, _ = strat.wrap(base, steps)
             if strat.prompt_learning:
                 settings = type(settings)(**{**settings.__dict__, "sparse_logits": False})
+            cuda = str(rt.device).startswith("cuda")
+            if cuda:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                start = torch.cuda.memory_allocated() - sum(t.numel() * t.element_size() for t in
+                                                             list(model.parameters()) + list(model.buffers()))
             t0 = time.perf_counter()
             with TensorPeak(model) as peak:
                 for _, pairs in phases:
                     rec = train(model, pairs, settings, pad_id=rt.pad_id, seed=seed, device=rt.device, progress=False)
             seconds = time.perf_counter() - t0
+            # CUDA's own count, above what was allocated before the training model (the runtime's copy)
+            cuda_peak = (torch.cuda.max_memory_allocated() - start) / 2**20 if cuda else None
     est = record["estimate"]
     measured_mb = peak.peak_bytes / 2**20
     return {"setting": name + (":" + ",".join(f"{k}={v}" for k, v in options.items()) if options else ""),
             "estimate_mb": est["total_mb"], "measured_tensor_peak_mb": round(measured_mb, 1),
             "ratio": round(est["total_mb"] / measured_mb, 3), "weights_mb": est["weights_mb"],
             "activations_mb": est["activations_mb"], "micro_batch": est["micro_batch"],
-            "rss_rise_mb": rss.as_dict().get("rise_rss_mb"), "steps": rec.steps, "train_seconds": round(seconds, 1)}
+            "rss_rise_mb": rss.as_dict().get("rise_rss_mb"), "steps": rec.steps, "train_seconds": round(seconds, 1),
+            **({"measured_cuda_peak_mb": round(cuda_peak, 1)} if cuda_peak is not None else {})}
+
+
+def speed(rt, bench, settings: list[tuple[str, dict]], train_limit: int, repeats: int) -> list[dict]:
+    """Train tokens/s of each setting through the harness's own path (FineTune._train: estimate,
+    model, training), `repeats` rounds with the settings interleaved so machine noise hits all alike;
+    the median of each, and its ratio to the first setting's."""
+    import statistics
+
+    from harness.methods.registry import build_config, get_spec
+    from harness.methods.strategy import PrepareContext
+
+    rates: dict[int, list[float]] = {i: [] for i in range(len(settings))}
+    losses = {}
+    for _ in range(repeats):
+        for i, (name, options) in enumerate(settings):
+            spec = get_spec(name)
+            strat = spec.cls(build_config(spec, {"epochs": 1, **options}))
+            strat.name = name
+            with tempfile.TemporaryDirectory() as tmp:
+                ctx = PrepareContext(benchmark=bench, runtime=rt, workdir=Path(tmp), train_limit=train_limit,
+                                     progress=False)
+                strat.ctx = ctx
+                out = strat._train(ctx, strat.settings(), strat.phases(ctx), Path(tmp) / "checkpoint")
+            rates[i].append(out["train_tokens_per_s"])
+            losses[i] = out["final_train_loss"]
+    first = statistics.median(rates[0])
+    return [{"setting": name + (":" + ",".join(f"{k}={v}" for k, v in o.items()) if o else ""),
+             "train_tokens_per_s": round(statistics.median(rates[i]), 1), "runs": rates[i],
+             "ratio_to_first": round(statistics.median(rates[i]) / first, 3), "final_train_loss": losses[i]}
+            for i, (name, o) in enumerate(settings)]
 
 
 def fit() -> list[dict]:
@@ -140,6 +180,7 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--setting", action="append", help="STRATEGY[:key=value,...] (repeatable)")
     p.add_argument("--fit", action="store_true", help="refit the activation coefficients instead")
+    p.add_argument("--speed", type=int, metavar="N", help="train tokens/s instead, N interleaved rounds")
     args = p.parse_args(argv)
     if args.fit:
         for row in fit():
@@ -150,6 +191,11 @@ def main(argv=None) -> None:
 
     rt = Runtime(args.model, device=args.device, progress=False)
     bench = load_benchmark(args.benchmark)
+    if args.speed:
+        chosen = [parse_setting(t) for t in args.setting or DEFAULT_SETTINGS]
+        for row in speed(rt, bench, chosen, args.train_limit, args.speed):
+            print(json.dumps(row), flush=True)
+        return
     for text in args.setting or DEFAULT_SETTINGS:
         name, options = parse_setting(text)
         print(json.dumps(measure_setting(rt, bench, name, options, args.train_limit)), flush=True)
