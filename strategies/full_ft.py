@@ -14,7 +14,7 @@ class FullFineTuneConfig:
     # so the embeddings train with it).
     train_layers: int = 0
     micro_batch_size: int | None = None   # rows per pass, gradients accumulated to batch_size (lora's note)
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = False  # SmolLM2: peak 2,310 -> 2,269 MB (AdamW's step sets it), 1.5x slower
     precision: str = "auto"    # auto: bf16 autocast with fp32 master weights on CUDA, fp32 on CPU
 
     def __post_init__(self):
