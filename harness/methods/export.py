@@ -242,10 +242,16 @@ def model_card(results: dict, cell: dict, name: str, kind: str, folder: Path, sh
                   f'model = AutoModelForCausalLM.from_pretrained("{shown}")  # this folder',
                   f'tokenizer = AutoTokenizer.from_pretrained("{shown}")', "```", "",
                   f"Served with vLLM: `vllm serve {shown}`."]
-    system = _system_prompt(str(cell.get("benchmark")), str(bench.get("task")))
-    lines += ["", "## Prompt", "", "The harness asked each question closed-book through the model's chat template"
-              + (f", with the system prompt `{system}` and the question as the user turn" if system else "")
-              + "; the same messages give the answers measured above.", ""]
+    if cell.get("retrieval"):  # lora-rag, raft: the figures above are with retrieved context
+        k = (cell.get("config") or {}).get("k")
+        lines += ["", "## Prompt", "", f"The harness answered with the top {k or 'k'} chunks of the benchmark's "
+                  "documents retrieved for each question (MiniLM + FAISS) before it, in the RAG prompt of its task "
+                  "type: this model alone, asked closed-book, does not reproduce the figures above.", ""]
+    else:
+        system = _system_prompt(str(cell.get("benchmark")), str(bench.get("task")))
+        lines += ["", "## Prompt", "", "The harness asked each question closed-book through the model's chat template"
+                  + (f", with the system prompt `{system}` and the question as the user turn" if system else "")
+                  + "; the same messages give the answers measured above.", ""]
     return "\n".join(lines)
 
 

@@ -140,11 +140,16 @@ class FineTune(StrategyBase):
         from transformers import AutoConfig, AutoModelForCausalLM
 
         rt = ctx.runtime
-        config = AutoConfig.from_pretrained(rt.path, trust_remote_code=rt.trust_remote_code)
-        with torch.device("meta"):
-            meta = AutoModelForCausalLM.from_config(config, trust_remote_code=rt.trust_remote_code)
-        shape = memory.Shape.of(meta.config)
-        counts = memory.Trainable.of(self.wrap(meta, steps)[0])
+        try:
+            config = AutoConfig.from_pretrained(rt.path, trust_remote_code=rt.trust_remote_code)
+            with torch.device("meta"):
+                meta = AutoModelForCausalLM.from_config(config, trust_remote_code=rt.trust_remote_code)
+            shape = memory.Shape.of(meta.config)
+            counts = memory.Trainable.of(self.wrap(meta, steps)[0])
+        except StrategyFailed:
+            raise  # the method itself cannot be built: training would fail the same way
+        except Exception as exc:  # an architecture without a meta-device path: train unchecked, and say so
+            return {"estimate": None, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
         extra = getattr(self.peft_config(steps), "num_virtual_tokens", 0) if self.prompt_learning else 0
         rank, world = shard()
         shards = world if world > 1 and ctx.train_sharding == "fsdp" else 1
