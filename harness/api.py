@@ -48,12 +48,13 @@ from harness.methods.strategy import (
     StrategyBase,
     answer_prompts,
 )
+from harness.methods.train import check_training_options
 
 __all__ = [
     "DEFAULT_CHUNK_OVERLAP", "DEFAULT_CHUNK_WORDS", "DEFAULT_EMBEDDER", "DEFAULT_MAX_NEW_TOKENS", "Benchmark",
     "Chunk", "ConfigError", "Document", "Example", "FineTune", "Index", "PeftFineTune", "Prediction",
     "PrepareContext", "Prompter", "Retriever", "Strategy", "StrategyBase", "StrategyFailed", "Usage",
-    "answer_prompts", "chunk_documents", "code_version", "count_chunks", "doc_matches", "documents_hash",
-    "embedder_path",
-    "library_versions", "load_benchmark", "qa_pairs", "recall_at", "score", "show_choices", "stage", "strategy",
+    "answer_prompts", "check_training_options", "chunk_documents", "code_version", "count_chunks", "doc_matches",
+    "documents_hash", "embedder_path", "library_versions", "load_benchmark", "qa_pairs", "recall_at", "score",
+    "show_choices", "stage", "strategy",
 ]

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_run_parser, _report_parsers, _gate_parser, _listing_parsers, _synth_parser, _add_lmeval_parsers,
-                _submit_parser):
+                _submit_parser, _export_parser):
         add(sub)
     return p
 
@@ -179,6 +179,27 @@ def _submit_parser(sub) -> None:
     s.add_argument("--dry-run", action="store_true", help="print the ray job submit command, do not run it")
     s.add_argument("config", help="experiment YAML")
     s.add_argument("run_args", nargs=argparse.REMAINDER, help="everything after CONFIG goes to `harness run`")
+
+
+def _export_parser(sub) -> None:
+    e = sub.add_parser("export", help="write what a fine-tuning strategy trained as a peft adapter or model folder")
+    e.add_argument("run_dir", help="run folder (holds results.json)")
+    e.add_argument("strategy", help="the fine-tuning strategy (or variant) whose trained weights to export")
+    e.add_argument("out", help="a new (or empty) folder for the adapter or model, with its model card")
+    e.add_argument("--benchmark", help="which benchmark's cell, when the run has several")
+    e.add_argument("--seed", type=int, help="which seed's cell, when the run has several")
+    e.add_argument("--base-model", help="name written as the base (default: the model's hub id, e.g. "
+                   "HuggingFaceTB/SmolLM2-135M-Instruct for smollm2-135m, or a local model's folder)")
+
+
+def cmd_export(args) -> int:
+    from harness.methods.export import export
+
+    out = export(args.run_dir, args.strategy, args.out, benchmark=args.benchmark, seed=args.seed,
+                 base_model=args.base_model)
+    kind = "peft adapter" if (out / "adapter_config.json").is_file() else "model (safetensors)"
+    print(f"wrote {out}: {kind} and README.md (model card)")
+    return 0
 
 
 def _nonneg(value: str) -> float:
@@ -492,7 +513,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     commands = {"run": cmd_run, "strategies": cmd_strategies, "benchmarks": cmd_benchmarks, "report": cmd_report,
                 "corpus": cmd_corpus, "synth": cmd_synth, "gate": cmd_gate, "compare": cmd_compare,
-                "export-lm-eval": cmd_export_lm_eval, "lm-eval": cmd_lm_eval, "submit": cmd_submit}
+                "export-lm-eval": cmd_export_lm_eval, "lm-eval": cmd_lm_eval, "submit": cmd_submit,
+                "export": cmd_export}
     try:
         return commands[args.command](args)
     except HarnessError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.api import ConfigError, PeftFineTune, StrategyFailed, strategy
+from harness.api import ConfigError, PeftFineTune, StrategyFailed, check_training_options, strategy
 
 ATTN = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -44,8 +44,12 @@ class PeftMethodConfig:
     epochs: int = 1
     batch_size: int = 8
     options: dict = field(default_factory=dict)  # passed to peft's config class over the preset
+    micro_batch_size: int | None = None   # rows per pass, gradients accumulated to batch_size (lora's note)
+    gradient_checkpointing: bool = False
+    precision: str = "auto"    # auto: bf16 autocast on CUDA (frozen base in bf16), fp32 on CPU
 
     def __post_init__(self):
+        check_training_options("peft", self)
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.epochs < 1 or self.batch_size < 1:

@@ -1,6 +1,10 @@
 """Shared fine-tuning path: build (prompt, answer) pairs, wrap a fresh model with peft, train, answer.
 
 A method only says what differs: its peft config (strategies/peft_methods.py).
+
+Before any weight is loaded, the run's memory is estimated (harness/methods/memory.py) on a
+meta-device copy of the wrapped model and the batches training will take; a run that cannot fit the
+device is refused with the settings that would. The estimate and the measured peak go in the record.
 """
 from __future__ import annotations
 
@@ -14,17 +18,24 @@ from harness.cache.hashing import code_version, library_versions
 from harness.cache.stages import stage
 from harness.core.errors import StrategyFailed
 from harness.core.types import Example, Prediction
-from harness.methods import prompts
+from harness.methods import memory, prompts
 from harness.methods.strategy import PrepareContext, StrategyBase, answer_prompts
 from harness.methods.train import (
     Pair,
     TrainSettings,
     data_parallel,
+    disable_checkpointing,
+    enable_checkpointing,
     full_state_dict,
+    planned_micro_batches,
+    resolve_settings,
     shard,
     total_steps,
     train,
 )
+from harness.model.resources import measure
+
+BASE_WEIGHTS = {"fp32": "float32", "bf16": "bfloat16", "4bit": "nf4 (bitsandbytes 4-bit)"}
 
 
 def qa_pairs(ctx: PrepareContext, examples: Sequence[Example], prompter=None) -> list[Pair]:
@@ -41,6 +52,12 @@ def qa_pairs(ctx: PrepareContext, examples: Sequence[Example], prompter=None) ->
     return pairs
 
 
+def _numel(p) -> int:
+    """Elements of a parameter as the model defines it (a 4-bit one is stored packed, two to a byte)."""
+    state = getattr(p, "quant_state", None)
+    return int(torch.Size(state.shape).numel()) if state is not None else p.numel()
+
+
 def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -50,6 +67,7 @@ class FineTune(StrategyBase):
     closed-book. Subclasses say how the model is made trainable (`wrap`) and what is saved (`save`)."""
 
     fine_tunes = True
+    adapter = False  # True: the base stays frozen and only added weights train (peft)
 
     def wrap(self, base, steps: int):  # pragma: no cover - each kind defines it
         raise NotImplementedError
@@ -71,7 +89,87 @@ class FineTune(StrategyBase):
 
     def settings(self) -> TrainSettings:
         c = self.config
-        return TrainSettings(lr=c.lr, epochs=c.epochs, batch_size=c.batch_size)
+        return TrainSettings(lr=c.lr, epochs=c.epochs, batch_size=c.batch_size,
+                             micro_batch_size=getattr(c, "micro_batch_size", None),
+                             gradient_checkpointing=getattr(c, "gradient_checkpointing", False),
+                             precision=getattr(c, "precision", "auto"), quantize=getattr(c, "quantize", None))
+
+    def check_device(self, settings: TrainSettings, device: str) -> None:
+        """What the device must offer for these settings, checked before any model is loaded."""
+        if settings.quantize is None:
+            return
+        if not self.adapter:
+            raise StrategyFailed(f"{self.name}: quantize: {settings.quantize} applies to adapters (the frozen base is "
+                                 "quantized); full fine-tuning trains every weight")
+        if not str(device).startswith("cuda"):
+            raise StrategyFailed(f"{self.name}: quantize: {settings.quantize} (QLoRA) loads the base through "
+                                 f"bitsandbytes, which needs a CUDA device, and this run is on {device}: run it with "
+                                 "--device cuda, or drop `quantize` to train plain LoRA")
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise StrategyFailed(f"{self.name}: quantize: {settings.quantize} (QLoRA) needs bitsandbytes: "
+                                 "pip install -e '.[qlora]'") from None
+
+    def base_model(self, ctx: PrepareContext, settings: TrainSettings):
+        """The model training starts from: fp32 master weights for full fine-tuning; under adapters the
+        frozen base at the training precision (bf16 halves it), or 4-bit NF4 through bitsandbytes
+        (QLoRA, computing in bf16). peft keeps the adapter's own weights in fp32 either way."""
+        rt = ctx.runtime
+        if settings.quantize == "4bit":
+            from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+            q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                   bnb_4bit_compute_dtype=torch.bfloat16)
+            index = torch.device(rt.device).index
+            return AutoModelForCausalLM.from_pretrained(rt.path, quantization_config=q, dtype=torch.bfloat16,
+                                                        device_map={"": index if index is not None else 0},
+                                                        use_safetensors=True, trust_remote_code=rt.trust_remote_code)
+        if self.adapter and settings.precision == "bf16":
+            return rt.fresh_model(dtype=torch.bfloat16)
+        return rt.fresh_model()
+
+    def base_weights(self, settings: TrainSettings) -> str:
+        if settings.quantize:
+            return BASE_WEIGHTS[settings.quantize]
+        return BASE_WEIGHTS[settings.precision if self.adapter else "fp32"]
+
+    def memory_estimate(self, ctx: PrepareContext, settings: TrainSettings, phases, steps: int) -> dict:
+        """Estimate this run's peak memory on a meta-device copy (no weights loaded) and refuse it,
+        with the settings that would fit, when the device has less (HARNESS_MEMORY_CHECK=off: never)."""
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        rt = ctx.runtime
+        try:
+            config = AutoConfig.from_pretrained(rt.path, trust_remote_code=rt.trust_remote_code)
+            with torch.device("meta"):
+                meta = AutoModelForCausalLM.from_config(config, trust_remote_code=rt.trust_remote_code)
+            shape = memory.Shape.of(meta.config)
+            counts = memory.Trainable.of(self.wrap(meta, steps)[0])
+        except StrategyFailed:
+            raise  # the method itself cannot be built: training would fail the same way
+        except Exception as exc:  # an architecture without a meta-device path: train unchecked, and say so
+            return {"estimate": None, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+        extra = getattr(self.peft_config(steps), "num_virtual_tokens", 0) if self.prompt_learning else 0
+        rank, world = shard()
+        shards = world if world > 1 and ctx.train_sharding == "fsdp" else 1
+
+        def estimate_for(s: TrainSettings) -> memory.Estimate:
+            batches = [mb for _, pairs in phases for mb in planned_micro_batches(pairs, s, ctx.seed, (rank, world))]
+            shapes = memory.micro_batch_shapes(batches, s.max_len, dense=self.prompt_learning, extra_tokens=extra)
+            per_rank = -(-s.batch_size // world)
+            return memory.estimate(shape, counts, full=not self.adapter, precision=s.precision, quantize=s.quantize,
+                                   checkpointing=s.gradient_checkpointing, shapes=shapes, device=rt.device,
+                                   accumulating=min(s.micro, per_rank) < per_rank, shards=shards)
+
+        est = estimate_for(settings)
+        free, what = memory.available(rt.device)
+        record = {"estimate": est.as_dict(), "available_mb": round(free / memory.MB, 1), "available": what}
+        if est.total > free and not memory.check_disabled():
+            fits = memory.fitting(estimate_for, settings, free, device=rt.device,
+                                  can_quantize=self.adapter and hasattr(self.config, "quantize"))
+            raise StrategyFailed(memory.refusal(self.name, est, free, what, fits))
+        return record
 
     # Models trained in this process, by everything that determines them: `lora-rag` answers with
     # the adapter `lora` trained moments before instead of training the same one again.
@@ -99,7 +197,8 @@ class FineTune(StrategyBase):
 
     def prepare(self, ctx: PrepareContext) -> dict:
         self.ctx = ctx
-        settings = self.settings()
+        settings = resolve_settings(self.settings(), ctx.runtime.device)
+        self.check_device(settings, ctx.runtime.device)
         phases = self.phases(ctx)
         key = self._training_key(ctx, settings, phases)
         if key in FineTune._trained:
@@ -130,11 +229,16 @@ class FineTune(StrategyBase):
                  "dtype": str(ctx.runtime.dtype), "libraries": library_versions(),
                  "code": code_version(self._trainer_class()),
                  # results are not bit-identical across world sizes (float sums in another order)
-                 "world_size": world, "train_precision": "float32",
+                 "world_size": world, "train_precision": BASE_WEIGHTS[settings.precision],
+                 # quantize, micro_batch_size and gradient_checkpointing are in `what` (the settings) too
+                 "base_weights": self.base_weights(settings),
                  # sharded training sums in another order again; keys of DDP runs stay as they were
                  **({"sharding": ctx.train_sharding} if world > 1 and ctx.train_sharding != "ddp" else {})}
         folder, details, hit = stage(ctx, "train", parts, build)
-        if hit:
+        if hit or details.get("base_weights", "float32") != "float32":
+            # a reduced-precision or 4-bit base answers as a cache hit would: the saved adapter on the
+            # fp32 base, merged, then cast to the runtime's dtype
+            trained.pop("model", None)
             self.prompt_learning = details.get("prompt_learning", False)
             model = self.load(ctx.runtime.fresh_model(), folder / "checkpoint")
         else:
@@ -149,24 +253,39 @@ class FineTune(StrategyBase):
         return {k: v for k, v in details.items() if k != "prompt_learning"}
 
     def _train(self, ctx: PrepareContext, settings: TrainSettings, phases, artifact: Path) -> dict:
-        base = ctx.runtime.fresh_model()
-        total_params = sum(p.numel() for p in base.parameters())
-        torch.manual_seed(ctx.seed)  # adapter initialisation is random: seed it for reproducible runs
+        settings = resolve_settings(settings, ctx.runtime.device)
+        self.check_device(settings, ctx.runtime.device)
         steps = sum(total_steps(len(pairs), settings) for _, pairs in phases)
-        model, details = self.wrap(base, steps)
-        if self.prompt_learning:
-            settings = TrainSettings(**{**settings.__dict__, "sparse_logits": False})
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        hook = getattr(getattr(model, "base_model", None), "update_and_allocate", None)  # AdaLoRA
-        rec, measured = None, {}
-        # DDP or FSDP under torchrun / Ray Train (harness/engine/scaleout/distributed.py), else the model itself
-        trained = data_parallel(model, ctx.train_sharding)
-        for phase, pairs in phases:
-            r = train(trained, pairs, settings, pad_id=ctx.runtime.pad_id, seed=ctx.seed,
-                      device=ctx.runtime.device, name=f"training {self.name} on {phase}", progress=ctx.progress,
-                      after_step=hook, shard=shard())
-            rec = r if rec is None else rec.extend(r)
-            measured.update(self.after_phase(ctx, model, phase))
+        memory_record = self.memory_estimate(ctx, settings, phases, steps)
+        cuda = str(ctx.runtime.device).startswith("cuda")
+        start_gpu = torch.cuda.memory_allocated() if cuda else None
+        with measure() as measured_memory:
+            base = self.base_model(ctx, settings)
+            total_params = sum(_numel(p) for p in base.parameters())
+            if settings.gradient_checkpointing:
+                enable_checkpointing(base)
+            torch.manual_seed(ctx.seed)  # adapter initialisation is random: seed it for reproducible runs
+            model, details = self.wrap(base, steps)
+            if self.prompt_learning:
+                settings = TrainSettings(**{**settings.__dict__, "sparse_logits": False})
+            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            hook = getattr(getattr(model, "base_model", None), "update_and_allocate", None)  # AdaLoRA
+            rec, measured = None, {}
+            # DDP or FSDP under torchrun / Ray Train (harness/engine/scaleout/distributed.py), else the model itself
+            trained = data_parallel(model, ctx.train_sharding)
+            for phase, pairs in phases:
+                r = train(trained, pairs, settings, pad_id=ctx.runtime.pad_id, seed=ctx.seed,
+                          device=ctx.runtime.device, name=f"training {self.name} on {phase}", progress=ctx.progress,
+                          after_step=hook, shard=shard())
+                rec = r if rec is None else rec.extend(r)
+                measured.update(self.after_phase(ctx, model, phase))
+        if settings.gradient_checkpointing:
+            disable_checkpointing(base)
+        peak = measured_memory.as_dict()
+        memory_record["measured"] = {k: peak[k] for k in ("peak_rss_mb", "rise_rss_mb") if k in peak}
+        if cuda and measured_memory.peak_gpu_mb is not None:
+            memory_record["measured"].update(peak_gpu_mb=round(measured_memory.peak_gpu_mb, 1),
+                                             rise_gpu_mb=round(measured_memory.peak_gpu_mb - start_gpu / 2**20, 1))
         if len(phases) > 1:
             details["phases"] = [{"task": name, "examples": len(pairs)} for name, pairs in phases]
         details.update(measured)
@@ -174,7 +293,12 @@ class FineTune(StrategyBase):
         if shard()[0] == 0:  # every rank holds the same weights; one writes them
             self.save(model, artifact, whole)
         return {"method": self.name, **details, "trainable_params": trainable, "total_params": total_params,
-                **rec.as_dict(), "epochs": settings.epochs, "lr": settings.lr, "seed": ctx.seed, "model": model}
+                **rec.as_dict(), "epochs": settings.epochs, "lr": settings.lr, "seed": ctx.seed,
+                "batch_size": settings.batch_size, "micro_batch_size": settings.micro,
+                "accumulation_steps": settings.accumulation_steps,
+                "gradient_checkpointing": settings.gradient_checkpointing,
+                "train_precision": BASE_WEIGHTS[settings.precision], "base_weights": self.base_weights(settings),
+                "memory": memory_record, "model": model}
 
     def answer(self, examples: Sequence[Example]) -> list[Prediction]:
         if self.model is None:
@@ -187,6 +311,8 @@ class FineTune(StrategyBase):
 
 class PeftFineTune(FineTune):
     """A peft adapter; methods define `peft_config(steps)`."""
+
+    adapter = True
 
     def peft_config(self, steps: int):  # pragma: no cover - each method defines it
         raise NotImplementedError

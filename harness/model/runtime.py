@@ -116,11 +116,12 @@ class Runtime:
         return None
 
     # -- model copies for fine-tuning ----------------------------------------------------------
-    def fresh_model(self):
-        """A trainable copy of the base weights (fp32 master weights), independent of self.model."""
+    def fresh_model(self, dtype=torch.float32):
+        """A trainable copy of the base weights (fp32 master weights), independent of self.model.
+        `dtype`: bfloat16 for the frozen base under bf16 adapter training (half the memory)."""
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32, use_safetensors=True,
+        model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype, use_safetensors=True,
                                                      trust_remote_code=self.trust_remote_code)
         return model.to(self.device)
 

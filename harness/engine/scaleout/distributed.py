@@ -65,7 +65,8 @@ def train_strategy(spec, config, ctx, out: Path) -> dict:
         mine, digests = digests[0], [None] * world
         dist.all_gather_object(digests, mine)
     return {**details, "strategy": spec.name, "benchmark": ctx.benchmark.name, "world_size": world,
-            "train_precision": "float32", "backend": dist.get_backend() if world > 1 else None,
+            "train_precision": details.get("train_precision", "float32"),
+            "backend": dist.get_backend() if world > 1 else None,
             "sharding": ctx.train_sharding if world > 1 else None,
             "rank_params_sha256": digests, "ranks_identical": len(set(digests)) == 1,
             "prompt_learning": strat.prompt_learning}
