@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.analysis import metrics, stats
+from harness.analysis import metrics, stats, trust
 from harness.analysis.cost import (
     cell_costs,
     crossover_monthly,
@@ -155,11 +155,38 @@ def _latency(rows: list[dict]) -> dict | None:
             "generation_p50": metrics.percentile(gen, 50), "generation_p95": metrics.percentile(gen, 95)}
 
 
-def analyze(run_dir: Path, prices_path=None, decision: dict | None = None) -> tuple[dict, list[dict]]:
+def headline(results: dict, bench: dict, task: str, rows: list[dict], metric: str | None = None) -> tuple[str, str | None]:
+    """A benchmark's headline metric and a note when it is not the one asked for: `metric` (report
+    --metric), else the run's `metric`, else the benchmark's own (benchmark.json), else its task
+    type's. A model-based metric is only read from predictions.jsonl (reports never run a model): asked
+    for explicitly and missing, it is an error; as a default and missing, token F1 stands in."""
+    asked = metric or (results.get("config") or {}).get("metric")
+    name = asked or bench.get("metric") or metrics.primary_metric(task)
+    try:
+        m = metrics.get_metric(name)
+    except KeyError as exc:
+        raise HarnessError(str(exc).strip("'\"")) from None
+    if not m.headline or not m.applies_to(task):
+        raise HarnessError(f"metric {name!r} cannot head benchmark {bench['name']!r} (task {task})")
+    if m.stored and not any(name in r for r in rows):
+        if asked:
+            raise HarnessError(
+                f"benchmark {bench['name']!r}: predictions.jsonl has no {name!r} values. {m.label} is computed by a "
+                f"model during `harness run` (reports never run a model): rerun the same config with --metrics {name}; "
+                "its answers come from the cache and only the judging runs")
+        return "f1", (f"Headline {m.label} was not computed in this run (no values in predictions.jsonl); token F1 "
+                      "stands in. `harness run --metrics " + name + "` computes it.")
+    return name, None
+
+
+def analyze(run_dir: Path, prices_path=None, decision: dict | None = None,
+            metric: str | None = None) -> tuple[dict, list[dict]]:
     """Recompute the run's metrics, statistics, costs and recommendation.
 
     Returns results (cells' metrics updated in place, an `analysis` section added) and scored rows.
-    decision: overrides of the run's recorded `decision` settings (CLI flags)."""
+    decision: overrides of the run's recorded `decision` settings (CLI flags); metric: the headline
+    metric (`harness report --metric`; default: the run's). Model-based metrics (semantic, judge,
+    faithfulness) are taken as stored in predictions.jsonl, never recomputed."""
     results, raw = read_run(run_dir)
     rows, gold = rescore(results, raw, run_dir)
     prices = load_prices(prices_path)
@@ -174,13 +201,15 @@ def analyze(run_dir: Path, prices_path=None, decision: dict | None = None) -> tu
         if not any(c["benchmark"] == b and c.get("seed") == seed and c["strategy"] == s for c in cells):
             cells.append({"strategy": s, "benchmark": b, "seed": seed, "status": "ok", "error": None,
                           "config": {}, "source": "predictions.jsonl only (no cost or latency record)"})
-    analysis = {"primary_metric": {}, "benchmarks": {}, "decision": _plain(dc),
+    analysis = {"primary_metric": {}, "benchmarks": {}, "decision": _plain(dc), "headline_notes": {},
                 "prices": {"source": prices["source"], "machine_kind": kind, "usd_per_hour": usd_h,
                            "hosted": prices["hosted"].get(results.get("model", {}).get("name"))}}
     for b in results["benchmarks"]:
         task = gold[b["name"]]["task"]
-        primary = metrics.primary_metric(task)
+        primary, note = headline(results, b, task, [r for r in rows if r["benchmark"] == b["name"]], metric)
         analysis["primary_metric"][b["name"]] = primary
+        if note:
+            analysis["headline_notes"][b["name"]] = note
         per_seed = {}
         for seed in dict.fromkeys(c.get("seed") for c in cells if c["benchmark"] == b["name"]):
             bcells = [c for c in cells if c["benchmark"] == b["name"] and c.get("seed") == seed]
@@ -190,8 +219,10 @@ def analyze(run_dir: Path, prices_path=None, decision: dict | None = None) -> tu
                 if c["status"] != "ok" or not mine:
                     continue
                 c["metrics"] = {m: metrics.bootstrap_ci([r[m] for r in mine if m in r])
-                                for m in metrics.metric_names(task)}
-                scores[c["strategy"]] = {r["id"]: r for r in mine}
+                                for m in metrics.metric_names(task) if any(m in r for r in mine)}
+                if primary not in c["metrics"]:  # a model-based headline this strategy has no values of
+                    continue
+                scores[c["strategy"]] = {r["id"]: r for r in mine if primary in r}
                 ret, lat = _retrieval(mine, primary), _latency(mine)
                 if ret:
                     c["retrieval"] = ret["recall"]
@@ -212,7 +243,9 @@ def analyze(run_dir: Path, prices_path=None, decision: dict | None = None) -> tu
                                   "monthly_queries": crossover_monthly(by[rag], by[ft], dc.refresh_days),
                                   "rag_refresh_usd": by[rag].refresh_usd, "finetune_refresh_usd": by[ft].refresh_usd})
             per_seed[str(seed)] = {"comparisons": cmp, "recommendation": rec, "strategies": diag,
-                                   "crossovers": cross, "gold_note": gold[b["name"]]["note"]}
+                                   "crossovers": cross, "gold_note": gold[b["name"]]["note"],
+                                   "trust": trust.figures([r for r in rows if r["benchmark"] == b["name"]
+                                                           and r["seed"] == seed], trust.JUDGED)}
         analysis["benchmarks"][b["name"]] = per_seed
     results["analysis"] = analysis
     return results, rows
