@@ -14,6 +14,7 @@ from harness.analysis import metrics
 from harness.analysis.decision import DecisionConfig
 from harness.analysis.recompute import analyze, metric_label
 from harness.core.records import write_atomic, write_json
+from harness.report import judging  # noqa: F401 - registers the model-based metrics' section
 from harness.report.render import Doc, render_csv, render_html, render_markdown
 from harness.report.sections import SECTIONS, Part
 
@@ -28,6 +29,8 @@ def _benchmark(doc: Doc, results: dict, b: dict, rows: list[dict], png: bool) ->
           f"{b.get('train', '?')} train questions, {b.get('documents', '?')} documents. Source: "
           f"{b.get('source') or 'local'}; licence {b.get('license') or 'unknown'}. Headline metric: "
           f"{metric_label(primary)}.")
+    if analysis.get("headline_notes", {}).get(name):
+        doc.p(analysis["headline_notes"][name], "fail")
     per_seed = analysis["benchmarks"][name]
     for seed, a in per_seed.items():
         if len(per_seed) > 1:
@@ -66,10 +69,11 @@ def build(results: dict, rows: list[dict], png: bool = True) -> Doc:
     return doc
 
 
-def write_reports(run_dir: Path, prices=None, decision: dict | None = None) -> dict:
-    """Recompute everything from the records and write all four formats; returns the new results."""
+def write_reports(run_dir: Path, prices=None, decision: dict | None = None, metric: str | None = None) -> dict:
+    """Recompute everything from the records and write all four formats; returns the new results.
+    metric: the headline metric (default: the run's; see recompute.headline)."""
     run_dir = Path(run_dir)
-    results, rows = analyze(run_dir, prices, decision)
+    results, rows = analyze(run_dir, prices, decision, metric)
     doc = build(results, rows)
     write_atomic(run_dir / "report.md", render_markdown(doc))
     write_atomic(run_dir / "report.html",

@@ -65,8 +65,8 @@ def _ratio(new: float | None, old: float | None) -> float | None:
 def compare(base: tuple[dict, list[dict], Path], cur: tuple[dict, list[dict], Path], *, margin: float = 0.02,
             metric: str = "f1", max_latency_ratio: float | None = None,
             max_cost_ratio: float | None = None) -> list[Check]:
-    if metric not in metrics.METRICS:
-        raise HarnessError(f"unknown metric {metric!r}; use one of {', '.join(metrics.METRICS)}")
+    if metric not in metrics.METRIC_REGISTRY:
+        raise HarnessError(f"unknown metric {metric!r}; use one of {', '.join(metrics.METRIC_REGISTRY)}")
     (b_res, b_rows, b_path), (c_res, c_rows, c_path) = base, cur
     b_benches = {c["benchmark"] for c in b_res["cells"]}
     c_benches = {c["benchmark"] for c in c_res["cells"]}
@@ -112,7 +112,10 @@ def compare(base: tuple[dict, list[dict], Path], cur: tuple[dict, list[dict], Pa
             cur_v = [float(c_q[k][metric]) for k in shared]
             base_v = [float(b_q[k][metric]) for k in shared]
         except (KeyError, TypeError, ValueError):
-            raise HarnessError(f"{strat} on {bench}: predictions.jsonl rows lack a numeric {metric!r}") from None
+            stored = metrics.get_metric(metric).stored
+            raise HarnessError(f"{strat} on {bench}: predictions.jsonl rows lack a numeric {metric!r}"
+                               + (f" (computed by a model during `harness run --metrics {metric}`)" if stored else "")) \
+                from None
         chk.n = len(shared)
         chk.baseline, chk.current = sum(base_v) / len(shared), sum(cur_v) / len(shared)
         chk.diff = metrics.paired_bootstrap_diff(cur_v, base_v, n_boot=N_BOOT, seed=SEED)

@@ -84,14 +84,16 @@ def summary(doc: Doc, part: Part) -> None:
     primary, diag = part.primary, part.diag
     task = part.bench.get("task", "")
     # F1 equals EM when the answer is one label or option: shown once
-    others = [m for m in metrics.metric_names(task) if m != primary and not (primary == "exact_match" and m == "f1")]
+    others = [m for m in metrics.metric_names(task) if m != primary and not (primary == "exact_match" and m == "f1")
+              and any(m in (c.get("metrics") or {}) for c in part.cells)]  # model-based ones only where computed
     head = ["Strategy", f"{part.label[0].upper() + part.label[1:]} [95% CI]"] + \
            [metrics.get_metric(m).label for m in others] + \
            ["One-time $", "$ / 1k queries", "Latency p50 s", "Latency p95 s", "Peak memory MB", "Artifact"]
     rows, data = [], []
     for c in part.cells:
-        if c["status"] != "ok" or "metrics" not in c:
-            rows.append([_label(c, part.seeds), "failed"] + [""] * (len(head) - 2))
+        if c["status"] != "ok" or "metrics" not in c or primary not in c["metrics"]:
+            rows.append([_label(c, part.seeds), "failed" if c["status"] != "ok" or "metrics" not in c
+                         else f"no {part.label}"] + [""] * (len(head) - 2))
             data.append(None)
             continue
         d = diag.get(c["strategy"]) or {}
@@ -130,10 +132,13 @@ def significance(doc: Doc, part: Part) -> None:
     if not cmp["rows"]:
         doc.p("Fewer than two strategies finished: nothing to compare.")
         return
-    graded = not metrics.get_metric(primary).binary
+    tested = cmp.get("tested") or {"em": "exact_match", "f1": "f1" if not metrics.get_metric(primary).binary else None}
+    graded = tested["f1"] is not None
+    em_label = "exact match" if tested["em"] == "exact_match" else metric_label(tested["em"])
+    f1_label = metric_label(tested["f1"]) if graded else ""
     doc.p(f"Each strategy against the most accurate ({cmp['best']}) and against zero-shot, on the same "
-          f"questions. Exact match: McNemar's exact test on the questions only one side got right; "
-          + ("token F1: paired bootstrap (10,000 resamples). " if graded else "")
+          f"questions. {em_label[0].upper() + em_label[1:]}: McNemar's exact test on the questions only one side "
+          "got right; " + (f"{f1_label}: paired bootstrap (10,000 resamples). " if graded else "")
           + "p-values Holm-corrected across the comparisons of each test; verdict at 5%.")
     rows = []
     for r in cmp["rows"]:
@@ -147,8 +152,9 @@ def significance(doc: Doc, part: Part) -> None:
         rows.append(row)
     head = ["Strategy", "Against", "Questions"]
     if graded:
-        head += ["F1 difference [95% CI]", "Bootstrap p", "Holm p"]
-    head += ["EM difference", "Only it / only other right", "McNemar p", "Holm p", f"Verdict ({part.label})"]
+        head += [f"{metrics.get_metric(tested['f1']).label} difference [95% CI]", "Bootstrap p", "Holm p"]
+    head += [f"{metrics.get_metric(tested['em']).label} difference", "Only it / only other right", "McNemar p",
+             "Holm p", f"Verdict ({part.label})"]
     doc.table(head, rows)
     if not any(r["significant"] for r in cmp["rows"]):
         doc.p("**No significant difference** between any two strategies compared here.")
@@ -158,7 +164,7 @@ def _entries(part: Part) -> tuple[list[dict], list[Costs]]:
     dc, entries, costs = part.decision, [], []
     for c in part.cells:
         d = part.diag.get(c["strategy"])
-        if not d or not d["costs"] or d["costs"]["per_query_usd"] is None or "metrics" not in c:
+        if not d or not d["costs"] or d["costs"]["per_query_usd"] is None or part.primary not in c.get("metrics", {}):
             continue
         co = Costs(**d["costs"])
         costs.append(co)
