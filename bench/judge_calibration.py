@@ -70,7 +70,8 @@ def main(argv=None) -> int:
                      "train": rates([int(r[name] >= t) for r in train], [r["label"] for r in train]),
                      "test": rates([int(r[name] >= t) for r in test], [r["label"] for r in test]),
                      "mean_right": round(sum(r[name] for r in rows if r["label"]) / max(1, out["pairs"]["right"]), 4),
-                     "mean_wrong": round(sum(r[name] for r in rows if not r["label"]) / max(1, out["pairs"]["wrong"]), 4)}
+                     "mean_wrong": round(sum(r[name] for r in rows if not r["label"])
+                                         / max(1, out["pairs"]["wrong"]), 4)}
     from harness.analysis.judges import SEMANTIC_THRESHOLD
 
     out["semantic"]["shipped_threshold"] = SEMANTIC_THRESHOLD
@@ -91,7 +92,8 @@ def main(argv=None) -> int:
         out["judge"] = {"model": args.model, "rubric": "judge-v1", "split": args.judge_split,
                         "seconds": round(time.perf_counter() - t0, 1),
                         "verdict_vs_label": {k: {"right": a, "wrong": b} for k, (a, b) in table.items()},
-                        "correct_is_right": rates([int(v["value"] > 0.5) for v in verdicts], [r["label"] for r in pairs]),
+                        "correct_is_right": rates([int(v["value"] > 0.5) for v in verdicts],
+                                                  [r["label"] for r in pairs]),
                         "not_incorrect_is_right": rates([int(v["value"] > 0) for v in verdicts],
                                                         [r["label"] for r in pairs]),
                         "examples": [{"reference": r["reference"], "candidate": r["candidate"], "label": r["label"],

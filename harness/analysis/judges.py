@@ -300,7 +300,8 @@ class Judges:
             if metric == "semantic":
                 from harness.methods.retrieval import embedder_path
 
-                who = {"embedder": self.cfg.embedder, "embedder_sha256": self.tree_hash(embedder_path(self.cfg.embedder)),
+                who = {"embedder": self.cfg.embedder,
+                       "embedder_sha256": self.tree_hash(embedder_path(self.cfg.embedder)),
                        "threshold": self.cfg.semantic_threshold}
             else:
                 who = {"judge": self.chat().identity(), "rubric": f"{metric}-{self.cfg.rubric}",

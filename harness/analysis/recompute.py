@@ -155,7 +155,8 @@ def _latency(rows: list[dict]) -> dict | None:
             "generation_p50": metrics.percentile(gen, 50), "generation_p95": metrics.percentile(gen, 95)}
 
 
-def headline(results: dict, bench: dict, task: str, rows: list[dict], metric: str | None = None) -> tuple[str, str | None]:
+def headline(results: dict, bench: dict, task: str, rows: list[dict],
+             metric: str | None = None) -> tuple[str, str | None]:
     """A benchmark's headline metric and a note when it is not the one asked for: `metric` (report
     --metric), else the run's `metric`, else the benchmark's own (benchmark.json), else its task
     type's. A model-based metric is only read from predictions.jsonl (reports never run a model): asked

@@ -194,6 +194,12 @@ def metric_names(task: str) -> tuple[str, ...]:
     return tuple(m.name for m in METRIC_REGISTRY.values() if m.applies_to(task))
 
 
+def scorer_metric_names(task: str) -> tuple[str, ...]:
+    """The metrics a task type's scorer gives on every answer by itself: no model (not `stored`), no
+    retrieved passages (a `headline` metric). What an exported lm-eval task reports."""
+    return tuple(m.name for m in METRIC_REGISTRY.values() if m.applies_to(task) and not m.stored and m.headline)
+
+
 def _label(text: str) -> str:
     return normalize(text.replace("_", " "))
 

@@ -148,8 +148,9 @@ def resume_target(arg: str, trust_remote_code: bool = False) -> tuple[Path, dict
     try:
         known = {f.name for f in dataclasses.fields(RunConfig)}
         values = {k: v for k, v in results["config"].items() if k in known}
-        for k in ("benchmarks", "strategies", "seeds"):
-            values[k] = tuple(values[k])
+        for k in ("benchmarks", "strategies", "seeds", "metrics"):
+            if k in values:
+                values[k] = tuple(values[k])
         cfg = RunConfig(**{**values, "out": str(run_dir), "trust_remote_code": trust_remote_code})
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise HarnessError(f"cannot resume {run_dir}: its results.json is not a run record ({exc})") from None

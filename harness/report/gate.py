@@ -113,9 +113,8 @@ def compare(base: tuple[dict, list[dict], Path], cur: tuple[dict, list[dict], Pa
             base_v = [float(b_q[k][metric]) for k in shared]
         except (KeyError, TypeError, ValueError):
             stored = metrics.get_metric(metric).stored
-            raise HarnessError(f"{strat} on {bench}: predictions.jsonl rows lack a numeric {metric!r}"
-                               + (f" (computed by a model during `harness run --metrics {metric}`)" if stored else "")) \
-                from None
+            why = f" (computed by a model during `harness run --metrics {metric}`)" if stored else ""
+            raise HarnessError(f"{strat} on {bench}: predictions.jsonl rows lack a numeric {metric!r}{why}") from None
         chk.n = len(shared)
         chk.baseline, chk.current = sum(base_v) / len(shared), sum(cur_v) / len(shared)
         chk.diff = metrics.paired_bootstrap_diff(cur_v, base_v, n_boot=N_BOOT, seed=SEED)

@@ -60,7 +60,8 @@ def judges_trust(doc: Doc, part: Part) -> None:
     for m, f in figs.items():
         ln = f["length"]
         lines.append(f"{metrics.get_metric(m).label}: rank correlation with answer length "
-                     f"{fmt_num(ln['spearman'], '{:+.2f}')} (containment's: {fmt_num(ln['spearman_contains'], '{:+.2f}')}); "
+                     f"{fmt_num(ln['spearman'], '{:+.2f}')} "
+                     f"(containment's: {fmt_num(ln['spearman_contains'], '{:+.2f}')}); "
                      f"answers it calls right average {fmt_num(ln['words_when_right'], '{:.1f}')} words, "
                      f"wrong {fmt_num(ln['words_when_wrong'], '{:.1f}')}.")
     doc.p("**Length check.** A metric that favours long answers correlates with length clearly more than "

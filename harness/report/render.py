@@ -217,7 +217,7 @@ def render_csv(results: dict) -> str:
                     p["wall_s"] * a["prices"]["usd_per_hour"] / 3600 if p.get("wall_s") is not None else "",
                     p.get("artifact_bytes", 0) if p else "", ans.get("prompt_tokens_mean", ""),
                     ans.get("output_tokens_mean", ""), lat.get("p50", ""), lat.get("p95", ""), per1k, peak, "",
-                    primary, m[primary]["mean"], m[primary]["low"], m[primary]["high"],
+                    primary, *((m.get(primary) or {}).get(k, "") for k in ("mean", "low", "high")),
                     co.one_time_usd if co else "",
                     co.monthly(dc.monthly_queries, dc.refresh_days) if co and co.per_query_usd is not None else "",
                     co.refresh_kind if co else "", co.refresh_usd if co else ""])
