@@ -252,6 +252,21 @@ def test_a_looping_answer_is_detected():
     assert loop_period(torch.tensor([[1, 4, 5, 6, 4, 5, 6, 4, 5, 6]])).tolist() == [3]
 
 
+def test_the_decoder_stops_a_looping_answer(tiny_model):
+    from harness.model.runtime import Runtime
+
+    rt = Runtime(str(tiny_model), device="cpu", progress=False)
+    prompts = [rt.encode_chat([{"role": "user", "content": q}]) for q in ("Who opened the bridge?", "How deep?")]
+    full = rt.generate(prompts, max_new_tokens=24, stop_at_newline=False)
+    cut = rt.generate(prompts, max_new_tokens=24, stop_at_newline=False, stop_on_loop=True)
+    looping = [f for f in full if loop_period(torch.tensor([rt.tokenizer(f.text)["input_ids"][-12:]])).item()]
+    assert looping  # the random tiny model repeats itself: what the stop is for
+    for f, c in zip(full, cut):
+        assert f.text.startswith(c.text)
+        if f in looping:
+            assert c.output_tokens < f.output_tokens == 24
+
+
 # -- a judge-style headline in the report, the recommendation and the gate ----------------------------
 def _with_judge(tmp_path: Path, name: str, judge_of) -> Path:
     run = tmp_path / name
