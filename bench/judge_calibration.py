@@ -51,6 +51,7 @@ def main(argv=None) -> int:
     ap.add_argument("--judge-split", default="test")
     ap.add_argument("--judge-limit", type=int)
     ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--reason-tokens", type=int, default=32, help="0: the verdict alone, without reasons first")
     ap.add_argument("--out", help="write the figures as JSON here")
     args = ap.parse_args(argv)
     rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -85,11 +86,12 @@ def main(argv=None) -> int:
         model = LocalChatModel(rt, args.model, "not fingerprinted here")
         t0 = time.perf_counter()
         items = [{"question": r["question"], "answers": [r["reference"]], "answer": r["candidate"]} for r in pairs]
-        verdicts = grade(model, RUBRICS[("judge", "v1")], items)
+        verdicts = grade(model, RUBRICS[("judge", "v1")], items, args.reason_tokens)
         table = {}
         for r, v in zip(pairs, verdicts):
             table.setdefault(v["verdict"], [0, 0])[0 if r["label"] else 1] += 1
         out["judge"] = {"model": args.model, "rubric": "judge-v1", "split": args.judge_split,
+                        "reason_tokens": args.reason_tokens,
                         "seconds": round(time.perf_counter() - t0, 1),
                         "verdict_vs_label": {k: {"right": a, "wrong": b} for k, (a, b) in table.items()},
                         "correct_is_right": rates([int(v["value"] > 0.5) for v in verdicts],

@@ -118,6 +118,11 @@ def test_judge_scores_labels_after_its_reasons_and_never_asks_about_an_empty_ans
     assert convs[0][-1] == {"role": "assistant", "content": "Both say the night was bad.\nVerdict:"}
     assert "Reference answer: I slept badly." in convs[0][1]["content"]
     assert out[1] == {"value": 0.0, "verdict": "incorrect", "rationale": "empty answer", "by": "rule"}
+    # reason_tokens 0: the verdict alone, nothing generated
+    quiet = ScoringJudge([], [[-2.0, -3.0, -0.5]])
+    alone = judges.grade(quiet, rubric, [ITEM], 0)
+    assert quiet.calls == 0 and alone[0]["verdict"] == "incorrect" and alone[0]["rationale"] == ""
+    assert quiet.seen[0][0][0][-1] == {"role": "assistant", "content": "Verdict:"}
 
 
 def test_judge_config_is_checked():

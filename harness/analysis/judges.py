@@ -166,8 +166,13 @@ def grade(model: ChatModel, rubric: Rubric, items: Sequence[dict], reason_tokens
     scorer = getattr(model, "option_logprobs", None)
     out = []
     if scorer is not None:
-        reasons = [r.strip().splitlines()[0].strip() if r.strip() else "" for r in model.generate(convs, reason_tokens)]
-        partial = [c + [{"role": "assistant", "content": f"{r}\nVerdict:"}] for c, r in zip(convs, reasons)]
+        if reason_tokens:
+            reasons = [r.strip().splitlines()[0].strip() if r.strip() else ""
+                       for r in model.generate(convs, reason_tokens)]
+        else:  # the verdict alone, no rationale
+            reasons = [""] * len(convs)
+        partial = [c + [{"role": "assistant", "content": f"{r}\nVerdict:" if r else "Verdict:"}]
+                   for c, r in zip(convs, reasons)]
         lps = scorer(partial, [f" {label}" for label, _ in rubric.labels])
         for reason, lp in zip(reasons, lps):
             top = max(lp)
@@ -240,8 +245,9 @@ class JudgeConfig:
                 known = sorted(v for m, v in RUBRICS if m == metric)
                 raise ConfigError(f"judge.rubric {self.rubric!r} has no {metric} rubric; known: {', '.join(known)}")
         if isinstance(self.reason_tokens, bool) or not isinstance(self.reason_tokens, int) \
-                or not 1 <= self.reason_tokens <= 512:
-            raise ConfigError(f"judge.reason_tokens must be an integer from 1 to 512, got {self.reason_tokens!r}")
+                or not 0 <= self.reason_tokens <= 512:
+            raise ConfigError(f"judge.reason_tokens must be an integer from 0 (verdict only, no rationale) to 512, "
+                              f"got {self.reason_tokens!r}")
         t = self.semantic_threshold
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not -1 <= t <= 1:
             raise ConfigError(f"judge.semantic_threshold must be a number from -1 to 1, got {t!r}")
