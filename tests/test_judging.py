@@ -64,6 +64,18 @@ def test_context_recall_is_pure_and_needs_retrieved_text():
     assert "context_recall" not in score_with("sentence", "An answer.", ["gold"], "Q?", "generative_qa", {})
 
 
+def test_calibration_pairs_are_labelled_as_documented():
+    rows = [json.loads(line) for line in (Path(__file__).resolve().parent.parent / "corpora" / "cosmosqa"
+                                          / "calibration.jsonl").read_text(encoding="utf-8").splitlines()]
+    bench = {e.id: e for e in load_benchmark("cosmosqa").examples}
+    assert len(rows) == 655 and sum(r["label"] for r in rows) == 183
+    assert {r["kind"] for r in rows} == {"second gold", "ni correct", "ni incorrect"}
+    for r in rows:
+        e = bench[r["id"]]
+        assert r["reference"] == e.answers[0] and r["split"] == e.split and r["candidate"] != r["reference"]
+        assert r["label"] == (r["kind"] != "ni incorrect")
+
+
 # -- the judge ----------------------------------------------------------------------------------------
 class TextJudge:
     """A ChatModel without log-likelihoods (like an endpoint): its verdicts are parsed from its text."""
