@@ -90,6 +90,12 @@ def _run_parser(sub) -> None:
     r.add_argument("--resume", nargs="?", const="latest", metavar="RUN_DIR",
                    help="continue a killed or interrupted run (default: reports/latest) with its own config")
     _decision_args(r)
+    r.add_argument("--metric", help="headline metric of the report (default: the benchmark's): f1, exact_match, "
+                   "contains, semantic, judge, ...")
+    r.add_argument("--metrics", type=_strategies_arg, help="model-based metrics to compute after answering, "
+                   "comma-separated: semantic, judge, faithfulness (the headline one always is)")
+    r.add_argument("--judge-model", help="the judge's model: a packaged name or a local model folder "
+                   "(default: the run's model)")
     r.add_argument("--forgetting", metavar="TASK", help="after each fine-tuning strategy, score this benchmark "
                    "(e.g. boolq) on the base and the tuned model")
     r.add_argument("--forgetting-limit", type=_positive, help="use only the first N questions of the forgetting task")
@@ -114,6 +120,8 @@ def _report_parsers(sub) -> None:
     rep = sub.add_parser("report", help="rebuild report.md/html/csv of a run folder from its records")
     rep.add_argument("run_dir")
     rep.add_argument("--prices", help="price table YAML (default configs/prices.yaml)")
+    rep.add_argument("--metric", help="headline metric (default: the run's); a model-based one (semantic, judge) "
+                     "must have been computed by `harness run`")
     _decision_args(rep)
     cmp = sub.add_parser("compare", help="paired differences between two runs of the same benchmark")
     cmp.add_argument("run_a")
@@ -280,7 +288,7 @@ def _run(args, **where) -> int:
     if args.resume is not None:
         given = [f"--{k.replace('_', '-')}" for k in ("config", "benchmark", "strategies", "limit", "train_limit",
                  "model", "device", "dtype", "batch_size", "seed", "out", "train_workers", "train_sharding",
-                 "columns")
+                 "columns", "metric", "metrics", "judge_model")
                  if getattr(args, k) is not None]
         if given:
             raise HarnessError(f"--resume continues a run with its own config; drop {', '.join(given)}")
@@ -300,8 +308,12 @@ def _run(args, **where) -> int:
         "trust_remote_code": args.trust_remote_code,
         "forgetting": args.forgetting, "forgetting_limit": args.forgetting_limit,
         "train_workers": args.train_workers, "train_sharding": args.train_sharding,
+        "metric": args.metric, "metrics": args.metrics,
     }
     cfg = make_config(args.config, overrides)
+    if args.judge_model:
+        object.__setattr__(cfg, "judge", {**cfg.judge, "model": args.judge_model})
+        cfg.__post_init__()
     if _decision_flags(args):
         from harness.engine.config import check_decision
 
@@ -427,7 +439,7 @@ def cmd_report(args) -> int:
     if not (run_dir / "results.json").exists():  # one that is not a regular file is refused by the reader
         raise HarnessError(f"{run_dir}: no results.json here; is it a run folder?")
     with run_lock(run_dir):  # a live run (or another report) of the folder is writing it: stop at once
-        results = write_reports(run_dir, args.prices, _decision_flags(args))
+        results = write_reports(run_dir, args.prices, _decision_flags(args), args.metric)
     for b in results["benchmarks"]:
         gold = b.get("gold") or {}
         say(f"{b['name']}: scored against " + (f"{gold['path']} (data sha256 {gold['data_sha256'][:12]})"

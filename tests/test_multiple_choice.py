@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import DOCS
 
-from harness.analysis import metrics
+from harness.analysis import metrics, scoring
 from harness.core.errors import DataError
 from harness.core.types import Example
 from harness.data.benchmark import load_benchmark
@@ -106,7 +106,11 @@ def test_score_multiple_choice_is_accuracy():
     s = metrics.score("Red River", MC.answers, MC.input, "multiple_choice")
     assert (s["exact_match"], s["f1"], s["contains"]) == (0.0, 0.0, 0.0) and "acc_norm" not in s
     assert metrics.metric_names("multiple_choice") == metrics.METRICS + ("acc_norm",)
-    assert metrics.metric_names("extractive_qa") == metrics.METRICS
+    # free-text answers also have the model-based metrics and context recall (issue 18); the scorer
+    # alone gives the three plain ones, which is what an lm-eval export reports
+    assert metrics.metric_names("extractive_qa") == metrics.METRICS + ("semantic", "judge", "faithfulness",
+                                                                       "context_recall")
+    assert scoring.scorer_metric_names("extractive_qa") == metrics.METRICS
 
 
 # -- a tiny multiple-choice corpus --------------------------------------------------------------

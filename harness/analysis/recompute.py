@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-from harness.analysis import metrics, serving, stats, verdicts
+from harness.analysis import metrics, serving, stats, trust, verdicts
 from harness.analysis.verdicts import DecisionConfig
 from harness.core.errors import DataError, HarnessError
 from harness.core.paths import CORPORA_DIR, shown
@@ -356,15 +356,43 @@ def decision_config(results: dict, decision: dict | None = None) -> DecisionConf
     return DecisionConfig.from_dict({**((results.get("config") or {}).get("decision") or {}), **(decision or {})})
 
 
-def analyze(run_dir: Path, prices_path=None, decision: dict | None = None) -> tuple[dict, list[dict]]:
+def headline(results: dict, bench: dict, task: str, rows: list[dict],
+             metric: str | None = None) -> tuple[str, str | None]:
+    """A benchmark's headline metric and a note when it is not the one asked for: `metric` (report
+    --metric), else the run's `metric`, else the benchmark's own (benchmark.json), else its task
+    type's. A model-based metric is only read from predictions.jsonl (reports never run a model): asked
+    for explicitly and missing, it is an error; as a default and missing, token F1 stands in."""
+    asked = metric or (results.get("config") or {}).get("metric")
+    name = asked or bench.get("metric") or metrics.primary_metric(task)
+    try:
+        m = metrics.get_metric(name)
+    except KeyError as exc:
+        raise HarnessError(str(exc).strip("'\"")) from None
+    if not m.headline or not m.applies_to(task):
+        raise HarnessError(f"metric {name!r} cannot head benchmark {bench['name']!r} (task {task})")
+    if m.stored and not any(name in r for r in rows):
+        if asked:
+            raise HarnessError(
+                f"benchmark {bench['name']!r}: predictions.jsonl has no {name!r} values. {m.label} is computed by a "
+                f"model during `harness run` (reports never run a model): rerun the same config with --metrics {name}; "
+                "its answers come from the cache and only the judging runs")
+        return "f1", (f"Headline {m.label} was not computed in this run (no values in predictions.jsonl); token F1 "
+                      "stands in. `harness run --metrics " + name + "` computes it.")
+    return name, None
+
+
+def analyze(run_dir: Path, prices_path=None, decision: dict | None = None,
+            metric: str | None = None) -> tuple[dict, list[dict]]:
     """Recompute the run's metrics, statistics, costs and recommendation.
 
     Returns results (cells' metrics updated in place, an `analysis` section added) and scored rows.
-    decision: overrides of the run's recorded `decision` settings (CLI flags).
-    analysis: primary_metric {benchmark: metric}; decision (every input, defaults filled in); prices (price
-    file, the machine the run's timings stand for, hosted prices and the strategies they apply to);
-    benchmarks {benchmark: {seed: comparisons, strategies {name: retrieval, latency}, gold_note}};
-    decisions {benchmark: verdicts.Decision.to_dict(), pooled over seeds}."""
+    decision: overrides of the run's recorded `decision` settings (CLI flags); metric: the headline
+    metric (`harness report --metric`; default: the run's). Model-based metrics (semantic, judge,
+    faithfulness) are taken as stored in predictions.jsonl, never recomputed.
+    analysis: primary_metric {benchmark: metric}; headline_notes {benchmark: note}; decision (every input,
+    defaults filled in); prices (price file, the machine the run's timings stand for, hosted prices and the
+    strategies they apply to); benchmarks {benchmark: {seed: comparisons, strategies {name: retrieval,
+    latency}, gold_note, trust}}; decisions {benchmark: verdicts.Decision.to_dict(), pooled over seeds}."""
     results, raw = read_run(run_dir)
     dc = decision_config(results, decision)  # bad settings fail before any scoring
     rows, gold = rescore(results, raw, run_dir)
@@ -381,13 +409,15 @@ def analyze(run_dir: Path, prices_path=None, decision: dict | None = None) -> tu
             cells.append({"strategy": s, "benchmark": b, "seed": seed, "status": "ok", "error": None,
                           "config": {}, "source": "predictions.jsonl only (no cost or latency record)"})
     hosted = table.hosted.get((results.get("model") or {}).get("name"))
-    analysis = {"primary_metric": {}, "benchmarks": {}, "decisions": {}, "decision": _plain(dc),
+    analysis = {"primary_metric": {}, "benchmarks": {}, "decisions": {}, "decision": _plain(dc), "headline_notes": {},
                 "prices": {"source": table.source, "machine": _plain(machine),
                            "hosted": _plain(hosted) if hosted else None}}
     for b in results["benchmarks"]:
         task = gold[b["name"]]["task"]
-        primary = metrics.primary_metric(task)
+        primary, note = headline(results, b, task, [r for r in rows if r["benchmark"] == b["name"]], metric)
         analysis["primary_metric"][b["name"]] = primary
+        if note:
+            analysis["headline_notes"][b["name"]] = note
         per_seed = {}
         for seed in dict.fromkeys(c.get("seed") for c in cells if c["benchmark"] == b["name"]):
             bcells = [c for c in cells if c["benchmark"] == b["name"] and c.get("seed") == seed]
@@ -398,14 +428,18 @@ def analyze(run_dir: Path, prices_path=None, decision: dict | None = None) -> tu
                 if c["status"] != "ok" or not mine:
                     continue
                 c["metrics"] = {m: metrics.bootstrap_ci([r[m] for r in mine if m in r])
-                                for m in metrics.metric_names(task)}
-                scores[c["strategy"]] = {r["id"]: r for r in mine}
+                                for m in metrics.metric_names(task) if any(m in r for r in mine)}
+                if primary not in c["metrics"]:  # a model-based headline this strategy has no values of
+                    continue
+                scores[c["strategy"]] = {r["id"]: r for r in mine if primary in r}
                 ret, lat = _retrieval(mine, primary), _latency(mine)
                 if ret:
                     c["retrieval"] = ret["recall"]
                 diag[c["strategy"]] = {"retrieval": ret, "latency": lat}
             per_seed[str(seed)] = {"comparisons": stats.comparisons(scores, primary), "strategies": diag,
-                                   "gold_note": gold[b["name"]]["note"]}
+                                   "gold_note": gold[b["name"]]["note"],
+                                   "trust": trust.figures([r for r in rows if r["benchmark"] == b["name"]
+                                                           and r["seed"] == seed], trust.JUDGED)}
         analysis["benchmarks"][b["name"]] = per_seed
         d = verdicts.decide(results, rows, b["name"], primary, table, dc, metric=metric_label(primary))
         dd = d.to_dict()

@@ -109,7 +109,11 @@ class Metric(NamedTuple):
     tasks: tuple[str, ...] = ()      # task types it applies to; empty: every task type
     binary: bool = False             # per-question values are 0 or 1 (McNemar applies); else graded
     description: str = ""
-    compute: Callable | None = None
+    compute: Callable | None = None  # returns None for a question it does not apply to (no context)
+    # Computed by a model during `harness run` (harness/analysis/judges.py) and stored per question in
+    # predictions.jsonl; a report takes the stored value, since reports never run a model.
+    stored: bool = False
+    headline: bool = True            # may head a report; False: a diagnostic of some rows only (RAG)
 
     def applies_to(self, task: str) -> bool:
         return not self.tasks or task in self.tasks
@@ -139,12 +143,61 @@ register_metric(Metric("contains", "Contains", binary=True,
 register_metric(Metric("acc_norm", "acc_norm", binary=True, tasks=("multiple_choice",),
                        description="lm-eval's length-normalised choice: log-probability per character"))
 
+# Free-text answers: where a reader judges the meaning, not the words. Model-based (stored) ones are
+# computed by harness/analysis/judges.py; their rubrics and thresholds are documented there.
+TEXT_TASKS = ("extractive_qa", "generative_qa", "free_form_qa")
+register_metric(Metric("semantic", "Semantic", binary=True, tasks=TEXT_TASKS, stored=True,
+                       description="cosine similarity of the answer and the closest gold answer (MiniLM "
+                                   "embeddings) at or above a calibrated threshold"))
+register_metric(Metric("judge", "Judge", tasks=TEXT_TASKS, stored=True,
+                       description="an LLM judge's verdict against the gold answers with a versioned rubric: "
+                                   "correct 1, partially correct 0.5, incorrect 0"))
+register_metric(Metric("faithfulness", "Faithfulness", tasks=TEXT_TASKS, stored=True, headline=False,
+                       description="an LLM judge's verdict on whether the retrieved context supports the answer: "
+                                   "supported 1, partially 0.5, unsupported 0 (rows with retrieval only)"))
+
+
+_STOP = {"i", "me", "my", "we", "our", "you", "your", "he", "him", "his", "she", "her", "it", "its", "they",
+         "them", "their", "is", "was", "are", "were", "be", "been", "am", "do", "did", "does", "have", "has",
+         "had", "to", "of", "in", "on", "at", "for", "by", "with", "and", "or", "but", "so", "that", "this",
+         "there", "as", "from", "not", "because", "will", "would", "could", "can"}
+
+
+def context_recall(answers: Sequence[str], context: Sequence[str]) -> float:
+    """Share of the gold answer's content words (normalised, function words left out) found in the
+    retrieved passages, best over the gold answers: 1.0 when a short gold answer appears whole."""
+    ctx = set(normalize(" ".join(context)).split())
+    best = 0.0
+    for a in answers:
+        words = normalize(a).split()
+        words = [w for w in words if w not in _STOP] or words
+        if words:
+            best = max(best, sum(w in ctx for w in words) / len(words))
+    return best
+
+
+def _context_recall(output, answers, question, trace, scored):
+    texts = (trace or {}).get("retrieved_texts")
+    return None if texts is None else context_recall(answers, texts)
+
+
+register_metric(Metric("context_recall", "Context recall", tasks=TEXT_TASKS, headline=False,
+                       compute=_context_recall,
+                       description="share of the gold answer's content words found in the retrieved passages "
+                                   "(best gold answer; rows with retrieval only)"))
+
 METRICS = ("exact_match", "f1", "contains")  # scored for every task type
 
 
 def metric_names(task: str) -> tuple[str, ...]:
     """The registered metrics that apply to a task type, in registration order."""
     return tuple(m.name for m in METRIC_REGISTRY.values() if m.applies_to(task))
+
+
+def scorer_metric_names(task: str) -> tuple[str, ...]:
+    """The metrics a task type's scorer gives on every answer by itself: no model (not `stored`), no
+    retrieved passages (a `headline` metric). What an exported lm-eval task reports."""
+    return tuple(m.name for m in METRIC_REGISTRY.values() if m.applies_to(task) and not m.stored and m.headline)
 
 
 def _label(text: str) -> str:
@@ -163,6 +216,13 @@ def score_sentence(output, answers, question, trace):
     """Sentence answers: the first line, lead-ins ('Answer:') removed but the sentence kept whole."""
     lines = [ln.strip() for ln in output.strip().splitlines() if ln.strip()]
     extracted = _LEAD_INS.sub("", lines[0], count=1).strip() if lines else ""
+    return {"extracted": extracted, "exact_match": exact_match(extracted, answers),
+            "f1": token_f1(extracted, answers), "contains": contains(output, answers)}
+
+
+def score_free(output, answers, question, trace):
+    """Free-form answers (several sentences, several lines): the whole output, a lead-in removed."""
+    extracted = _LEAD_INS.sub("", output.strip(), count=1).strip()
     return {"extracted": extracted, "exact_match": exact_match(extracted, answers),
             "f1": token_f1(extracted, answers), "contains": contains(output, answers)}
 
@@ -194,7 +254,8 @@ def score_choice(output, answers, question, trace):
     return out
 
 
-SCORERS: dict[str, Callable] = {"span": score_span, "sentence": score_sentence, "yes_no": score_yes_no,
+SCORERS: dict[str, Callable] = {"span": score_span, "sentence": score_sentence, "free": score_free,
+                                "yes_no": score_yes_no,
                                 "label": score_label, "choice": score_choice}
 
 
@@ -205,5 +266,7 @@ def score_with(scorer: str, output: str, answers: Sequence[str], question: str =
     out = SCORERS[scorer](output, answers, question, trace)
     for m in METRIC_REGISTRY.values():
         if m.compute is not None and m.applies_to(task):
-            out[m.name] = float(m.compute(output, answers, question, trace, out))
+            value = m.compute(output, answers, question, trace, out)
+            if value is not None:
+                out[m.name] = float(value)
     return out

@@ -76,17 +76,30 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def compare_pair(a: dict[str, dict], b: dict[str, dict], graded: bool, seed: int = 0) -> dict:
+def compare_pair(a: dict[str, dict], b: dict[str, dict], graded: bool, seed: int = 0,
+                 binary_metric: str = "exact_match", graded_metric: str = "f1") -> dict:
     """Paired tests of a against b over the question ids both answered.
 
-    a, b: question id -> per-question scores (exact_match, f1). graded: also bootstrap F1.
-    """
+    a, b: question id -> per-question scores. McNemar on `binary_metric` (key "em"); graded: also a
+    paired bootstrap of `graded_metric` (key "f1"). The keys name the two test families."""
     ids = sorted(set(a) & set(b))
-    out = {"n": len(ids), "em": mcnemar_exact([a[i]["exact_match"] for i in ids],
-                                              [b[i]["exact_match"] for i in ids])}
+    out = {"n": len(ids), "em": mcnemar_exact([a[i][binary_metric] for i in ids],
+                                              [b[i][binary_metric] for i in ids])}
     if graded:
-        out["f1"] = paired_bootstrap([a[i]["f1"] for i in ids], [b[i]["f1"] for i in ids], seed=seed)
+        out["f1"] = paired_bootstrap([a[i][graded_metric] for i in ids], [b[i][graded_metric] for i in ids], seed=seed)
     return out
+
+
+def tested_metrics(primary: str) -> tuple[str, str | None]:
+    """(metric McNemar tests, metric the bootstrap tests or None) for a headline metric: a binary
+    headline (exact match, semantic) is McNemar's; a graded one (F1, judge) is bootstrapped, beside
+    McNemar on exact match."""
+    from harness.analysis.scoring import METRIC_REGISTRY
+
+    m = METRIC_REGISTRY.get(primary)
+    if m is None or not m.binary:
+        return "exact_match", primary
+    return primary, None
 
 
 def comparisons(scores: dict[str, dict[str, dict]], primary: str, zero_shot: str = "zero-shot",
@@ -101,11 +114,13 @@ def comparisons(scores: dict[str, dict[str, dict]], primary: str, zero_shot: str
         return {"best": None, "primary": primary, "rows": []}
     mean = {s: sum(v[primary] for v in q.values()) / max(len(q), 1) for s, q in scores.items()}
     best = max(mean, key=lambda s: (mean[s], s == zero_shot))
-    graded = primary == "f1"
+    binary_metric, graded_metric = tested_metrics(primary)
+    graded = graded_metric is not None
     pairs = [(s, best, "vs best") for s in scores if s not in (best, zero_shot)]
     if zero_shot in scores:  # each pair once: zero-shot's own "vs best" is the best's "vs zero-shot"
         pairs += [(s, zero_shot, "vs zero-shot") for s in scores if s != zero_shot]
-    rows = [{"strategy": s, "baseline": base, "role": role, **compare_pair(scores[s], scores[base], graded, seed)}
+    rows = [{"strategy": s, "baseline": base, "role": role,
+             **compare_pair(scores[s], scores[base], graded, seed, binary_metric, graded_metric or "f1")}
             for s, base, role in pairs]
     for key in ("em", "f1"):
         fam = [r for r in rows if key in r]
@@ -120,4 +135,5 @@ def comparisons(scores: dict[str, dict[str, dict]], primary: str, zero_shot: str
         r["significant"] = t["significant"]
         r["verdict"] = ("no significant difference" if not t["significant"]
                         else "significantly better" if t["diff"] > 0 else "significantly worse")
-    return {"best": best, "primary": primary, "means": mean, "rows": rows}
+    return {"best": best, "primary": primary, "means": mean, "rows": rows,
+            "tested": {"em": binary_metric, "f1": graded_metric}}

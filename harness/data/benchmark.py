@@ -1,6 +1,7 @@
 """Find a benchmark by name (corpora/<name>/) or path; harness/data/corpus.py loads and checks it."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from harness.core.errors import HarnessError
@@ -38,3 +39,28 @@ def load_benchmark(name_or_path: str, split_seed: int | None = None, test_ratio:
     return corpus.load_corpus(path, corpus.DEFAULT_SPLIT_SEED if split_seed is None else split_seed,
                               corpus.DEFAULT_TEST_RATIO if test_ratio is None else test_ratio,
                               columns=None if builtin and not has_questions else columns)
+
+
+# Default max_new_tokens from the gold answers, when neither the run nor benchmark.json sets it:
+# p90 of the gold answers' words x tokens per word x headroom, rounded up to a multiple of 8.
+# Tokens per word of gold answers in the default model's tokenizer (SmolLM2), measured 2026-12-01 on
+# all gold answers: squadshifts_nyt 1.57 (names, numbers), squadshifts_amazon 1.37, cosmosqa 1.16.
+TOKENS_PER_WORD = 1.4
+HEADROOM = 1.5  # room for the answer to be worded differently from the gold (cosmosqa's card uses the same)
+# Never below the harness's short-answer default: the default model opens with a lead-in ("The answer
+# to this question is:", about 8 tokens) before even a one-word answer. Never above 512: a paragraph.
+MIN_NEW_TOKENS, MAX_DEFAULT_NEW_TOKENS = 24, 512
+
+
+def answer_budget(bench: Benchmark) -> tuple[int, str]:
+    """Greedy tokens an answer may take on this benchmark, and where the number comes from: its
+    benchmark.json `max_new_tokens`, else the p90 length of its gold answers (see above)."""
+    given = bench.meta.get("max_new_tokens")
+    if isinstance(given, int) and not isinstance(given, bool):
+        return given, "benchmark.json"
+    words = sorted(len(a.split()) for e in bench.examples for a in e.answers)
+    if not words:
+        return MIN_NEW_TOKENS, "default"
+    p90 = words[min(len(words) - 1, int(0.9 * len(words)))]
+    n = -(-math.ceil(p90 * TOKENS_PER_WORD * HEADROOM) // 8) * 8
+    return max(MIN_NEW_TOKENS, min(MAX_DEFAULT_NEW_TOKENS, n)), f"gold answers (p90 {p90} words)"

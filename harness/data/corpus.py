@@ -39,7 +39,7 @@ from harness.analysis.scoring import normalize
 from harness.core.errors import DataError, HarnessError
 from harness.core.types import Benchmark, Document, Example
 from harness.data.docids import file_id, unknown_refs
-from harness.data.tasks import DEFAULT_TASK, TASK_TYPES, task_type
+from harness.data.tasks import ANSWER_STYLES, DEFAULT_TASK, TASK_TYPES, task_for_style, task_type
 
 DEFAULT_SPLIT_SEED = 0
 DEFAULT_TEST_RATIO = 0.3  # near the built-in benchmarks' test share (NYT: 200 of 746); the rest trains
@@ -329,6 +329,7 @@ class _Loader:
         if "synthetic" in meta and not isinstance(meta["synthetic"], (bool, dict)):
             self.problem(path, None, "'synthetic' must be true, false or an object describing the generation")
             meta.pop("synthetic")
+        self._answer_keys(path, meta)
         return meta
 
     @staticmethod
@@ -344,6 +345,35 @@ class _Loader:
         if bad:
             return f"must name a column for {', '.join(map(repr, bad))}"
         return None
+
+    def _answer_keys(self, path: Path, meta: dict) -> None:
+        """`answer_style` (picks the question-answering task type), `max_new_tokens` and the headline
+        `metric`: each wrong one is a problem, and is dropped so the rest can still be checked."""
+        from harness.analysis.scoring import METRIC_REGISTRY
+
+        style = meta.get("answer_style")
+        if style is not None:
+            if style not in ANSWER_STYLES:
+                self.problem(path, None, f"unknown answer_style {style!r}; known: {', '.join(ANSWER_STYLES)}")
+                meta.pop("answer_style")
+            elif "task" not in meta:
+                meta["task"] = task_for_style(style)
+            elif task_type(meta["task"]).answer_style != style:
+                self.problem(path, None, f"answer_style {style!r} is answered by task {task_for_style(style)!r}, "
+                                         f"not {meta['task']!r}: drop one of them or make them agree")
+                meta.pop("answer_style")
+        n = meta.get("max_new_tokens")
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 4096):
+            self.problem(path, None, f"max_new_tokens must be an integer from 1 to 4096, got {n!r}")
+            meta.pop("max_new_tokens")
+        m = meta.get("metric")
+        if m is not None:
+            task = meta.get("task", DEFAULT_TASK)
+            metric = METRIC_REGISTRY.get(m) if isinstance(m, str) else None
+            if metric is None or not metric.headline or not metric.applies_to(task):
+                known = [k for k, v in METRIC_REGISTRY.items() if v.headline and v.applies_to(task)]
+                self.problem(path, None, f"metric {m!r} cannot head a {task} benchmark; use one of {', '.join(known)}")
+                meta.pop("metric")
 
     def _one_of(self, first: str, second: str, missing: str) -> Path | None:
         found = [self.root / n for n in (first, second) if (self.root / n).exists()]

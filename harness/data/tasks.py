@@ -36,10 +36,25 @@ class TaskType:
     context_system: str       # system prompt when retrieved passages come with the question
     context_request: str      # the line after the passages and the question
     needs_choices: bool = False  # each question lists its options ("choices")
+    # Question answering only: the answer style a benchmark.json `answer_style` names to pick this task
+    # type (short, sentence, free_form; see ANSWER_STYLES). None: the answer format is fixed (a label).
+    answer_style: str | None = None
+    one_line: bool = True     # decoding stops at the first newline after some text
 
     def __post_init__(self):
         if self.answered_by not in ("generation", "loglikelihood"):
             raise ValueError(f"task type {self.name}: answered_by must be generation or loglikelihood")
+        if self.answer_style is not None and self.answer_style not in ANSWER_STYLES:
+            raise ValueError(f"task type {self.name}: answer_style must be one of {', '.join(ANSWER_STYLES)}")
+
+
+# benchmark.json `answer_style` -> what a reader expects. Each style is answered by one question-answering
+# task type (its `answer_style`), whose prompts ask for that length and whose scorer keeps that much.
+ANSWER_STYLES = {
+    "short": "a name, number, date or phrase of a few words (extractive_qa)",
+    "sentence": "one complete sentence (generative_qa)",
+    "free_form": "a few sentences, several lines allowed (free_form_qa)",
+}
 
 
 TASK_TYPES: dict[str, TaskType] = {}
@@ -51,6 +66,14 @@ def register_task_type(task: TaskType) -> TaskType:
         raise RuntimeError(f"task type {task.name!r} registered twice")
     TASK_TYPES[task.name] = task
     return task
+
+
+def task_for_style(style: str) -> str:
+    """The question-answering task type that answers in `style` (an ANSWER_STYLES key)."""
+    for t in TASK_TYPES.values():
+        if t.answer_style == style:
+            return t.name
+    raise ConfigError(f"unknown answer_style {style!r}; known: {', '.join(ANSWER_STYLES)}")
 
 
 def task_type(name: str) -> TaskType:
@@ -68,6 +91,7 @@ register_task_type(TaskType(
     lmeval_output_type="generate_until", lmeval_metric="f1",
     system=SHORT_ANSWER_SYSTEM, context_system=SHORT_ANSWER_SYSTEM + " Copy the answer from the context.",
     context_request="Answer with words copied from the text above.",
+    answer_style="short",
 ))
 register_task_type(TaskType(
     name="yes_no",
@@ -101,9 +125,20 @@ register_task_type(TaskType(
 register_task_type(TaskType(
     name="generative_qa",
     description="a question answered in a sentence of the model's own words; token F1 undervalues paraphrases",
-    scorer="sentence", primary_metric="f1", answered_by="generation",
+    scorer="sentence", primary_metric="semantic", answered_by="generation",
     lmeval_output_type="generate_until", lmeval_metric="f1",
     system="You answer questions in one short, complete sentence.",
     context_system="You answer questions in one short, complete sentence, based on the context.",
     context_request="Answer in one sentence, based on the text above.",
+    answer_style="sentence",
+))
+register_task_type(TaskType(
+    name="free_form_qa",
+    description="a question answered in a few sentences; judged on meaning (semantic, judge), not on shared words",
+    scorer="free", primary_metric="semantic", answered_by="generation",
+    lmeval_output_type="generate_until", lmeval_metric="f1",
+    system="You answer questions clearly and completely, in a few sentences.",
+    context_system="You answer questions clearly and completely, in a few sentences, based on the context.",
+    context_request="Answer in a few sentences, based on the text above.",
+    answer_style="free_form", one_line=False,
 ))

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.analysis import metrics
+from harness.analysis.judges import stored_values
 from harness.analysis.metrics import recall_at
 from harness.cache.stages import StageCache
 from harness.core.errors import HarnessError, StrategyFailed
 from harness.core.paths import inside
 from harness.core.types import Example, Prediction, Usage
 from harness.engine.config import RunConfig
-from harness.engine.plan import Cell
+from harness.engine.plan import Cell, answer_tokens, judged_metrics
 from harness.methods.strategy import PrepareContext, prepare_strategy
 from harness.model.resources import Measured, measure
 
@@ -38,6 +39,7 @@ class CellEnv:
     progress: bool = False
     data_parallel: Any = None          # harness.engine.scaleout.raydata.DataParallel (--data-parallel N)
     train_on_workers: Callable | None = None  # harness.engine.scaleout.raytrain.train_on_workers
+    judges: Any = None                 # harness.analysis.judges.Judges, made by the first cell that judges
 
 
 @dataclass
@@ -90,6 +92,8 @@ def run_cell(cell: Cell, env: CellEnv) -> tuple[dict, list[dict]]:
         else:
             prepare = {**stored.cell["prepare"], "cached": True}
             record["cached"] = True
+        if _judge(cell, env, stored, test, record):  # model-based metrics: harness/analysis/judges.py
+            _store(cell, env, stored, prepare)
         return _assemble(cell, env, record, prepare, stored, fresh, test, fkey)
     except (StrategyFailed, HarnessError) as exc:
         record.update(status="failed", error=str(exc))
@@ -103,7 +107,8 @@ def _context(cell: Cell, env: CellEnv) -> PrepareContext:
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = env.cfg
     return PrepareContext(benchmark=cell.bench, runtime=env.runtime, workdir=workdir, seed=cell.seed,
-                          train_limit=cfg.train_limit, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
+                          train_limit=cfg.train_limit, batch_size=cfg.batch_size,
+                          max_new_tokens=answer_tokens(cfg, cell.bench),
                           progress=env.progress, cache=env.cache if env.cache is not None and env.cache.enabled else None,
                           train_workers=cfg.train_workers, train_sharding=cfg.train_sharding,
                           train_on_workers=env.train_on_workers)
@@ -148,6 +153,32 @@ def _forgetting(env: CellEnv, strat, ctx: PrepareContext) -> dict:
                              workdir=ctx.workdir)
 
 
+def _judge(cell: Cell, env: CellEnv, stored: Stored, test: list[Example], record: dict) -> bool:
+    """The judging stage: what the cache lacks of the model-based metrics this benchmark asks for
+    (semantic, judge, faithfulness), computed for the cell's answers and kept with them. A failed judge
+    is recorded in record["judging"] and never fails the cell. True when something was computed."""
+    from harness.analysis import judges
+
+    wanted = judged_metrics(env.cfg, cell.bench)
+    if not wanted:
+        return False
+    try:
+        if env.judges is None:
+            hasher = env.cache.tree_hash if env.cache is not None else StageCache(enabled=False).tree_hash
+            env.judges = judges.Judges(judges.JudgeConfig.from_dict(env.cfg.judge), env.runtime, env.cfg.model,
+                                       hasher, batch_size=env.cfg.batch_size)
+        entries = {e.id: stored.predictions[e.id] for e in test}
+        extracted = {e.id: metrics.score(entries[e.id]["output"], e.answers, e.input, e.task,
+                                         entries[e.id]["trace"])["extracted"] for e in test}
+        items = judges.run_items(test, {i: x["output"] for i, x in entries.items()},
+                                 {i: x["trace"] for i, x in entries.items()}, extracted)
+        record["judging"] = judges.judge_predictions(env.judges, wanted, items, entries)
+    except Exception as exc:  # the answers stand without their judge
+        record["judging"] = {"error": f"{type(exc).__name__}: {exc}"}
+        return False
+    return any(r["computed"] for r in record["judging"].values())
+
+
 def _store(cell: Cell, env: CellEnv, stored: Stored, prepare: dict) -> None:
     if env.cache is None:
         return
@@ -171,13 +202,18 @@ def _assemble(cell: Cell, env: CellEnv, record: dict, prepare: dict, stored: Sto
     measured = Measured(wall_s=sum(stored.predictions[e.id]["wall_s"] for e in test),
                         cpu_s=sum(stored.predictions[e.id]["cpu_s"] for e in test), peak_rss_mb=stored.peak_rss_mb)
     scores = [metrics.score(p.output, e.answers, e.input, e.task, p.trace) for p, e in zip(preds, test)]
+    fps = {m: j["fingerprint"] for m, j in (record.get("judging") or {}).items() if isinstance(j, dict)}
+    judged = [stored_values(stored.predictions[e.id], fps) for e in test]  # the judging stage's values
+    for s, (values, _) in zip(scores, judged):
+        s.update(values)
     record.update(summarize(preds, scores, measured, test, env.cfg.usd_per_hour))
     if fkey and fkey in stored.forgetting:
         record["forgetting"] = stored.forgetting[fkey]
     rows = [{"strategy": cell.spec.name, "benchmark": cell.bench.name, "seed": cell.seed, "id": e.id,
              "question": e.input, "answers": list(e.answers), "output": p.output, **s,
-             "usage": dataclasses.asdict(p.usage), "cached": p.cached, "trace": p.trace}
-            for p, e, s in zip(preds, test, scores)]
+             "usage": dataclasses.asdict(p.usage), "cached": p.cached, "trace": p.trace,
+             **({"judgments": j[1]} if j[1] else {})}
+            for p, e, s, j in zip(preds, test, scores, judged)]
     return record, rows
 
 
@@ -202,7 +238,8 @@ def summarize(preds, scores, measured, examples, price) -> dict:
     }
     out = {"answer": answer,
            "metrics": {m: metrics.bootstrap_ci([s[m] for s in scores if m in s])
-                       for m in metrics.metric_names(examples[0].task if examples else "")}}
+                       for m in metrics.metric_names(examples[0].task if examples else "")
+                       if any(m in s for s in scores)}}  # a model-based metric only where it was computed
     ranked = [p.trace.get("retrieved_doc_ids") for p in preds]
     if any(r is not None for r in ranked):
         out["retrieval"] = {}

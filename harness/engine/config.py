@@ -11,7 +11,6 @@ from typing import Any
 from harness.core.errors import ConfigError
 from harness.core.yamlio import Where, read_yaml
 from harness.data.corpus import DEFAULT_SPLIT_SEED, DEFAULT_TEST_RATIO
-from harness.model.batching import DEFAULT_MAX_NEW_TOKENS
 
 DEFAULT_STRATEGIES = ("zero-shot", "few-shot", "rag", "lora")
 MAX_NEW_TOKENS = 4096  # the answer buffer is batch x max_new_tokens; a typo of 10**9 must not reach it
@@ -29,7 +28,9 @@ class RunConfig:
     limit: int | None = None        # cap on test questions (None: all)
     train_limit: int | None = None  # cap on train examples (None: all)
     batch_size: int | None = None   # generation batch; None: the device's default (64 on CPU, 128 on CUDA)
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS  # short-answer QA (harness/model/batching.py says why)
+    # None: per benchmark, its benchmark.json `max_new_tokens`, else from its gold answers' lengths
+    # (harness/data/benchmark.py answer_budget; 24 on short-answer benchmarks). A number here wins.
+    max_new_tokens: int | None = None
     usd_per_hour: float = 0.085     # on-demand price of a 2-vCPU cloud machine (AWS c6i.large, us-east-1, 2026)
     out: str | None = None
     split_seed: int = DEFAULT_SPLIT_SEED    # splits corpus questions that have no split; apart from `seeds`
@@ -50,6 +51,12 @@ class RunConfig:
     # Column mapping of the question tables of corpus folders ({"question": "prompt", "answers": "gold"}),
     # winning over their benchmark.json "columns"; built-in benchmarks ignore it. None: as each folder says.
     columns: dict | None = None
+    # The report's headline metric (any registered one that can head the benchmarks' task types);
+    # None: each benchmark's benchmark.json `metric`, else its task type's.
+    metric: str | None = None
+    # Model-based metrics to compute after answering besides the headline (semantic, judge, faithfulness).
+    metrics: tuple[str, ...] = ()
+    judge: dict = field(default_factory=dict)  # harness.analysis.judges.JudgeConfig: model, rubric, ...
 
     def __post_init__(self):
         for name in ("limit", "train_limit", "forgetting_limit"):
@@ -58,13 +65,13 @@ class RunConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
         for name in ("batch_size", "max_new_tokens", "train_workers"):
             v = getattr(self, name)
-            if name == "batch_size" and v is None:
+            if name in ("batch_size", "max_new_tokens") and v is None:
                 continue
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
         if self.train_sharding not in ("ddp", "fsdp"):
             raise ConfigError(f"train_sharding must be ddp or fsdp, got {self.train_sharding!r}")
-        if self.max_new_tokens > MAX_NEW_TOKENS:
+        if self.max_new_tokens is not None and self.max_new_tokens > MAX_NEW_TOKENS:
             raise ConfigError(f"max_new_tokens must be at most {MAX_NEW_TOKENS}, got {self.max_new_tokens}")
         for seed in self.seeds:
             if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
@@ -110,6 +117,21 @@ class RunConfig:
                     k in QUESTION_FIELDS and isinstance(v, str) and v.strip() for k, v in self.columns.items()):
                 raise ConfigError(f"columns must map question fields ({', '.join(QUESTION_FIELDS)}) to column "
                                   f"names, got {self.columns!r}")
+        from harness.analysis.judges import JUDGED, JudgeConfig
+        from harness.analysis.scoring import METRIC_REGISTRY
+
+        if self.metric is not None:
+            m = METRIC_REGISTRY.get(self.metric) if isinstance(self.metric, str) else None
+            if m is None or not m.headline:
+                heads = [k for k, v in METRIC_REGISTRY.items() if v.headline]
+                raise ConfigError(f"metric must be one of {', '.join(heads)}, got {self.metric!r}")
+        for m in self.metrics:
+            if m not in JUDGED:
+                raise ConfigError(f"metrics are computed by a model after answering: {', '.join(JUDGED)}; "
+                                  f"got {m!r} (the other metrics are always computed)")
+        if not isinstance(self.judge, dict):
+            raise ConfigError(f"judge must be a mapping (model, rubric, ...), got {self.judge!r}")
+        JudgeConfig.from_dict(self.judge)
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
 
@@ -119,7 +141,8 @@ class RunConfig:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 _OPTIONAL_TYPES = {"limit": int, "train_limit": int, "batch_size": int, "out": str,
-                   "forgetting": str, "forgetting_limit": int, "columns": dict}  # default None
+                   "forgetting": str, "forgetting_limit": int, "max_new_tokens": int, "metric": str,
+                   "columns": dict}  # default None
 _YAML_KEYS = {"benchmark", "benchmarks", "strategies", "seed", "seeds", *_FIELDS} - {"options"}
 
 
@@ -156,6 +179,16 @@ def _load(p: Path) -> tuple[dict[str, Any], Where]:
             out["benchmarks"] = _tuple_of(value, str, key, at)
         elif key in ("seed", "seeds"):
             out["seeds"] = _tuple_of(value, int, key, at)
+        elif key == "metrics":
+            out["metrics"] = _tuple_of(value, str, key, at) if value != [] else ()
+        elif key == "judge":
+            from harness.analysis.judges import JudgeConfig
+
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(f"{at}: 'judge' must be a mapping (model, rubric, reason_tokens, embedder, "
+                                  "semantic_threshold)")
+            JudgeConfig.from_dict(value, f"{at}: judge")
+            out[key] = dict(value or {})
         elif key == "strategies":
             if isinstance(value, list) and all(isinstance(v, str) for v in value):
                 out["strategies"] = tuple(value)

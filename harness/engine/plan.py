@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from harness.analysis.recompute import read_run
+from harness.analysis.scoring import get_metric
 from harness.cache.hashing import code_version, fingerprint, library_versions
 from harness.cache.stages import FORMAT as CACHE_FORMAT
 from harness.cache.stages import StageCache
 from harness.core.errors import ConfigError, HarnessError
 from harness.core.paths import reports_root
 from harness.core.types import Benchmark, Example
-from harness.data.benchmark import builtin_benchmarks, load_benchmark
+from harness.data.benchmark import answer_budget, builtin_benchmarks, load_benchmark
+from harness.data.tasks import task_type
 from harness.engine.config import RunConfig
 from harness.methods.registry import StrategySpec, build_config, get_spec, split_entry
 
@@ -82,6 +84,9 @@ def plan(cfg: RunConfig) -> Plan:
         seen = _as_trained(bench, cfg.train_limit)  # few-shot.shots against the train questions it will get
         for spec in specs:
             spec.cls.check(spec.name, configs[spec.name], seen)
+        m = headline(cfg, bench)
+        if not get_metric(m).applies_to(bench.task):
+            raise ConfigError(f"metric {m!r} does not apply to benchmark {bench.name!r} (task {bench.task})")
     return Plan(specs, configs, benches)
 
 
@@ -91,6 +96,24 @@ def _as_trained(bench: Benchmark, train_limit: int | None) -> Benchmark:
         return bench
     keep = {id(e) for e in bench.split("train")[:train_limit]}
     return dataclasses.replace(bench, examples=[e for e in bench.examples if e.split != "train" or id(e) in keep])
+
+
+def answer_tokens(cfg: RunConfig, bench: Benchmark) -> int:
+    """Greedy tokens per answer on a benchmark: the run's max_new_tokens when set, else the benchmark's
+    own (benchmark.json, or from its gold answers' lengths: harness/data/benchmark.py answer_budget)."""
+    return cfg.max_new_tokens if cfg.max_new_tokens is not None else answer_budget(bench)[0]
+
+
+def headline(cfg: RunConfig, bench: Benchmark) -> str:
+    """The benchmark's headline metric: the run's `metric`, else benchmark.json's, else its task type's."""
+    return cfg.metric or bench.meta.get("metric") or task_type(bench.task).primary_metric
+
+
+def judged_metrics(cfg: RunConfig, bench: Benchmark) -> tuple[str, ...]:
+    """The model-based metrics a cell of this benchmark computes after answering."""
+    from harness.analysis.judges import wanted_metrics
+
+    return wanted_metrics(headline(cfg, bench), cfg.metrics, bench.task)
 
 
 def cell_key(cell: Cell, cfg: RunConfig, runtime, cache: StageCache) -> str:
@@ -104,7 +127,7 @@ def cell_key(cell: Cell, cfg: RunConfig, runtime, cache: StageCache) -> str:
         "strategy": spec.name, **({"runs": spec.base} if spec.base else {}),
         "config": dataclasses.asdict(config), "benchmark": cell.bench.name,
         "data_sha256": cell.bench.meta.get("data_sha256"), "other_benchmarks": other, "seed": cell.seed,
-        "train_limit": cfg.train_limit, "max_new_tokens": cfg.max_new_tokens,
+        "train_limit": cfg.train_limit, "max_new_tokens": answer_tokens(cfg, cell.bench),
         "batch_size": cfg.batch_size or runtime.default_batch_size, "device": runtime.device,
         "dtype": runtime.dtype_name, "model_sha256": cache.tree_hash(runtime.path),
         "libraries": library_versions(), "code": code_version(spec.cls), "format": CACHE_FORMAT,
@@ -134,8 +157,9 @@ def resume_target(arg: str, trust_remote_code: bool = False) -> tuple[Path, dict
     try:
         known = {f.name for f in dataclasses.fields(RunConfig)}
         values = {k: v for k, v in results["config"].items() if k in known}
-        for k in ("benchmarks", "strategies", "seeds"):
-            values[k] = tuple(values[k])
+        for k in ("benchmarks", "strategies", "seeds", "metrics"):
+            if k in values:
+                values[k] = tuple(values[k])
         cfg = RunConfig(**{**values, "out": str(run_dir), "trust_remote_code": trust_remote_code})
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise HarnessError(f"cannot resume {run_dir}: its results.json is not a run record ({exc})") from None

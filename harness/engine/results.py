@@ -13,9 +13,11 @@ from harness.analysis import metrics
 from harness.cache.stages import StageCache
 from harness.core.paths import SOURCE_ROOT
 from harness.core.records import SCHEMA_VERSION, write_json, write_jsonl
+from harness.data.benchmark import answer_budget
+from harness.data.tasks import task_type
 from harness.engine.cell import now
 from harness.engine.config import RunConfig
-from harness.engine.plan import Plan
+from harness.engine.plan import Plan, answer_tokens, headline, judged_metrics
 
 PACKAGES = ("torch", "transformers", "peft", "sentence-transformers", "faiss-cpu", "lm_eval", "numpy", "tokenizers",
             "safetensors")
@@ -72,6 +74,9 @@ def header(cfg: RunConfig, plan: Plan, runtime, stages: StageCache, run_dir: Pat
                         "data_sha256": b.meta.get("data_sha256"), "path": b.meta.get("path"),
                         "license": b.meta.get("license"),
                         "source": b.meta.get("source"), "split_assigned": b.meta.get("split_assigned"),
+                        "answer_style": task_type(b.task).answer_style, "metric": headline(cfg, b),
+                        "judged_metrics": list(judged_metrics(cfg, b)), "max_new_tokens": answer_tokens(cfg, b),
+                        "max_new_tokens_from": "config" if cfg.max_new_tokens is not None else answer_budget(b)[1],
                         **{k: b.meta[k] for k in ("synthetic", "skipped_documents") if b.meta.get(k)}}
                        for b in plan.benches],
         "pricing": {"usd_per_hour": cfg.usd_per_hour},
@@ -120,6 +125,11 @@ def log_cell(log, where: str, record: dict, task: str) -> None:
     how = "cached" if record["cached"] else (
         f"{c['predictions_computed']} answers computed, {c['predictions_hit']} cached" if c["predictions_hit"] else "")
     name = metrics.primary_metric(task)
+    name = name if name in record["metrics"] else "f1"  # a model-based headline that was not computed
     label = {"f1": "F1", "exact_match": "accuracy"}.get(name, metrics.get_metric(name).label)
-    log(f"{where}: {label} {record['metrics'][name]['mean']:.3f}, prepare {record['prepare']['wall_s']:.1f}s, "
+    judged = record.get("judging") or {}
+    extra = f"; judging failed: {judged['error']}" if "error" in judged else "".join(
+        f", {metrics.get_metric(m).label} {record['metrics'][m]['mean']:.3f}" for m in judged
+        if m != name and m in record["metrics"])
+    log(f"{where}: {label} {record['metrics'][name]['mean']:.3f}{extra}, prepare {record['prepare']['wall_s']:.1f}s, "
         f"answer {record['answer']['wall_s']:.1f}s" + (f" ({how}; times as first measured)" if how else ""))

@@ -14,10 +14,9 @@ import yaml
 from harness.analysis import metrics, scoring
 from harness.core.errors import ConfigError, DataError, HarnessError
 from harness.core.records import write_atomic, write_jsonl
-from harness.data.benchmark import load_benchmark
+from harness.data.benchmark import answer_budget, load_benchmark
 from harness.data.tasks import task_type
 from harness.methods import prompts
-from harness.model.batching import DEFAULT_MAX_NEW_TOKENS
 
 _TASK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
 MC_PROMPT = "Question: {{question}}\nAnswer:"  # lm-eval's usual zero-shot layout (ARC, SciQ)
@@ -114,11 +113,11 @@ def export_task(benchmark: str, out_dir: str | Path, name: str | None = None) ->
             "doc_to_text": "question", "doc_to_target": "target", "target_delimiter": " ",
             # Only the end-of-turn token stops generation (lm-eval adds the model's EOS); the
             # harness's stop at the first newline after text is applied in process_results.
-            "generation_kwargs": {"until": [], "max_gen_toks": DEFAULT_MAX_NEW_TOKENS,
+            "generation_kwargs": {"until": [], "max_gen_toks": answer_budget(bench)[0],
                                   "do_sample": False, "temperature": 0.0},
             "metric_list": [{"metric": m, "aggregation": "mean",
                              "higher_is_better": metrics.get_metric(m).higher_is_better}
-                            for m in metrics.metric_names(task)],
+                            for m in scoring.scorer_metric_names(task)],
         })
         extra = "process_results: !function utils.process_results\n"
         write_atomic(out / "utils.py", _utils_source(task, kind.scorer))
@@ -156,5 +155,5 @@ def harness_output(text):
 
 def process_results(doc, results):
     s = score_with(HARNESS_SCORER, harness_output(results[0]), doc["answers"], doc["question"], HARNESS_TASK)
-    return {{m: s[m] for m in metric_names(HARNESS_TASK)}}
+    return {{m: s[m] for m in scorer_metric_names(HARNESS_TASK)}}
 ''')

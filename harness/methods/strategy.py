@@ -151,9 +151,13 @@ def answer_prompts(
     prompts = [rt.encode_chat(m) for m in messages]
     check_context(rt, examples, [len(p) + ctx.max_new_tokens for p in prompts], f"+ {ctx.max_new_tokens} new")
     bar = tqdm(total=len(prompts), desc=desc, unit="q", disable=not ctx.progress, leave=False)
-    generate = rt.generate_hf if hf_generate else rt.generate
-    gens = generate(prompts, max_new_tokens=ctx.max_new_tokens, batch_size=ctx.batch_size,
-                    model=model, on_batch=bar.update)
+    one_line = all(task_type(e.task).one_line for e in examples)  # free-form answers run over several lines
+    if hf_generate:
+        gens = rt.generate_hf(prompts, max_new_tokens=ctx.max_new_tokens, batch_size=ctx.batch_size,
+                              model=model, on_batch=bar.update, stop_at_newline=one_line)
+    else:
+        gens = rt.generate(prompts, max_new_tokens=ctx.max_new_tokens, batch_size=ctx.batch_size, model=model,
+                           on_batch=bar.update, stop_at_newline=one_line, stop_on_loop=True)
     bar.close()
     preds = []
     for i, (ex, g) in enumerate(zip(examples, gens)):

@@ -172,9 +172,12 @@ class Runtime:
         share_prefix: bool = True,
         max_batch_tokens: int | None = None,
         prefix_len: int | None = None,
+        stop_on_loop: bool = False,
     ) -> list[Generation]:
         """Greedy-decode every prompt. A batch holds at most `batch_size` prompts and at most
         `max_batch_tokens` padded prompt tokens (defaults: the device's, see __init__).
+        `stop_on_loop`: a row whose output ends in a loop ("A: A: A: A: ...", see `loop_period`) stops
+        there, cut back to two copies of the repeated unit.
         `prefix_len`: the shared prefix to cache (default: the prompts' own, `shared_prefix_len`);
         harness/engine/scaleout/raydata.py gives each slice of one call the whole call's, so it computes as the whole."""
         batch_size = batch_size or self.default_batch_size
@@ -199,6 +202,7 @@ class Runtime:
                 prefix_cache,
                 max_new_tokens,
                 stop_at_newline,
+                stop_on_loop,
             )
             if self.device.startswith("cuda"):
                 torch.cuda.synchronize()
@@ -379,7 +383,8 @@ class Runtime:
         target(input_ids=ids, use_cache=True, **{_cache_kwarg(target): cache})
         return cache
 
-    def _generate_batch(self, model, prompts, prefix_len, prefix_cache, max_new_tokens, stop_at_newline):
+    def _generate_batch(self, model, prompts, prefix_len, prefix_cache, max_new_tokens, stop_at_newline,
+                        stop_on_loop=False):
         from transformers import DynamicCache
 
         dev = self.device
@@ -424,6 +429,13 @@ class Runtime:
             out[rows, step] = tok[keep_tok]
             lengths[rows] = step + 1
             seen_text[active] |= visible[tok]
+            if stop_on_loop and step % LOOP_CHECK_EVERY == LOOP_CHECK_EVERY - 1:
+                period = loop_period(out[active, : step + 1])
+                looping = period > 0
+                if bool(looping.any()):
+                    done |= looping
+                    reps = loop_repeats(period[looping])
+                    lengths[active[looping]] = step + 1 - (reps - 2) * period[looping]
             still = ~done
             if not bool(still.any()) or step == max_new_tokens - 1:
                 break
@@ -440,6 +452,34 @@ class Runtime:
             row = out[r, : int(lengths[r])].tolist()
             result.append([t for t in row if t >= 0])
         return result
+
+
+# A degenerate answer loops ("A: A: A: A: ..." after a RAG prompt, issue 18): a unit of 2 to 8 tokens
+# repeated back to back until max_new_tokens. A row is stopped when its last tokens are one unit
+# repeated `loop_repeats` times (3, and at least 8 tokens, so "000" in a number is never a loop).
+# Checked every 4 steps: a loop costs at most 3 more steps, and the check stays off the critical path.
+LOOP_PERIODS = range(2, 9)
+LOOP_CHECK_EVERY = 4
+
+
+def loop_repeats(period):
+    """Repeats of a unit of `period` tokens that make a loop: 3, and at least 8 tokens in all."""
+    return torch.clamp(-(-8 // period), min=3) if torch.is_tensor(period) else max(3, -(-8 // period))
+
+
+def loop_period(seqs: torch.Tensor) -> torch.Tensor:
+    """Per row of generated tokens [rows, steps]: the smallest period p whose last loop_repeats(p)
+    units of p tokens are all the same, else 0."""
+    n, length = seqs.shape
+    found = torch.zeros(n, dtype=torch.long, device=seqs.device)
+    for p in LOOP_PERIODS:
+        r = loop_repeats(p)
+        if p * r > length:
+            break
+        units = seqs[:, length - p * r:].reshape(n, r, p)
+        same = (units == units[:, :1]).all(dim=2).all(dim=1)
+        found = torch.where((found == 0) & same, torch.full_like(found, p), found)
+    return found
 
 
 def _continuation_logprobs(logits, ids, ends, cont_lens, logit_ends):

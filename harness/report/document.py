@@ -14,6 +14,7 @@ from harness.analysis import metrics
 from harness.analysis.recompute import analyze, metric_label
 from harness.analysis.verdicts import DecisionConfig
 from harness.core.records import write_atomic, write_json
+from harness.report import judging  # noqa: F401 - registers the model-based metrics' section
 from harness.report.render import Doc, render_csv, render_html, render_markdown
 from harness.report.sections import SECTIONS, Part, inputs
 
@@ -31,6 +32,8 @@ def _benchmark(doc: Doc, results: dict, b: dict, rows: list[dict], png: bool) ->
           f"{b.get('train', '?')} train questions, {b.get('documents', '?')} documents. Source: "
           f"{b.get('source') or 'local'}; licence {b.get('license') or 'unknown'}. Headline metric: "
           f"{metric_label(primary)}." + _gold_source(b))
+    if analysis.get("headline_notes", {}).get(name):
+        doc.p(analysis["headline_notes"][name], "fail")
     skipped = b.get("skipped_documents") or []
     if skipped:
         doc.p(f"{len(skipped)} document file{'s' * (len(skipped) > 1)} could not be read and "
@@ -115,10 +118,11 @@ def synthetic_warning(b: dict) -> str:
             "before trusting the decision.")
 
 
-def write_reports(run_dir: Path, prices=None, decision: dict | None = None) -> dict:
-    """Recompute everything from the records and write all four formats; returns the new results."""
+def write_reports(run_dir: Path, prices=None, decision: dict | None = None, metric: str | None = None) -> dict:
+    """Recompute everything from the records and write all four formats; returns the new results.
+    metric: the headline metric (default: the run's; see recompute.headline)."""
     run_dir = Path(run_dir)
-    results, rows = analyze(run_dir, prices, decision)
+    results, rows = analyze(run_dir, prices, decision, metric)
     doc = build(results, rows)
     # every format rendered before any is written: a record that breaks one leaves all as they were
     texts = {"report.md": render_markdown(doc),

@@ -96,8 +96,8 @@ def compare(base: tuple[dict, list[dict], Path], cur: tuple[dict, list[dict], Pa
             metric: str = "f1", max_latency_ratio: float | None = None,
             max_cost_ratio: float | None = None) -> list[Check]:
     """The checks, one per benchmark and strategy of the baseline. base, cur: load_run's rescored runs."""
-    if metric not in metrics.METRICS:
-        raise HarnessError(f"unknown metric {metric!r}; use one of {', '.join(metrics.METRICS)}")
+    if metric not in metrics.METRIC_REGISTRY:
+        raise HarnessError(f"unknown metric {metric!r}; use one of {', '.join(metrics.METRIC_REGISTRY)}")
     (b_res, b_rows, b_path), (c_res, c_rows, c_path) = base, cur
     b_by, c_by = _by_cell(b_rows), _by_cell(c_rows)
     # a strategy whose lines carry no results.json cell (external {id, output} lines) counts as ok
@@ -139,8 +139,13 @@ def compare(base: tuple[dict, list[dict], Path], cur: tuple[dict, list[dict], Pa
         if not shared:
             raise HarnessError(f"{strat} on {bench}: the runs share no question ids (with the same seed); "
                                f"nothing to compare")
-        cur_v = [c_q[k][metric] for k in shared]
-        base_v = [b_q[k][metric] for k in shared]
+        try:
+            cur_v = [float(c_q[k][metric]) for k in shared]
+            base_v = [float(b_q[k][metric]) for k in shared]
+        except (KeyError, TypeError, ValueError):
+            stored = metrics.get_metric(metric).stored
+            why = f" (computed by a model during `harness run --metrics {metric}`)" if stored else ""
+            raise HarnessError(f"{strat} on {bench}: predictions.jsonl rows lack a numeric {metric!r}{why}") from None
         chk.n = len(shared)
         chk.baseline, chk.current = sum(base_v) / len(shared), sum(cur_v) / len(shared)
         chk.diff = metrics.paired_bootstrap_diff(cur_v, base_v, n_boot=N_BOOT, seed=SEED)

@@ -209,7 +209,8 @@ def summary(doc: Doc, part: Part) -> None:
     dec = part.verdict or {}
     costs = dec.get("costs") or {}
     # F1 equals EM when the answer is one label or option: shown once
-    others = [m for m in metrics.metric_names(task) if m != primary and not (primary == "exact_match" and m == "f1")]
+    others = [m for m in metrics.metric_names(task) if m != primary and not (primary == "exact_match" and m == "f1")
+              and any(m in (c.get("metrics") or {}) for c in part.cells)]  # model-based ones only where computed
     probe = any(c.get("probe") for c in part.cells)
     mems = [_memory(c.get("prepare") or {}, c.get("answer") or {}) for c in part.cells]
     rise = any(is_rise for _, is_rise in mems)
@@ -220,9 +221,9 @@ def summary(doc: Doc, part: Part) -> None:
            ["Memory rise MB" if rise else "Peak RSS MB", "Artifact"]
     rows, data, mark = [], [], set()
     for idx, c in enumerate(part.cells):
-        if c["status"] != "ok" or "metrics" not in c:
-            rows.append([_label(c, part.seeds), "failed" if c["status"] == "failed" else c["status"]]
-                        + [""] * (len(head) - 2))
+        if c["status"] != "ok" or "metrics" not in c or primary not in c["metrics"]:
+            rows.append([_label(c, part.seeds), c["status"] if c["status"] != "ok"
+                         else "failed" if "metrics" not in c else f"no {part.label}"] + [""] * (len(head) - 2))
             data.append(None)
             continue
         d = diag.get(c["strategy"]) or {}
@@ -283,10 +284,13 @@ def significance(doc: Doc, part: Part) -> None:
     if not cmp["rows"]:
         doc.p("Fewer than two strategies finished: nothing to compare.")
         return
-    graded = not metrics.get_metric(primary).binary
+    tested = cmp.get("tested") or {"em": "exact_match", "f1": "f1" if not metrics.get_metric(primary).binary else None}
+    graded = tested["f1"] is not None
+    em_label = "exact match" if tested["em"] == "exact_match" else metric_label(tested["em"])
+    f1_label = metric_label(tested["f1"]) if graded else ""
     doc.p(f"Each strategy against the most accurate ({cmp['best']}) and against zero-shot, on the same "
-          f"questions. Exact match: McNemar's exact test on the questions only one side got right; "
-          + ("token F1: paired bootstrap (10,000 resamples). " if graded else "")
+          f"questions. {em_label[0].upper() + em_label[1:]}: McNemar's exact test on the questions only one side "
+          "got right; " + (f"{f1_label}: paired bootstrap (10,000 resamples). " if graded else "")
           + "p-values Holm-corrected across the comparisons of each test; verdict at 5%. These tests ask whether "
           "two strategies differ at all; 'no significant difference' does not mean 'as good' (the recommendation "
           "asks instead whether a drop larger than the margin is ruled out).")
@@ -302,8 +306,9 @@ def significance(doc: Doc, part: Part) -> None:
         rows.append(row)
     head = ["Strategy", "Against", "Questions"]
     if graded:
-        head += ["F1 difference [95% CI]", "Bootstrap p", "Holm p"]
-    head += ["EM difference", "Only it / only other right", "McNemar p", "Holm p", f"Verdict ({part.label})"]
+        head += [f"{metrics.get_metric(tested['f1']).label} difference [95% CI]", "Bootstrap p", "Holm p"]
+    head += [f"{metrics.get_metric(tested['em']).label} difference", "Only it / only other right", "McNemar p",
+             "Holm p", f"Verdict ({part.label})"]
     doc.table(head, rows)
     if not any(r["significant"] for r in cmp["rows"]):
         doc.p("**No significant difference** between any two strategies compared here.")

@@ -68,13 +68,14 @@ class PooledRuntime:
 
     # -- the three model calls ------------------------------------------------------------------
     def generate(self, prompts, *, max_new_tokens=DEFAULT_MAX_NEW_TOKENS, batch_size=None, stop_at_newline=True, model=None,
-                 on_batch=None, share_prefix=True, max_batch_tokens=None):
+                 on_batch=None, share_prefix=True, max_batch_tokens=None, stop_on_loop=False):
         from harness.model.batching import length_batches, shared_prefix_len
         from harness.model.runtime import Generation
 
         rt = self._runtime
         kw = {"max_new_tokens": max_new_tokens, "batch_size": batch_size or rt.default_batch_size,
-              "stop_at_newline": stop_at_newline, "max_batch_tokens": max_batch_tokens or rt.max_batch_tokens}
+              "stop_at_newline": stop_at_newline, "max_batch_tokens": max_batch_tokens or rt.max_batch_tokens,
+              "stop_on_loop": stop_on_loop}
         if not prompts or not self._pooled(model):
             self._stats["local_calls"] += bool(prompts)
             return rt.generate(prompts, model=model, on_batch=on_batch, share_prefix=share_prefix, **kw)
