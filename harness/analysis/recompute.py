@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from harness.analysis import metrics, stats
+from harness.analysis.curves import rescore_cell
 from harness.analysis.cost import (
     cell_costs,
     crossover_monthly,
@@ -191,6 +192,7 @@ def analyze(run_dir: Path, prices_path=None, decision: dict | None = None) -> tu
                     continue
                 c["metrics"] = {m: metrics.bootstrap_ci([r[m] for r in mine if m in r])
                                 for m in metrics.metric_names(task)}
+                rescore_cell(c, gold[b["name"]]["examples"], primary)  # sweep and learning-curve points
                 scores[c["strategy"]] = {r["id"]: r for r in mine}
                 ret, lat = _retrieval(mine, primary), _latency(mine)
                 if ret:
