@@ -133,3 +133,12 @@ def safetensors_params(folder) -> int | None:
         except (OSError, ValueError, KeyError, TypeError, struct.error):
             return None
     return total
+
+
+def touch_weights(model) -> None:
+    """Read every parameter once, so that memory-mapped weights become resident now."""
+    import torch
+
+    with torch.no_grad():
+        for t in model.parameters():
+            t.sum()

@@ -215,6 +215,9 @@ def learning_curves(curves: dict[str, list[tuple[int, float, float, float]]], me
     ticks = sorted({p[0] for pts in curves.values() for p in pts})
     ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.xaxis.set_minor_locator(NullLocator())
+    lows = [p[2] for pts in curves.values() for p in pts]
+    if lows and min(lows) >= 0:
+        ax.set_ylim(bottom=0)
     ax.set_xlabel("train examples (0: the untuned base model)")
     ax.set_ylabel(_t(metric_label) + " on test")
     ax.grid(alpha=.3)

@@ -431,9 +431,9 @@ def sweeps(doc: Doc, part: Part) -> None:
         means = [p["validation"].get("mean") for p in pts]
         rows = [[", ".join(f"{k}={v}" for k, v in p["options"].items()), fmt_ci(p["validation"]),
                  fmt_num(p.get("prepare_s"), "{:.1f}"), fmt_num(p.get("answer_s"), "{:.1f}"),
-                 "**selected**" if i == sw["selected"] else ""] for i, p in enumerate(pts)]
+                 "selected, answered test" if i == sw["selected"] else ""] for i, p in enumerate(pts)]
         doc.table([f"{c['strategy']}: point", f"{label} on validation [95% CI]", "Prepare s", "Validation answering s",
-                   ""], rows)
+                   ""], rows, {(sw["selected"], 0), (sw["selected"], 4)})
         v = sw["validation"]
         test = (c.get("metrics") or {}).get(sw.get("metric", part.primary))
         text = (f"{c['strategy']}: {len(pts)} points, each prepared on {sw['train_examples']} train examples and scored "
