@@ -339,3 +339,14 @@ def test_flags_reach_the_record_and_the_report(measured):
     assert [f["flag"] for f in flags][:1] == ["few_steps"]  # 12 steps on the tiny corpus
     md = (run_dir / "report.md").read_text()
     assert "**Under-training and over-fitting flags**" in md and "- lora: only 12 optimizer steps" in md
+
+
+def test_a_new_probe_size_probes_again_and_answers_nothing_again(tiny_model, tiny_corpus, tmp_path):
+    body = f"benchmark: {tiny_corpus}\nmodel: {tiny_model}\ndevice: cpu\nmax_new_tokens: 4\nstrategies: [zero-shot]\n"
+    _, _, first = _run(tmp_path, body + "latency_probe: 2\n", name="first")
+    _, _, second = _run(tmp_path, body + "latency_probe: 4\n", name="second")
+    _, _, third = _run(tmp_path, body + "latency_probe: 0\n", name="third")
+    a, b, c = first["zero-shot"], second["zero-shot"], third["zero-shot"]
+    assert a["probe"]["n"] == 2 and b["probe"]["n"] == 4 and b["probe"]["ids"][:2] == a["probe"]["ids"]
+    assert b["cache"]["predictions_computed"] == 0 and not b["cached"]  # probed again, answers from the cache
+    assert c["cached"] and "probe" not in c
