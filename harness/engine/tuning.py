@@ -156,6 +156,13 @@ def select(scores: Sequence[float | None], higher_is_better: bool = True) -> int
 
 # ---- running them -------------------------------------------------------------------------------
 
+def _own_folder(ctx: PrepareContext, name: str) -> PrepareContext:
+    """A point's artifacts apart from the cell's (they would overwrite each other with the cache off)."""
+    folder = ctx.workdir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return dataclasses.replace(ctx, workdir=folder)
+
+
 def _answer(strat, examples: Sequence[Example]) -> tuple[dict[str, str], float]:
     t0 = time.perf_counter()
     preds = strat.answer(list(examples))
@@ -193,7 +200,7 @@ def run_sweep(points: tuple, ctx: PrepareContext, validation: Sequence[Example],
               "points": []}
     best, kept = None, None
     for i, (point, config) in enumerate(points):
-        strat, prep = prepare(config, ctx)
+        strat, prep = prepare(config, _own_folder(ctx, f"sweep-point-{i + 1}"))
         outputs, ans_s = _answer(strat, validation)
         score = score_outputs(outputs, validation)
         record["points"].append({"options": point, "validation": score, "prepare_s": prep.get("wall_s"),
@@ -233,7 +240,8 @@ def learning_curve(strat, config, ctx: PrepareContext, sizes: tuple, test: Seque
                 finally:
                     strat.model, strat.prompt_learning = tuned, prompt_learning
             else:
-                sctx = dataclasses.replace(ctx, benchmark=with_train(ctx.benchmark, subsets[size]), train_limit=None)
+                sctx = dataclasses.replace(_own_folder(ctx, f"train-size-{size}"), train_limit=None,
+                                           benchmark=with_train(ctx.benchmark, subsets[size]))
                 point_strat, prep = prepare(config, sctx)
                 outputs, ans_s = _answer(point_strat, missing)
                 release(point_strat)
