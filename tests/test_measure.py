@@ -350,3 +350,14 @@ def test_a_new_probe_size_probes_again_and_answers_nothing_again(tiny_model, tin
     assert a["probe"]["n"] == 2 and b["probe"]["n"] == 4 and b["probe"]["ids"][:2] == a["probe"]["ids"]
     assert b["cache"]["predictions_computed"] == 0 and not b["cached"]  # probed again, answers from the cache
     assert c["cached"] and "probe" not in c
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "full.yaml"])
+def test_shipped_configs_plan_their_sweeps_and_curves(name):
+    from pathlib import Path
+
+    from harness.engine.plan import plan
+
+    cfg = make_config(str(Path(__file__).resolve().parents[1] / "configs" / name), {})
+    cells = plan(cfg).cells(cfg.seeds)  # sizes and the validation split checked against the train split
+    assert any(c.train_sizes for c in cells) and cfg.latency_probe > 0

@@ -90,8 +90,9 @@ def measure(interval: float = 0.02):
 
 def release_memory() -> None:
     """Collect garbage and return the allocator's free pages to the OS (glibc's malloc_trim; elsewhere
-    only the collection), so that resident memory is what is live. Measured on the default model,
-    2026-12-01: after a LoRA cell the process stayed at its training peak without it; see README."""
+    only the collection), so that resident memory is what is live. Measured on SmolLM2-135M, 2026-12-01:
+    after two LoRA training steps on a fresh copy, with every copy dropped and garbage collected, the
+    process stayed at 2,221 MB resident; malloc_trim brought it to 979 MB (the loaded base alone: ~930)."""
     import ctypes
     import gc
 
