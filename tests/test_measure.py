@@ -276,7 +276,8 @@ strategies:
     assert all(skill == 1.0 and set(ids) <= test for kind, skill, ids in spy[6:])
     assert set(spy[6][2]) == test
     md = (run_dir / "report.md").read_text()
-    assert "### Sweeps, selected on validation" in md and "| **skill=1.0** | 1.000" in md and "**selected, answered test**" in md
+    assert "### Sweeps, selected on validation" in md and "| **skill=1.0** | 1.000" in md
+    assert "**selected, answered test**" in md
 
 
 def test_sweep_validation_is_fixed_and_leaves_the_limit_alone(tiny_corpus):

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 from harness.analysis import metrics, stats
-from harness.analysis.curves import rescore_cell
 from harness.analysis.cost import (
     cell_costs,
     crossover_monthly,
@@ -18,6 +17,7 @@ from harness.analysis.cost import (
     load_prices,
     machine_price,
 )
+from harness.analysis.curves import rescore_cell
 from harness.analysis.decision import DecisionConfig, recommend
 from harness.core.errors import DataError, HarnessError
 from harness.data.tasks import DEFAULT_TASK

@@ -436,9 +436,9 @@ def sweeps(doc: Doc, part: Part) -> None:
                    ""], rows, {(sw["selected"], 0), (sw["selected"], 4)})
         v = sw["validation"]
         test = (c.get("metrics") or {}).get(sw.get("metric", part.primary))
-        text = (f"{c['strategy']}: {len(pts)} points, each prepared on {sw['train_examples']} train examples and scored "
-                f"on {v['n']} validation questions carved from the train split ({v['rule']}); no test question was "
-                f"seen in selection. The selected point then answered the test questions as it was prepared (not "
+        text = (f"{c['strategy']}: {len(pts)} points, each prepared on {sw['train_examples']} train examples and "
+                f"scored on {v['n']} validation questions carved from the train split ({v['rule']}); no test question "
+                f"was seen in selection. The selected point then answered the test questions as it was prepared (not "
                 f"retrained with the validation questions): its test {label} is {fmt_ci(test)}, the figure in the "
                 f"summary. The sweep took {sw['seconds']:.0f} s of machine time in all; the one-time cost in the "
                 "summary is the selected point's preparation alone, what a refresh costs.")
