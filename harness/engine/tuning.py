@@ -245,9 +245,10 @@ def learning_curve(strat, config, ctx: PrepareContext, sizes: tuple, test: Seque
                 point_strat, prep = prepare(config, sctx)
                 outputs, ans_s = _answer(point_strat, missing)
                 release(point_strat)
-                point.update({"prepare_s": prep.get("wall_s"), "fit_examples": prep.get("train_examples"),
-                              **{k: prep[k] for k in ("steps", "train_seconds", "loss_curve", "eval_loss")
-                                 if prep.get(k) is not None}})
+                for k, v in {"prepare_s": prep.get("wall_s"), "fit_examples": prep.get("train_examples"),
+                             **{k: prep.get(k) for k in ("steps", "train_seconds", "loss_curve", "eval_loss")}}.items():
+                    if v is not None:
+                        point.setdefault(k, v)  # a rerun's reload keeps the times measured when it trained
             point["outputs"].update(outputs)
             point["answer_s"] = round(point.get("answer_s", 0.0) + ans_s, 3)
         point["train_examples"] = size

@@ -460,12 +460,12 @@ def learning_curves(doc: Doc, part: Part) -> None:
         for p in c["learning_curve"]["points"]:
             m, size, whole = p.get("metric") or {}, p["train_examples"], p.get("from_cell")
             src = (c.get("prepare") or {}) if whole else p  # "all" is the cell itself
-            steps, secs = src.get("steps"), src.get("wall_s" if whole else "prepare_s")
+            steps, secs = src.get("steps"), src.get("train_seconds")
             rows.append([c["strategy"], f"{size}" + (" (all)" if whole else ""), fmt_ci(m or None),
                          fmt_num(steps, "{:.0f}"), fmt_num(secs, "{:.0f}")])
             if m.get("mean") is not None:
                 plot.setdefault(c["strategy"], []).append((size, m["mean"], m["low"], m["high"]))
-    doc.table(["Strategy", "Train examples", f"{part.label} on test [95% CI]", "Steps", "Preparation s"], rows)
+    doc.table(["Strategy", "Train examples", f"{part.label} on test [95% CI]", "Steps", "Training s"], rows)
     if part.png and plot:
         doc.img(plots.learning_curves(plot, part.label), "Accuracy on test against train examples")
     doc.p("Each size trains on the first n train examples of one order seeded by the run's seed (nested sets), "
