@@ -80,6 +80,8 @@ def _run_parser(sub) -> None:
     r.add_argument("--dtype", help="auto (default: bfloat16 on cuda, float32 on cpu), float32, bfloat16")
     r.add_argument("--batch-size", type=_positive, help="generation batch size (default: 64 on CPU, 128 on CUDA)")
     r.add_argument("--seed", type=int, help="seed (overrides the config's seeds)")
+    r.add_argument("--latency-probe", type=int, metavar="N", help="after each strategy's batched answers, answer "
+                   "N fixed test questions one at a time: latency, time to first token (default 16; 0: off)")
     r.add_argument("--out", help="run folder (default ./reports/<timestamp>/, or under $HARNESS_REPORTS; "
                    "reports/latest points at the newest)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -288,7 +290,8 @@ def _run(args, **where) -> int:
     if args.resume is not None:
         given = [f"--{k.replace('_', '-')}" for k in ("config", "benchmark", "strategies", "limit", "train_limit",
                  "model", "device", "dtype", "batch_size", "seed", "out", "train_workers", "train_sharding",
-                 "columns", "metric", "metrics", "judge_model")
+                 "columns", "metric", "metrics", "judge_model",
+                 "latency_probe")
                  if getattr(args, k) is not None]
         if given:
             raise HarnessError(f"--resume continues a run with its own config; drop {', '.join(given)}")
@@ -309,6 +312,7 @@ def _run(args, **where) -> int:
         "forgetting": args.forgetting, "forgetting_limit": args.forgetting_limit,
         "train_workers": args.train_workers, "train_sharding": args.train_sharding,
         "metric": args.metric, "metrics": args.metrics,
+        "latency_probe": args.latency_probe,
     }
     cfg = make_config(args.config, overrides)
     if args.judge_model:

@@ -48,14 +48,17 @@ def test_default_yaml_values():
     cfg = make_config(str(Path(__file__).resolve().parents[1] / "configs" / "default.yaml"), {})
     assert cfg.benchmarks == ("squadshifts_nyt",)
     assert cfg.seeds == (0,)
-    # the demo is a representative subset: prompting, RAG, a full or partial fine-tune, two PEFT
-    # methods and fine-tuning with retrieval
+    # the demo is a representative subset: prompting, RAG at two settings, a full or partial fine-tune,
+    # two LoRA configurations (one with a learning curve), fine-tuning with retrieval, the latency probe
     s = set(cfg.strategies)
-    assert {"zero-shot", "few-shot", "rag", "lora-rag"} <= s
-    assert "full-ft" in s and len(s & {"lora", "dora", "ia3", "adalora", "loha", "lokr", "vera"}) >= 2
-    assert cfg.limit is None or cfg.limit >= 150  # confidence intervals need the questions
+    assert {"zero-shot", "few-shot", "rag", "lora-rag", "full-ft"} <= s
+    runs = {n: registry.split_entry(n, cfg.options.get(n))[0] for n in s}
+    assert sum(r == "rag" for r in runs.values()) >= 2 and sum(r == "lora" for r in runs.values()) >= 2
+    assert any("train_sizes" in (cfg.options.get(n) or {}) for n in s) and cfg.latency_probe > 0
+    assert cfg.limit is None or cfg.limit >= 120  # confidence intervals need the questions
     for name, values in cfg.options.items():
-        registry.build_config(registry.get_spec(name), values)
+        base, options = registry.split_entry(name, values)
+        registry.build_config(registry.get_spec(name, base), options)
 
 
 def test_registry_has_the_four_strategies():

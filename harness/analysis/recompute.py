@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 
 from harness.analysis import metrics, serving, stats, trust, verdicts
+from harness.analysis.curves import rescore_cell
 from harness.analysis.verdicts import DecisionConfig
 from harness.core.errors import DataError, HarnessError
 from harness.core.paths import CORPORA_DIR, shown
@@ -429,6 +430,7 @@ def analyze(run_dir: Path, prices_path=None, decision: dict | None = None,
                     continue
                 c["metrics"] = {m: metrics.bootstrap_ci([r[m] for r in mine if m in r])
                                 for m in metrics.metric_names(task) if any(m in r for r in mine)}
+                rescore_cell(c, gold[b["name"]]["examples"], primary)  # sweep and learning-curve points
                 if primary not in c["metrics"]:  # a model-based headline this strategy has no values of
                     continue
                 scores[c["strategy"]] = {r["id"]: r for r in mine if primary in r}

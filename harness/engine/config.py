@@ -57,12 +57,25 @@ class RunConfig:
     # Model-based metrics to compute after answering besides the headline (semantic, judge, faithfulness).
     metrics: tuple[str, ...] = ()
     judge: dict = field(default_factory=dict)  # harness.analysis.judges.JudgeConfig: model, rubric, ...
+    # After each strategy's batched answers, this many test questions (the same ids for every
+    # strategy: harness/engine/probe.py) answered one at a time: p50/p95 latency, time to first token,
+    # decode s/token. 0: off. 16 gives a p95 from the 2nd-largest of 16 values; measured cost in README.
+    latency_probe: int = 16
+    # Train questions carved off as the validation split that `sweep:` selects on (harness/engine/tuning.py).
+    # 40: RAG's F1 CI in the committed example is +-0.044 at 150 questions, so about +-0.085 at 40: it tells
+    # apart points that differ by much, and costs a sixth of the demo's 250 train questions; raise it when
+    # the train split is large (the report shows each point's CI).
+    sweep_validation: int = 40
 
     def __post_init__(self):
         for name in ("limit", "train_limit", "forgetting_limit"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        for name in ("latency_probe", "sweep_validation"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < (0 if name == "latency_probe" else 1):
+                raise ConfigError(f"{name} must be an integer >= {0 if name == 'latency_probe' else 1}, got {v!r}")
         for name in ("batch_size", "max_new_tokens", "train_workers"):
             v = getattr(self, name)
             if name in ("batch_size", "max_new_tokens") and v is None:
@@ -282,7 +295,7 @@ def check_names(cfg: RunConfig, where: Where | None = None, yaml_keys: set[str] 
     paths: nothing named in a config is imported. Options of the strategies that run are built.
     `where` locates the keys in `yaml_keys` (those that came from the YAML file) in messages."""
     from harness.data.benchmark import builtin_benchmarks
-    from harness.methods.registry import all_strategies, build_config, split_entry
+    from harness.methods.registry import all_strategies, build_config, get_spec, split_entry
 
     def at(key, *keys):
         return f"{where(*keys)}: " if where and key in yaml_keys else ""
@@ -301,6 +314,15 @@ def check_names(cfg: RunConfig, where: Where | None = None, yaml_keys: set[str] 
                 named = [f"strategies.{name}.{k}" for k in cfg.options[name]
                          if f"{name}.{k} " in str(exc) or repr(k) in str(exc) or f" {k}" in str(exc)]
                 raise ConfigError(f"{at('options', *named, 'strategies.' + name)}{exc}") from None
+            for key in ("sweep", "train_sizes"):  # harness/engine/tuning.py
+                if key in cfg.options[name]:
+                    from harness.engine.tuning import parse_entry
+
+                    try:
+                        parse_entry(get_spec(name, base), options, {key: cfg.options[name][key]})
+                    except ConfigError as exc:
+                        raise ConfigError(f"{at('options', f'strategies.{name}.{key}', 'strategies.' + name)}"
+                                          f"{exc}") from None
     if where and "benchmarks" in yaml_keys:  # names from the command line go straight to the corpus loader
         builtin = builtin_benchmarks()
         for name in cfg.benchmarks:

@@ -22,6 +22,7 @@ from harness.core.paths import reports_root
 from harness.core.types import Benchmark, Example
 from harness.data.benchmark import answer_budget, builtin_benchmarks, load_benchmark
 from harness.data.tasks import task_type
+from harness.engine import probe, tuning
 from harness.engine.config import RunConfig
 from harness.methods.registry import StrategySpec, build_config, get_spec, split_entry
 
@@ -35,6 +36,8 @@ class Cell:
     bench: Benchmark
     seed: int
     key: str = ""
+    sweep: tuple = ()        # ((swept options, built config), ...): select on validation (engine/tuning.py)
+    train_sizes: tuple = ()  # a learning curve's sizes (engine/tuning.py)
 
     @property
     def id(self) -> tuple[str, int, str]:
@@ -48,6 +51,13 @@ class Cell:
         test = self.bench.split("test")
         return test[:limit] if limit else test
 
+    def cached_in(self, cache: StageCache, cfg: RunConfig) -> bool:
+        """The cache holds everything this cell records: answers to its test questions, its latency
+        probe of the same questions, and every learning-curve point on them."""
+        test = self.test_examples(cfg.limit)
+        return all_cached(cache, self.key, [e.id for e in test], probe_ids=probe.choose(test, cfg.latency_probe),
+                          train_sizes=self.train_sizes)
+
 
 class Plan(NamedTuple):
     """The checked run: strategies, their built configs by name, the loaded benchmarks."""
@@ -55,10 +65,14 @@ class Plan(NamedTuple):
     specs: list[StrategySpec]
     configs: dict[str, Any]
     benches: list[Benchmark]
+    tunings: dict | None = None  # strategy name -> tuning.Tuning (sweep points, learning-curve sizes)
 
     def cells(self, seeds) -> list[Cell]:
         """Benchmark by benchmark, seed by seed, strategy by strategy: the order of the report."""
-        return [Cell(s, self.configs[s.name], b, seed) for b in self.benches for seed in seeds for s in self.specs]
+        t = self.tunings or {}
+        return [Cell(s, self.configs[s.name], b, seed, sweep=t[s.name].sweep if s.name in t else (),
+                     train_sizes=t[s.name].train_sizes if s.name in t else ())
+                for b in self.benches for seed in seeds for s in self.specs]
 
 
 def plan(cfg: RunConfig) -> Plan:
@@ -80,14 +94,17 @@ def plan(cfg: RunConfig) -> Plan:
     if same:
         raise ConfigError(f"two benchmarks are both named {same[0]!r} (their benchmark.json 'name'): their cells, "
                           "records and cached answers would collide; give one another name")
+    tunings = {s.name: tuning.parse_entry(s, entries[s.name][1], cfg.options.get(s.name)) for s in specs}
     for bench in benches:
         seen = _as_trained(bench, cfg.train_limit)  # few-shot.shots against the train questions it will get
         for spec in specs:
-            spec.cls.check(spec.name, configs[spec.name], seen)
+            for config in [configs[spec.name]] + [c for _, c in tunings[spec.name].sweep]:
+                spec.cls.check(spec.name, config, seen)
+            tuning.check_against(spec.name, tunings[spec.name], len(seen.split("train")), cfg.sweep_validation)
         m = headline(cfg, bench)
         if not get_metric(m).applies_to(bench.task):
             raise ConfigError(f"metric {m!r} does not apply to benchmark {bench.name!r} (task {bench.task})")
-    return Plan(specs, configs, benches)
+    return Plan(specs, configs, benches, {n: t for n, t in tunings.items() if t.sweep or t.train_sizes})
 
 
 def _as_trained(bench: Benchmark, train_limit: int | None) -> Benchmark:
@@ -135,13 +152,23 @@ def cell_key(cell: Cell, cfg: RunConfig, runtime, cache: StageCache) -> str:
         **({"train_workers": cfg.train_workers} if cfg.train_workers > 1 and tunes else {}),
         **({"train_sharding": cfg.train_sharding} if cfg.train_workers > 1 and cfg.train_sharding != "ddp"
            and tunes else {}),
+        # a sweep decides the config that answers: its points and validation split are part of the key
+        **({"sweep": [p for p, _ in cell.sweep], "sweep_validation": cfg.sweep_validation} if cell.sweep else {}),
     })
 
 
-def all_cached(cache: StageCache, key: str, ids: list[str]) -> bool:
-    """The cache holds this cell's record and an answer for every one of `ids`."""
+def all_cached(cache: StageCache, key: str, ids: list[str], *, probe_ids: list[str] = (),
+               train_sizes: tuple = ()) -> bool:
+    """The cache holds this cell's record and an answer for every one of `ids` (and, when asked, a
+    latency probe of exactly `probe_ids` and learning-curve points of `train_sizes` on `ids`)."""
     cell = cache.load_cell(key)
-    return cell is not None and all(i in cell["predictions"] for i in ids)
+    if cell is None or not all(i in cell["predictions"] for i in ids):
+        return False
+    if probe_ids and (cell.get("probe") or {}).get("ids") != list(probe_ids):
+        return False
+    curve = cell.get("curve") or {}
+    return all(s == tuning.ALL or all(i in (curve.get(str(s)) or {}).get("outputs", {}) for i in ids)
+               for s in train_sizes)
 
 
 def resume_target(arg: str, trust_remote_code: bool = False) -> tuple[Path, dict, RunConfig]:

@@ -67,7 +67,9 @@ def header(cfg: RunConfig, plan: Plan, runtime, stages: StageCache, run_dir: Pat
         "config": {**cfg.to_dict(), "batch_size": cfg.batch_size or runtime.default_batch_size},
         "environment": environment(runtime.device, runtime.dtype_name),
         "model": {"name": cfg.model, "path": str(runtime.path), **runtime.provenance,
-                  "content_sha256": stages.tree_hash(runtime.path), "load": None},
+                  "content_sha256": stages.tree_hash(runtime.path), "load": None,
+                  # its weights in the run's dtype (from the safetensors headers): what a deployment holds
+                  "weights_bytes": getattr(runtime, "weights_bytes", None)},
         "benchmarks": [{"name": b.name, "task": b.task, "documents": len(b.documents),
                         "train": len(b.split("train")), "test": len(b.split("test")),
                         "test_used": min(len(b.split("test")), cfg.limit or 10**9),

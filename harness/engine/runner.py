@@ -21,7 +21,7 @@ from harness.engine import results as records
 from harness.engine.cell import CellEnv, now
 from harness.engine.config import RunConfig
 from harness.engine.executor import Executor, LocalExecutor
-from harness.engine.plan import Cell, Plan, all_cached, cell_key, plan, resume_target
+from harness.engine.plan import Cell, Plan, cell_key, plan, resume_target
 
 
 def new_run_dir(out: str | None) -> Path:
@@ -81,8 +81,7 @@ def run(cfg: RunConfig | None = None, progress: bool = True, log=print, *, cache
     cells = [dataclasses.replace(c, key=cell_key(c, cfg, runtime, stages)) for c in p.cells(cfg.seeds)]
     done = {(c["benchmark"], c["seed"], c["strategy"]) for c in (previous or {}).get("cells", [])
             if c.get("status") in ("ok", "failed")}
-    if any(not all_cached(stages, c.key, [e.id for e in c.test_examples(cfg.limit)]) for c in cells
-           if c.id not in done):
+    if any(not c.cached_in(stages, cfg) for c in cells if c.id not in done):
         runtime.get()  # something to compute: load the model now, so a bad model stops the run before any output
     if previous is None:
         run_dir = new_run_dir(cfg.out)

@@ -195,6 +195,13 @@ class FineTune(StrategyBase):
     def load(self, base, path: Path):  # pragma: no cover - each kind defines it
         raise NotImplementedError
 
+    @staticmethod
+    def forget(model) -> None:
+        """Drop `model` from the models kept for reuse in this process (a sweep or learning-curve point
+        that is not kept), so that its memory can be freed."""
+        for key in [k for k, (m, _) in FineTune._trained.items() if m is model]:
+            del FineTune._trained[key]
+
     def prepare(self, ctx: PrepareContext) -> dict:
         self.ctx = ctx
         settings = resolve_settings(self.settings(), ctx.runtime.device)

@@ -27,12 +27,15 @@ class StrategySpec:
 
 # Keys of a strategy's entry in the run YAML that are not options of its config:
 #   strategy: the registered strategy a named variant runs (`rag-k8: {strategy: rag, k: 8}`)
-RESERVED_KEYS = ("strategy",)
+#   sweep: options to select on a validation split (`lora: {sweep: {lr: [5e-4, 1e-3]}}`; harness/engine/tuning.py)
+#   train_sizes: a learning curve (`lora: {train_sizes: [0, 64, all]}`; harness/engine/tuning.py)
+RESERVED_KEYS = ("strategy", "sweep", "train_sizes")
 
 
 def split_entry(name: str, values: dict | None) -> tuple[str, dict]:
-    """A YAML strategy entry -> (registered strategy it runs, its config options)."""
-    values = dict(values or {})
+    """A YAML strategy entry -> (registered strategy it runs, its config options); the other reserved
+    keys (sweep, train_sizes) are read by harness/engine/tuning.py."""
+    values = {k: v for k, v in (values or {}).items() if k not in RESERVED_KEYS[1:]}
     base = values.pop("strategy", name)
     if not isinstance(base, str) or not base.strip():
         raise ConfigError(f"strategy {name!r}: 'strategy' must name a registered strategy, got {base!r}")

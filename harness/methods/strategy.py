@@ -167,6 +167,8 @@ def answer_prompts(
                       latency_seconds=g.batch_seconds + r)
         trace = dict(traces[i]) if traces else {}
         trace["batch_size"] = g.batch_size
+        if g.first_token_seconds is not None:  # its batch's prefill: the TTFT of a batch of one
+            trace["first_token_s"] = round(g.first_token_seconds, 6)
         preds.append(Prediction(example_id=ex.id, output=g.text, usage=usage, trace=trace))
     return preds
 

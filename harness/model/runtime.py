@@ -30,6 +30,9 @@ class Generation:
     output_tokens: int
     batch_seconds: float
     batch_size: int
+    # From the start of its batch to the batch's first generated token: prefill (and, in the first
+    # batch of a call, the shared prefix's). For a batch of one, the time to first token (TTFT).
+    first_token_seconds: float | None = None
 
 
 @dataclass
@@ -195,7 +198,7 @@ class Runtime:
                 # Computed once, inside the first batch's timing, so its cost is counted.
                 prefix_cache = self._prefill_prefix(model, prompts[idx[0]][:prefix_len])
             use_prefix = prefix_cache is not None
-            outs = self._generate_batch(
+            outs, first = self._generate_batch(
                 model,
                 [prompts[i] for i in idx],
                 prefix_len if use_prefix else 0,
@@ -214,6 +217,7 @@ class Runtime:
                     output_tokens=len(out),
                     batch_seconds=dt,
                     batch_size=len(idx),
+                    first_token_seconds=first - t0,
                 )
             if on_batch:
                 on_batch(len(idx))
@@ -229,6 +233,7 @@ class Runtime:
         stops = sorted(self.stop_ids)
         results: list[Generation | None] = [None] * len(prompts)
         for idx in length_batches(prompts, batch_size or self.default_batch_size, self.max_batch_tokens):
+            first = _FirstToken(self.device)
             t0 = time.perf_counter()
             width = max(len(prompts[i]) for i in idx)
             ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
@@ -238,7 +243,7 @@ class Runtime:
                 mask[r, width - len(prompts[i]):] = 1
             out = model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                  max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stops,
-                                 pad_token_id=self.pad_id)
+                                 pad_token_id=self.pad_id, stopping_criteria=first.criteria())
             # generate() returns prompt + new tokens, except when a prompt-learning adapter made it
             # decode from input embeddings: then only the new tokens come back.
             echoed = out.shape[1] >= width and torch.equal(out[:, :width].cpu(), ids)
@@ -253,7 +258,8 @@ class Runtime:
                 text = self.tokenizer.decode(toks, skip_special_tokens=True)
                 if stop_at_newline and text.strip() and "\n" in text.lstrip():
                     text = text.lstrip().split("\n", 1)[0]
-                results[i] = Generation(text, len(prompts[i]), len(toks), dt, len(idx))
+                results[i] = Generation(text, len(prompts[i]), len(toks), dt, len(idx),
+                                        None if first.at is None else first.at - t0)
             if on_batch:
                 on_batch(len(idx))
         return results  # type: ignore[return-value]
@@ -419,8 +425,13 @@ class Runtime:
         kw = _cache_kwarg(model)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
                        use_cache=True, logits_to_keep=1, **{kw: cache}).logits[:, -1, :]
+        first_token = None
         for step in range(max_new_tokens):
             tok = logits.argmax(-1)
+            if first_token is None:  # the prefill's token exists: time to first token
+                if dev.startswith("cuda"):
+                    torch.cuda.synchronize()
+                first_token = time.perf_counter()
             done = torch.isin(tok, stops)
             if stop_at_newline:
                 done |= newline[tok] & seen_text[active]
@@ -451,7 +462,30 @@ class Runtime:
         for r in range(b):
             row = out[r, : int(lengths[r])].tolist()
             result.append([t for t in row if t >= 0])
-        return result
+        return result, first_token
+
+
+class _FirstToken:
+    """When transformers' `generate` produced its first token: stopping criteria are called after
+    every new token, so the first call's time is the time to first token. Never stops anything."""
+
+    def __init__(self, device: str):
+        self.device, self.at = device, None
+
+    def criteria(self):
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        outer = self
+
+        class Mark(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                if outer.at is None:
+                    if outer.device.startswith("cuda"):
+                        torch.cuda.synchronize()
+                    outer.at = time.perf_counter()
+                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+        return StoppingCriteriaList([Mark()])
 
 
 # A degenerate answer loops ("A: A: A: A: ..." after a RAG prompt, issue 18): a unit of 2 to 8 tokens

@@ -225,3 +225,30 @@ def retrieval(diag: dict[str, dict], metric_label: str) -> bytes:
     a2.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return _png(fig)
+
+
+def learning_curves(curves: dict[str, list[tuple[int, float, float, float]]], metric_label: str) -> bytes:
+    """Headline metric on test against train examples, one line per strategy, 95% CIs as error bars.
+    curves: name -> [(train examples, mean, low, high)]. Symmetric-log x axis, so 0 has a place."""
+    from matplotlib.ticker import NullLocator
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for i, (name, pts) in enumerate(curves.items()):
+        pts = sorted(pts)
+        xs = [p[0] for p in pts]
+        ys = [p[1] for p in pts]
+        err = [[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]]
+        ax.errorbar(xs, ys, yerr=err, fmt="o-", color=COLORS[i % len(COLORS)], capsize=3, label=_t(name))
+    ax.set_xscale("symlog", linthresh=8)
+    ticks = sorted({p[0] for pts in curves.values() for p in pts})
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    lows = [p[2] for pts in curves.values() for p in pts]
+    if lows and min(lows) >= 0:
+        ax.set_ylim(bottom=0)
+    ax.set_xlabel("train examples (0: the untuned base model)")
+    ax.set_ylabel(_t(metric_label) + " on test")
+    ax.grid(alpha=.3)
+    ax.legend(fontsize=7, frameon=False)
+    return _png(fig)

@@ -585,6 +585,7 @@ def training(doc: Doc, part: Part) -> None:
         return
     doc.h(3, "Training")
     doc.ul(_training_line(c) for c in trained)
+    _training_flags(doc, trained)
     curves = {}
     for c in trained:
         p = c["prepare"]
@@ -708,8 +709,164 @@ def answers(doc: Doc, part: Part) -> None:
             doc.end_details()
 
 
-SECTIONS: list[Section] = [recommendation, summary, significance, cost, break_even, tradeoffs, latency, training,
-                           forgetting, retrieval, answers]
+# ---- measurements a decision needs: single-query latency, throughput, memory, sweeps, learning curves ----
+
+def _ms(x) -> str:
+    return fmt_num(None if x is None else x * 1000, "{:.1f}")
+
+
+def single_query(doc: Doc, part: Part) -> None:
+    """The latency probe (one query at a time) beside throughput at the run's batch size."""
+    cells = [c for c in part.cells if c["status"] == "ok" and (c.get("probe") or (c.get("answer") or {})
+                                                                .get("queries_per_s"))]
+    if not cells:
+        return
+    bs = part.results.get("config", {}).get("batch_size", "?")
+    doc.h(3, "Single-query latency and throughput")
+    rows = []
+    for c in cells:
+        pr, a = c.get("probe") or {}, c.get("answer") or {}
+        same = f"{pr['same_as_batched']} / {pr['n']}" if pr.get("n") else "–"
+        rows.append([c["strategy"], fmt_num(pr.get("latency_p50_s")), fmt_num(pr.get("latency_p95_s")),
+                     _ms(pr.get("ttft_p50_s")), _ms(pr.get("ttft_p95_s")), _ms(pr.get("decode_s_per_token")),
+                     _ms(pr.get("retrieval_p50_s")), same, fmt_num(a.get("queries_per_s")),
+                     fmt_num(a.get("output_tokens_per_s"), "{:.1f}"), fmt_num(a.get("latency_p50_s"))])
+    doc.table(["Strategy", "Latency p50 s", "Latency p95 s", "TTFT p50 ms", "TTFT p95 ms", "Decode ms / token",
+               "Retrieval p50 ms", "Same answer as batched", f"Queries / s at batch {bs}",
+               f"Output tokens / s at batch {bs}", "Batched wait p50 s"], rows)
+    n = max((c.get("probe") or {}).get("n", 0) for c in cells)
+    notes = []
+    if n:
+        notes.append(f"**Single query (the latency probe).** The same {n} test questions for every strategy (the "
+                     f"{n} with the smallest sha256 of 'probe:' + id), each sent alone after the batched run, as one "
+                     "user would: end-to-end latency of the strategy's whole answer call (retrieval, prompt, prefill, "
+                     "decoding); time to first token (TTFT), the prefill of a batch of one (add retrieval for what a "
+                     "streaming user waits before the first token); decode time per output token after the first. "
+                     "No KV cache is kept between queries, so every query prefills the system prompt (and few-shot "
+                     f"demonstrations) again. With {n} values, p95 interpolates between the largest two. A latency "
+                     "target is a property of one query: hold it against these columns.")
+    notes.append(f"**Throughput.** Queries and generated tokens per second of answering wall time at generation "
+                 f"batch size {bs}, retrieval included: what the number of machines for a query volume is computed "
+                 "from. It is not 1 / latency: a batch answers many queries in about the time of one.")
+    notes.append(f"**Batched wait** is what a question waited for the whole batch of up to {bs} it was answered in "
+                 "(the summary's latency): neither a user's latency nor a throughput.")
+    differ = [c["strategy"] for c in cells if (c.get("probe") or {}).get("n")
+              and c["probe"]["same_as_batched"] < c["probe"]["n"]]
+    if differ:
+        notes.append(f"Answering alone changed some greedy answers of {', '.join(differ)}: batched and single "
+                     "computations add floating-point numbers in another order, which can flip a near-tied token.")
+    doc.ul(notes)
+
+
+def memory(doc: Doc, part: Part) -> None:
+    """The memory each cell needed, and the bytes each strategy's deployment must hold."""
+    cells = [c for c in part.cells if c["status"] == "ok" and (c.get("memory") or c.get("deployment"))]
+    if not cells:
+        return
+    doc.h(3, "Memory")
+    rows = []
+    for c in cells:
+        m = c.get("memory") or {}
+        rows.append([c["strategy"], fmt_num(m.get("cell_mb"), "{:.0f}"), fmt_num(m.get("base_mb"), "{:.0f}"),
+                     fmt_num(m.get("rise_mb"), "{:.0f}"), fmt_num(m.get("prepare_rise_mb"), "{:.0f}"),
+                     fmt_num(m.get("answer_rise_mb"), "{:.0f}"), fmt_num(m.get("reused_mb") or None, "{:.0f}")])
+    doc.table(["Strategy", "Cell MB", "Base process MB", "Cell's rise MB", "Preparation rise MB", "Answering rise MB",
+               "Reused model MB"], rows)
+    doc.p("Resident memory each cell needed: the process with the base model loaded (what every cell starts "
+          "from), plus the cell's own rise above its start (training copies and optimizer state, embedder and "
+          "index, activations and KV cache), plus a model trained by an earlier cell that this one answers with. "
+          "Measured as a rise, in one process: before each cell, memory freed by earlier cells is returned to the "
+          "OS, so no cell inherits an earlier cell's high-water mark. Stages of a cached cell keep the memory "
+          "measured when they were computed.", "note")
+    dep = [(c["strategy"], c["deployment"]) for c in cells if c.get("deployment")]
+    if dep:
+        doc.table(["Strategy", "Base weights", "Own full copy", "Adapter", "Embedder", "Index + text", "Total",
+                   "Shares a base deployment"],
+                  [[s, fmt_size(d["base_bytes"]), fmt_size(d["own_weights_bytes"]), fmt_size(d["adapter_bytes"]),
+                    fmt_size(d["embedder_bytes"]), fmt_size(d["index_bytes"]), fmt_size(d["total_bytes"]),
+                    "yes" if d["shares_base"] else "no"] for s, d in dep])
+        doc.p("What one serving replica must hold, in the run's dtype: a full fine-tune holds its own copy of every "
+              "weight; adapters load beside a base model that several strategies can share; RAG adds the embedding "
+              "model, the vectors, the chunk table and the documents' text. The KV cache and activations come on top.",
+              "note")
+
+
+def sweeps(doc: Doc, part: Part) -> None:
+    """Every sweep point's validation score, and which one answered the test questions."""
+    swept = [c for c in part.cells if c["status"] == "ok" and isinstance(c.get("sweep"), dict)]
+    if not swept:
+        return
+    doc.h(3, "Sweeps, selected on validation")
+    for c in swept:
+        sw = c["sweep"]
+        label = metric_label(sw.get("metric", part.primary))
+        pts = sw["points"]
+        means = [p["validation"].get("mean") for p in pts]
+        rows = [[", ".join(f"{k}={v}" for k, v in p["options"].items()), fmt_ci(p["validation"]),
+                 fmt_num(p.get("prepare_s"), "{:.1f}"), fmt_num(p.get("answer_s"), "{:.1f}"),
+                 "selected, answered test" if i == sw["selected"] else ""] for i, p in enumerate(pts)]
+        doc.table([f"{c['strategy']}: point", f"{label} on validation [95% CI]", "Prepare s", "Validation answering s",
+                   ""], rows, {(sw["selected"], 0), (sw["selected"], 4)})
+        v = sw["validation"]
+        test = (c.get("metrics") or {}).get(sw.get("metric", part.primary))
+        text = (f"{c['strategy']}: {len(pts)} points, each prepared on {sw['train_examples']} train examples and "
+                f"scored on {v['n']} validation questions carved from the train split ({v['rule']}); no test question "
+                f"was seen in selection. The selected point then answered the test questions as it was prepared (not "
+                f"retrained with the validation questions): its test {label} is {fmt_ci(test)}, the figure in the "
+                f"summary. The sweep took {sw['seconds']:.0f} s of machine time in all; the one-time cost in the "
+                "summary is the selected point's preparation alone, what a refresh costs.")
+        best = max(range(len(means)), key=lambda i: -1 if means[i] is None else means[i])
+        if means[best] is not None and means[best] > (means[sw["selected"]] or 0):
+            text += (f" Rescored with today's scoring, point {best + 1} now leads on validation; the run selected "
+                     f"point {sw['selected'] + 1}.")
+        doc.p(text, "note")
+
+
+def learning_curves(doc: Doc, part: Part) -> None:
+    """Accuracy on test against the number of training examples (0: the untuned base model)."""
+    curved = [c for c in part.cells if c["status"] == "ok" and isinstance(c.get("learning_curve"), dict)]
+    if not curved:
+        return
+    doc.h(3, "Learning curves")
+    rows, plot = [], {}
+    for c in curved:
+        for p in c["learning_curve"]["points"]:
+            m, size, whole = p.get("metric") or {}, p["train_examples"], p.get("from_cell")
+            src = (c.get("prepare") or {}) if whole else p  # "all" is the cell itself
+            steps, secs = src.get("steps"), src.get("train_seconds")
+            rows.append([c["strategy"], f"{size}" + (" (all)" if whole else ""), fmt_ci(m or None),
+                         fmt_num(steps, "{:.0f}"), fmt_num(secs, "{:.0f}")])
+            if m.get("mean") is not None:
+                plot.setdefault(c["strategy"], []).append((size, m["mean"], m["low"], m["high"]))
+    doc.table(["Strategy", "Train examples", f"{part.label} on test [95% CI]", "Steps", "Training s"], rows)
+    if part.png and plot:
+        doc.img(plots.learning_curves(plot, part.label), "Accuracy on test against train examples")
+    doc.p("Each size trains on the first n train examples of one order seeded by the run's seed (nested sets), "
+          "with the strategy's settings unchanged, and answers the same test questions; 0 is the strategy's own "
+          "prompt (and retrieval) answered by the untuned base model. A curve still rising at its last point says "
+          "more labelled data would likely help; a flat one, that the method, not the data, is the limit.", "note")
+
+
+def _training_flags(doc: Doc, trained: list[dict]) -> None:
+    from harness.analysis.training_flags import MIN_STEPS, assessed, training_flags
+
+    lines = []
+    for c in trained:
+        p = c["prepare"]
+        if p.get("training_reused_from"):
+            continue
+        flags = training_flags(p["loss_curve"], p.get("eval_loss") or [], p.get("steps"))
+        note = assessed(p.get("eval_loss") or [])
+        text = "; ".join(f["text"] for f in flags) or "no flag: the loss flattened and held-out loss did not rise"
+        lines.append(f"{c['strategy']}: " + text + (f" ({note})" if note else "") + ".")
+    if lines:
+        doc.p(f"**Under-training and over-fitting flags** (from the loss curves: fewer than {MIN_STEPS} steps; "
+              "training loss still falling over the last quarter; held-out loss rising or still falling by epoch):")
+        doc.ul(lines)
+
+
+SECTIONS: list[Section] = [recommendation, summary, significance, cost, break_even, tradeoffs, latency, single_query,
+                           memory, sweeps, learning_curves, training, forgetting, retrieval, answers]
 
 
 def register_section(section: Section, after: str | None = None) -> Section:

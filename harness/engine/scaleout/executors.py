@@ -26,7 +26,6 @@ from harness.core.errors import ConfigError, HarnessError
 from harness.core.paths import SOURCE_ROOT
 from harness.engine.cell import CellEnv, run_cell
 from harness.engine.executor import LocalExecutor
-from harness.engine.plan import all_cached
 
 # Passed to every worker: nothing is fetched from a hub on a cluster node either.
 WORKER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -170,7 +169,7 @@ class RayExecutor:
         bench_refs = {}
         jobs, local = [], {}
         for cell in cells:
-            if stages.enabled and all_cached(stages, cell.key, [e.id for e in cell.test_examples(cfg.limit)]):
+            if stages.enabled and cell.cached_in(stages, cfg):
                 local[cell.id] = cell
                 continue
             if cell.bench.name not in bench_refs:
@@ -186,6 +185,9 @@ class RayExecutor:
                 from harness.engine.scaleout.raydata import DataParallel
 
                 args += (DataParallel(self.data_parallel, self.cpus_per_cell, self.num_gpus),)
+            else:
+                args += (None,)
+            args += ((cell.sweep, cell.train_sizes),)  # sweep points and learning-curve sizes
             jobs.append((cell.id, (fresh if cell.spec.cls.fine_tunes else reused).options(**options), args))
         self.skipped += len(local)
         self.submitted += len(jobs)
@@ -254,7 +256,7 @@ def _evaluation_cell(*args):
     return _cell(*args)
 
 
-def _cell(strategy, config, bench, seed, cfg, store, cache_enabled, run_dir, key, data_parallel=None):
+def _cell(strategy, config, bench, seed, cfg, store, cache_enabled, run_dir, key, data_parallel=None, tuned=((), ())):
     """One cell in a Ray worker: the local executor's run_cell against the shared store."""
     from harness.cache.stages import StageCache
     from harness.engine.plan import Cell
@@ -272,7 +274,7 @@ def _cell(strategy, config, bench, seed, cfg, store, cache_enabled, run_dir, key
     env = CellEnv(cfg, runtime, Path(run_dir), stages, progress=False, data_parallel=data_parallel,
                   train_on_workers=train_on_workers)
     name, base = strategy
-    record, rows = run_cell(Cell(get_spec(name, base), config, bench, seed, key), env)
+    record, rows = run_cell(Cell(get_spec(name, base), config, bench, seed, key, *tuned), env)
     import ray
 
     record["worker"] = {"node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
