@@ -27,16 +27,26 @@ class StrategySpec:
 
 # Keys of a strategy's entry in the run YAML that are not options of its config:
 #   strategy: the registered strategy a named variant runs (`rag-k8: {strategy: rag, k: 8}`)
-RESERVED_KEYS = ("strategy",)
+#   model: the model it runs on, an entry of the run's `models:` or a local model (default: the run's `model`)
+RESERVED_KEYS = ("strategy", "model")
 
 
 def split_entry(name: str, values: dict | None) -> tuple[str, dict]:
     """A YAML strategy entry -> (registered strategy it runs, its config options)."""
     values = dict(values or {})
     base = values.pop("strategy", name)
+    values.pop("model", None)  # entry_model reads it
     if not isinstance(base, str) or not base.strip():
         raise ConfigError(f"strategy {name!r}: 'strategy' must name a registered strategy, got {base!r}")
     return base, values
+
+
+def entry_model(name: str, values: dict | None) -> str | None:
+    """The `model:` of a YAML strategy entry (None: the run's default model)."""
+    model = (values or {}).get("model")
+    if model is not None and (not isinstance(model, str) or not model.strip()):
+        raise ConfigError(f"strategy {name!r}: 'model' must name an entry of models: or a local model, got {model!r}")
+    return model
 
 
 _REGISTRY: dict[str, StrategySpec] = {}
