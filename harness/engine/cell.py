@@ -24,6 +24,7 @@ from harness.engine.config import RunConfig
 from harness.engine.plan import Cell
 from harness.methods.strategy import PrepareContext, prepare_strategy
 from harness.model.resources import Measured, measure
+from harness.model.served import NeedsLocalWeights, needs_weights
 
 
 @dataclass
@@ -38,6 +39,11 @@ class CellEnv:
     progress: bool = False
     data_parallel: Any = None          # harness.engine.scaleout.raydata.DataParallel (--data-parallel N)
     train_on_workers: Callable | None = None  # harness.engine.scaleout.raytrain.train_on_workers
+    runtimes: dict = field(default_factory=dict)  # model label -> its runtime (LazyRuntime or ServedRuntime)
+
+    def runtime_of(self, cell: Cell):
+        """The runtime of the cell's model (the run's `runtime` when the cell names none)."""
+        return self.runtimes.get(cell.model) or self.runtime
 
 
 @dataclass
@@ -71,6 +77,8 @@ def run_cell(cell: Cell, env: CellEnv) -> tuple[dict, list[dict]]:
               "error": None, "config": dataclasses.asdict(cell.config), "cached": False}
     if cell.spec.base:
         record["runs"] = cell.spec.base  # a variant: the registered strategy it runs
+    if cell.model:
+        record["model"] = cell.model  # the label of its model (results.json "models")
     test = cell.test_examples(env.cfg.limit)
     stored = Stored.load(cell, env)
     missing = [e for e in test if e.id not in stored.predictions]
@@ -80,6 +88,9 @@ def run_cell(cell: Cell, env: CellEnv) -> tuple[dict, list[dict]]:
     fresh: dict[str, Prediction] = {}
     try:
         if missing or (fkey and fkey not in stored.forgetting):
+            runtime = env.runtime_of(cell)
+            if getattr(runtime, "served", False) and cell.spec.cls.fine_tunes:  # before any work, in one line
+                raise NeedsLocalWeights(needs_weights(cell.spec.name, runtime.spec))
             ctx = _context(cell, env)
             strat, prepare = _prepare(cell, ctx, stored)
             if missing:
@@ -102,7 +113,7 @@ def _context(cell: Cell, env: CellEnv) -> PrepareContext:
     workdir = inside(env.run_dir / "artifacts", cell.bench.name, f"{cell.spec.name}-seed{cell.seed}")  # never leads out
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = env.cfg
-    return PrepareContext(benchmark=cell.bench, runtime=env.runtime, workdir=workdir, seed=cell.seed,
+    return PrepareContext(benchmark=cell.bench, runtime=env.runtime_of(cell), workdir=workdir, seed=cell.seed,
                           train_limit=cfg.train_limit, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
                           progress=env.progress, cache=env.cache if env.cache is not None and env.cache.enabled else None,
                           train_workers=cfg.train_workers, train_sharding=cfg.train_sharding,
@@ -123,8 +134,9 @@ def _prepare(cell: Cell, ctx: PrepareContext, stored: Stored):
 def _answer(cell: Cell, env: CellEnv, ctx: PrepareContext, strat, prepare: dict, missing: list[Example],
             stored: Stored, record: dict) -> dict[str, Prediction]:
     """Answer the questions the cache lacks (through the actor pool with --data-parallel)."""
-    pool = env.data_parallel.answering(ctx, cell.spec.name, cell.config, strat, prepare) if env.data_parallel \
-        else nullcontext()
+    local = not getattr(ctx.runtime, "served", False)  # an endpoint spreads its requests itself
+    pool = env.data_parallel.answering(ctx, cell.spec.name, cell.config, strat, prepare) \
+        if env.data_parallel and local else nullcontext()
     with pool as pooled, measure() as m:
         preds = strat.answer(missing)
     if pooled is not None:
@@ -144,7 +156,7 @@ def _answer(cell: Cell, env: CellEnv, ctx: PrepareContext, strat, prepare: dict,
 def _forgetting(env: CellEnv, strat, ctx: PrepareContext) -> dict:
     from harness.lmeval.forgetting import forgetting_record
 
-    return forgetting_record(env.runtime, strat, env.cfg.forgetting, limit=env.cfg.forgetting_limit,
+    return forgetting_record(ctx.runtime, strat, env.cfg.forgetting, limit=env.cfg.forgetting_limit,
                              workdir=ctx.workdir)
 
 
@@ -174,7 +186,8 @@ def _assemble(cell: Cell, env: CellEnv, record: dict, prepare: dict, stored: Sto
     record.update(summarize(preds, scores, measured, test, env.cfg.usd_per_hour))
     if fkey and fkey in stored.forgetting:
         record["forgetting"] = stored.forgetting[fkey]
-    rows = [{"strategy": cell.spec.name, "benchmark": cell.bench.name, "seed": cell.seed, "id": e.id,
+    rows = [{"strategy": cell.spec.name, **({"model": cell.model} if cell.model else {}),
+             "benchmark": cell.bench.name, "seed": cell.seed, "id": e.id,
              "question": e.input, "answers": list(e.answers), "output": p.output, **s,
              "usage": dataclasses.asdict(p.usage), "cached": p.cached, "trace": p.trace}
             for p, e, s in zip(preds, test, scores)]

@@ -21,7 +21,8 @@ from harness.core.paths import reports_root
 from harness.core.types import Benchmark, Example
 from harness.data.benchmark import builtin_benchmarks, load_benchmark
 from harness.engine.config import RunConfig
-from harness.methods.registry import StrategySpec, build_config, get_spec, split_entry
+from harness.methods.registry import StrategySpec, build_config, entry_model, get_spec, split_entry
+from harness.model.catalog import model_for, parse_models
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Cell:
     bench: Benchmark
     seed: int
     key: str = ""
+    model: str = ""  # the label of the model it runs on (Plan.models); "": the run's only runtime
 
     @property
     def id(self) -> tuple[str, int, str]:
@@ -48,15 +50,19 @@ class Cell:
 
 
 class Plan(NamedTuple):
-    """The checked run: strategies, their built configs by name, the loaded benchmarks."""
+    """The checked run: strategies, their built configs by name, the loaded benchmarks, and the models:
+    label -> harness.model.catalog.ModelSpec, and each strategy's model label."""
 
     specs: list[StrategySpec]
     configs: dict[str, Any]
     benches: list[Benchmark]
+    models: dict = {}
+    model_of: dict = {}
 
     def cells(self, seeds) -> list[Cell]:
         """Benchmark by benchmark, seed by seed, strategy by strategy: the order of the report."""
-        return [Cell(s, self.configs[s.name], b, seed) for b in self.benches for seed in seeds for s in self.specs]
+        return [Cell(s, self.configs[s.name], b, seed, model=self.model_of.get(s.name, ""))
+                for b in self.benches for seed in seeds for s in self.specs]
 
 
 def plan(cfg: RunConfig) -> Plan:
@@ -71,6 +77,12 @@ def plan(cfg: RunConfig) -> Plan:
         raise ConfigError(f"options given for strategies that are not run: {', '.join(extra)}")
     entries = {n: split_entry(n, cfg.options.get(n)) for n in cfg.strategies}  # name -> (registered, options)
     specs = [get_spec(n, base) for n, (base, _) in entries.items()]
+    declared = parse_models(cfg.models)
+    models, model_of = {}, {}
+    for n in cfg.strategies:  # each strategy's model: its entry's `model:`, else the run's
+        m = model_for(entry_model(n, cfg.options.get(n)) or cfg.model, declared)
+        models.setdefault(m.label, m)
+        model_of[n] = m.label
     configs = {s.name: build_config(s, entries[s.name][1]) for s in specs}
     benches = [load_benchmark(b, split_seed=cfg.split_seed, test_ratio=cfg.test_ratio) for b in cfg.benchmarks]
     same = sorted(n for n, c in Counter(b.name for b in benches).items() if c > 1)
@@ -80,7 +92,7 @@ def plan(cfg: RunConfig) -> Plan:
     for spec in specs:
         for bench in benches:
             spec.cls.check(spec.name, configs[spec.name], bench)
-    return Plan(specs, configs, benches)
+    return Plan(specs, configs, benches, models, model_of)
 
 
 def cell_key(cell: Cell, cfg: RunConfig, runtime, cache: StageCache) -> str:
@@ -90,13 +102,17 @@ def cell_key(cell: Cell, cfg: RunConfig, runtime, cache: StageCache) -> str:
     values = json.dumps(dataclasses.asdict(config), default=repr)
     other = {b: load_benchmark(b).meta["data_sha256"] for b in builtin_benchmarks() if f'"{b}"' in values}
     tunes = spec.cls.fine_tunes
+    if getattr(runtime, "served", False):  # an endpoint: where and which model, asked of no server
+        model = {"batch_size": None, "device": runtime.device, "dtype": None, "model_sha256": None,
+                 "endpoint": runtime.fingerprint()}
+    else:  # local weights: the same entries as before models could differ, so earlier cached cells stay valid
+        model = {"batch_size": cfg.batch_size or runtime.default_batch_size, "device": runtime.device,
+                 "dtype": runtime.dtype_name, "model_sha256": cache.tree_hash(runtime.path)}
     return fingerprint({
         "strategy": spec.name, **({"runs": spec.base} if spec.base else {}),
         "config": dataclasses.asdict(config), "benchmark": cell.bench.name,
         "data_sha256": cell.bench.meta.get("data_sha256"), "other_benchmarks": other, "seed": cell.seed,
-        "train_limit": cfg.train_limit, "max_new_tokens": cfg.max_new_tokens,
-        "batch_size": cfg.batch_size or runtime.default_batch_size, "device": runtime.device,
-        "dtype": runtime.dtype_name, "model_sha256": cache.tree_hash(runtime.path),
+        "train_limit": cfg.train_limit, "max_new_tokens": cfg.max_new_tokens, **model,
         "libraries": library_versions(), "code": code_version(spec.cls), "format": CACHE_FORMAT,
         # only when it is not 1, so that keys from before the option existed stay valid
         **({"train_workers": cfg.train_workers} if cfg.train_workers > 1 and tunes else {}),

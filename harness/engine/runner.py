@@ -88,17 +88,22 @@ def run(cfg: RunConfig | None = None, progress: bool = True, log=print, *, cache
     from harness.methods.finetune import FineTune
 
     FineTune._trained.clear()  # models trained by an earlier run in this process are not reused
-    runtime = executor.runtime(cfg, progress)
+    runtimes = {label: executor.runtime(cfg, progress, spec) for label, spec in p.models.items()}
     stages = StageCache(root=store, enabled=cache)
-    cells = [dataclasses.replace(c, key=cell_key(c, cfg, runtime, stages)) for c in p.cells(cfg.seeds)]
+    cells = [dataclasses.replace(c, key=cell_key(c, cfg, runtimes[c.model], stages)) for c in p.cells(cfg.seeds)]
     done = {(c["benchmark"], c["seed"], c["strategy"]) for c in (previous or {}).get("cells", [])
             if c.get("status") in ("ok", "failed")}
-    if any(not all_cached(stages, c.key, [e.id for e in c.test_examples(cfg.limit)]) for c in cells
-           if c.id not in done):
-        runtime.get()  # something to compute: load the model now, so a bad model stops the run before any output
+    for label, runtime in runtimes.items():
+        if any(not all_cached(stages, c.key, [e.id for e in c.test_examples(cfg.limit)]) for c in cells
+               if c.model == label and c.id not in done):
+            # something to compute on it: load a local model now, so a bad one stops the run before any output;
+            # an endpoint is asked GET /models once (a failure fails its cells, with one line each)
+            runtime.get()
     if previous is None:
         run_dir = new_run_dir(cfg.out)
-    env = CellEnv(cfg, runtime, run_dir, stages, progress, train_on_workers=executor.train_on_workers)
+    default = cfg.model if cfg.model in runtimes else p.model_of[cfg.strategies[0]]  # no strategy on the default
+    env = CellEnv(cfg, runtimes[default], run_dir, stages, progress, train_on_workers=executor.train_on_workers,
+                  runtimes=runtimes)
     with locked(run_dir):
         remove_stale_temps(run_dir)
         return Run(env, p, cells, previous, log).execute(executor)
@@ -110,7 +115,7 @@ class Run:
 
     def __init__(self, env: CellEnv, plan: Plan, cells: list[Cell], previous: dict | None, log):
         self.env, self.cells, self.log = env, cells, log
-        self.results = records.header(env.cfg, plan, env.runtime, env.cache, env.run_dir)
+        self.results = records.header(env.cfg, plan, env.runtime, env.cache, env.run_dir, env.runtimes)
         self.kept = self._kept(previous) if previous is not None else {}
         if previous is not None:
             records.continued(self.results, previous)
@@ -166,5 +171,5 @@ class Run:
         self.log(f"interrupted: {len(done)} of {len(self.cells)} cells finished and kept in {self.env.run_dir}")
 
     def _totals(self) -> dict:
-        return records.with_totals(self.results, self.env.runtime, self.env.cache)
+        return records.with_totals(self.results, self.env.runtime, self.env.cache, self.env.runtimes)
 
