@@ -103,8 +103,8 @@ def comparisons(scores: dict[str, dict[str, dict]], primary: str, zero_shot: str
     best = max(mean, key=lambda s: (mean[s], s == zero_shot))
     graded = primary == "f1"
     pairs = [(s, best, "vs best") for s in scores if s not in (best, zero_shot)]
-    if zero_shot in scores:  # each pair once: zero-shot's own "vs best" is the best's "vs zero-shot"
-        pairs += [(s, zero_shot, "vs zero-shot") for s in scores if s != zero_shot]
+    if zero_shot in scores and zero_shot != best:  # each pair once: zero-shot's own "vs best" is the best's
+        pairs += [(s, zero_shot, "vs zero-shot") for s in scores if s != zero_shot]  # "vs zero-shot"
     rows = [{"strategy": s, "baseline": base, "role": role, **compare_pair(scores[s], scores[base], graded, seed)}
             for s, base, role in pairs]
     for key in ("em", "f1"):
