@@ -537,7 +537,8 @@ def monthly_cost(facts: Facts | Mapping, machine: Machine, load: Load | Mapping 
     per_q = total / ld.monthly_queries if total is not None and ld.monthly_queries else None
     per_c = cost_per_correct(total, ld.monthly_queries, accuracy) if total is not None else None
     return MonthlyCost(f.name, machine.name, P, ld, answering, retrieval, refresh, f.prepare_s / 3600.0 * P,
-                       total, per_q, accuracy, per_c, deployment(f, machine, hosted is not None), missing)
+                       total, per_q, accuracy, per_c, deployment(f, machine, hosted is not None or bool(unpriced)),
+                       missing)
 
 
 @dataclass(frozen=True)

@@ -599,7 +599,7 @@ def _reasons(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, rows:
                                f"{cfg.latency_target_s:g} s.")
         else:
             out.append(f"No strategy can be recommended: {d['ref']} and every strategy within the margin of it "
-                       "lack a monthly cost (throughput or prices not recorded).")
+                       "lack a monthly cost (a throughput or a price is missing: see Serving cost).")
         out.append(_rules(cfg, metric, st))
         return out
     w, ref = d["chosen"], d["ref"]

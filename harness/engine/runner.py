@@ -94,8 +94,9 @@ def run(cfg: RunConfig | None = None, progress: bool = True, log=print, *, cache
     done = {(c["benchmark"], c["seed"], c["strategy"]) for c in (previous or {}).get("cells", [])
             if c.get("status") in ("ok", "failed")}
     for label, runtime in runtimes.items():
+        served = getattr(runtime, "served", False)  # fine-tuning cells on an endpoint fail without asking it
         if any(not all_cached(stages, c.key, [e.id for e in c.test_examples(cfg.limit)]) for c in cells
-               if c.model == label and c.id not in done):
+               if c.model == label and c.id not in done and not (served and c.spec.cls.fine_tunes)):
             # something to compute on it: load a local model now, so a bad one stops the run before any output;
             # an endpoint is asked GET /models once (a failure fails its cells, with one line each)
             runtime.get()

@@ -92,6 +92,8 @@ def parse_model(label: str, value) -> ModelSpec:
     bad = [k for k in value if not isinstance(k, str)]
     if bad:
         raise ConfigError(f"{at}: keys must be strings, got {bad[0]!r}")
+    if "backend" not in value and "path" in value and "base_url" in value:
+        raise ConfigError(f"{at}: give path (a local model) or base_url with backend: openai (an endpoint), not both")
     backend = value.get("backend", OPENAI if "base_url" in value else LOCAL)
     if backend not in BACKENDS:
         raise ConfigError(f"{at}.backend: unknown backend {backend!r}; known: {', '.join(BACKENDS)} (openai: any "
@@ -100,8 +102,9 @@ def parse_model(label: str, value) -> ModelSpec:
     unknown = sorted(k for k in value if k not in known)
     if unknown:
         hint = " (an endpoint needs backend: openai)" if backend == LOCAL and set(unknown) & set(OPENAI_KEYS) else ""
-        raise ConfigError(f"{at}.{unknown[0]}: unknown key(s) {', '.join(unknown)} for a {backend} model{hint}; "
-                          f"known: {', '.join(known)}")
+        article = "an" if backend == OPENAI else "a"
+        raise ConfigError(f"{at}.{unknown[0]}: unknown key(s) {', '.join(unknown)} for {article} {backend} "
+                          f"model{hint}; known: {', '.join(known)}")
     if backend == LOCAL:
         path = value.get("path")
         if not isinstance(path, str) or not path.strip() or "\0" in path:

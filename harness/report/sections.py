@@ -369,6 +369,9 @@ def cost(doc: Doc, part: Part) -> None:
                     served += f" + retrieval on {m['name']}"
                     qps, busy = f"{r['queries_per_s']:.3g} (retrieval)", f"{r['busy_hours']:,.1f}"
                     reps = f"{r['replicas']:.2f}"
+            elif (models.get(n) or {}).get("backend") == "openai":  # the reason is the paragraph above
+                served = f"endpoint {models[n].get('name')}: not priced (no hosted: price)"
+                qps = busy = reps = "–"
             else:
                 served, qps, busy, reps = "not priced: " + (c.get("missing") or "?"), "–", "–", "–"
             ans_text = fmt_usd(a["usd"] if a else None)
@@ -409,7 +412,7 @@ def _hosted(doc: Doc, part: Part, hosted: dict, hosted_for: list, m: dict) -> No
     models = dec.get("models") or {}
     records = run_models(part.results)
     for label, h in hosted.items():
-        who = [n for n in hosted_for if (models.get(n) or {}).get("label", label) == label]
+        who = [n for n in hosted_for if (models.get(n) or {}).get("label", label) == label]  # priced cells only
         rec = records.get(label) or {}
         prices = (f"${h['input_usd_per_1m']:g} per million prompt tokens and ${h['output_usd_per_1m']:g} per million "
                   "output tokens")
@@ -432,7 +435,7 @@ def _hosted(doc: Doc, part: Part, hosted: dict, hosted_for: list, m: dict) -> No
     source = Path(part.results["analysis"]["prices"]["source"]).name
     for label, rec in records.items():
         if rec.get("backend") == "openai" and label not in hosted:
-            who = [n for n, x in models.items() if x.get("label") == label]
+            who = [n for n, x in models.items() if x.get("label") == label and (dec.get("costs") or {}).get(n)]
             if who:
                 doc.p(f"Model {label} is answered by the endpoint {rec.get('name')} at {rec.get('base_url')}, and "
                       f"{source} has no hosted: price for {rec.get('name')}: {', '.join(who)} "
@@ -454,7 +457,10 @@ def _deployments(doc: Doc, part: Part, costs: dict, machine: dict) -> None:
     for n, d in deps.items():
         kind = (facts.get(n) or {}).get("kind", "")
         rag = kind in ("rag", "adapter+rag", "full+rag")
-        body.append([n, KIND.get(kind, kind), fmt_size(d["base_bytes"]), fmt_size(d["own_weights_bytes"]),
+        served = ((part.verdict or {}).get("models", {}).get(n) or {}).get("backend") == "openai"
+        holds = ("its index and embedder; the model is at its endpoint" if rag else "nothing: the model is at its "
+                 "endpoint") if served else KIND.get(kind, kind)
+        body.append([n, holds, fmt_size(d["base_bytes"]), fmt_size(d["own_weights_bytes"]),
                      fmt_size(d["adapter_bytes"]),
                      ("not recorded" if rag and not d["embedder_bytes"] else fmt_size(d["embedder_bytes"])),
                      fmt_size(d["index_bytes"]), fmt_size(d["total_bytes"]),
