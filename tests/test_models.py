@@ -108,12 +108,14 @@ def test_models_block_and_per_strategy_model(tmp_path, tiny_corpus):
                            "name: org/m}\nstrategies:\n  rag: {model: big, k: 2}\n  lora: {}\n  few-shot: "
                            "{model: /some/folder}\n")
     cfg = make_config(path, {})
-    from harness.engine.plan import plan
+    from harness.engine.plan import plan, strategy_models
 
-    p = plan(RunConfig(**{**cfg.__dict__, "benchmarks": (str(tiny_corpus),)}))
-    assert p.model_of == {"rag": "big", "lora": "small", "few-shot": "/some/folder"}
-    assert p.models["big"].served and p.models["big"].endpoint.base_url == "http://h:8000/v1"
-    assert p.models["small"].path == "smollm2-135m" and not p.models["small"].served
+    full = RunConfig(**{**cfg.__dict__, "benchmarks": (str(tiny_corpus),)})
+    p, m = plan(full), strategy_models(full)
+    assert m.model_of == {"rag": "big", "lora": "small", "few-shot": "/some/folder"}
+    assert [c.model for c in p.cells((0,), m)] == ["big", "small", "/some/folder"]
+    assert m.models["big"].served and m.models["big"].endpoint.base_url == "http://h:8000/v1"
+    assert m.models["small"].path == "smollm2-135m" and not m.models["small"].served
     assert p.configs["rag"].k == 2  # `model` is not an option of the strategy's config
 
 

@@ -40,6 +40,7 @@ class CellEnv:
     data_parallel: Any = None          # harness.engine.scaleout.raydata.DataParallel (--data-parallel N)
     train_on_workers: Callable | None = None  # harness.engine.scaleout.raytrain.train_on_workers
     runtimes: dict = field(default_factory=dict)  # model label -> its runtime (LazyRuntime or ServedRuntime)
+    models: dict = field(default_factory=dict)    # model label -> harness.model.catalog.ModelSpec
 
     def runtime_of(self, cell: Cell):
         """The runtime of the cell's model (the run's `runtime` when the cell names none)."""

@@ -50,19 +50,37 @@ class Cell:
 
 
 class Plan(NamedTuple):
-    """The checked run: strategies, their built configs by name, the loaded benchmarks, and the models:
-    label -> harness.model.catalog.ModelSpec, and each strategy's model label."""
+    """The checked run: strategies, their built configs by name, the loaded benchmarks."""
 
     specs: list[StrategySpec]
     configs: dict[str, Any]
     benches: list[Benchmark]
-    models: dict = {}
-    model_of: dict = {}
 
-    def cells(self, seeds) -> list[Cell]:
-        """Benchmark by benchmark, seed by seed, strategy by strategy: the order of the report."""
-        return [Cell(s, self.configs[s.name], b, seed, model=self.model_of.get(s.name, ""))
+    def cells(self, seeds, models: "RunModels | None" = None) -> list[Cell]:
+        """Benchmark by benchmark, seed by seed, strategy by strategy: the order of the report. `models`:
+        each cell's model label (strategy_models(cfg))."""
+        of = models.model_of if models is not None else {}
+        return [Cell(s, self.configs[s.name], b, seed, model=of.get(s.name, ""))
                 for b in self.benches for seed in seeds for s in self.specs]
+
+
+class RunModels(NamedTuple):
+    """The run's models: label -> harness.model.catalog.ModelSpec, and each strategy's model label."""
+
+    models: dict
+    model_of: dict
+
+
+def strategy_models(cfg: RunConfig) -> RunModels:
+    """Each strategy's model: its entry's `model:`, else the run's `model`; labels are models: keys, or
+    the local reference itself (checked by RunConfig and check_names; nothing is loaded here)."""
+    declared = parse_models(cfg.models)
+    models, model_of = {}, {}
+    for n in cfg.strategies:
+        m = model_for(entry_model(n, cfg.options.get(n)) or cfg.model, declared)
+        models.setdefault(m.label, m)
+        model_of[n] = m.label
+    return RunModels(models, model_of)
 
 
 def plan(cfg: RunConfig) -> Plan:
@@ -77,12 +95,7 @@ def plan(cfg: RunConfig) -> Plan:
         raise ConfigError(f"options given for strategies that are not run: {', '.join(extra)}")
     entries = {n: split_entry(n, cfg.options.get(n)) for n in cfg.strategies}  # name -> (registered, options)
     specs = [get_spec(n, base) for n, (base, _) in entries.items()]
-    declared = parse_models(cfg.models)
-    models, model_of = {}, {}
-    for n in cfg.strategies:  # each strategy's model: its entry's `model:`, else the run's
-        m = model_for(entry_model(n, cfg.options.get(n)) or cfg.model, declared)
-        models.setdefault(m.label, m)
-        model_of[n] = m.label
+    strategy_models(cfg)  # every model named is well formed
     configs = {s.name: build_config(s, entries[s.name][1]) for s in specs}
     benches = [load_benchmark(b, split_seed=cfg.split_seed, test_ratio=cfg.test_ratio) for b in cfg.benchmarks]
     same = sorted(n for n, c in Counter(b.name for b in benches).items() if c > 1)
@@ -92,7 +105,7 @@ def plan(cfg: RunConfig) -> Plan:
     for spec in specs:
         for bench in benches:
             spec.cls.check(spec.name, configs[spec.name], bench)
-    return Plan(specs, configs, benches, models, model_of)
+    return Plan(specs, configs, benches)
 
 
 def cell_key(cell: Cell, cfg: RunConfig, runtime, cache: StageCache) -> str:

@@ -69,13 +69,13 @@ def model_record(label: str, spec, runtime, stages: StageCache) -> dict:
 
 
 def header(cfg: RunConfig, plan: Plan, runtime, stages: StageCache, run_dir: Path,
-           runtimes: dict | None = None) -> dict:
+           runtimes: dict | None = None, specs: dict | None = None) -> dict:
     """results.json before any cell has run. `model`: the run's default model (the one record of runs
     made before several models could be compared); `models`: every model a cell runs on, by label."""
     from harness.model.runtime import resolve_dtype
 
     runtimes = runtimes or {cfg.model: runtime}
-    models = {label: model_record(label, plan.models.get(label), rt, stages) for label, rt in runtimes.items()}
+    models = {label: model_record(label, (specs or {}).get(label), rt, stages) for label, rt in runtimes.items()}
     default = next((label for label, rt in runtimes.items() if rt is runtime), next(iter(runtimes)))
     local = [rt for rt in [runtime, *runtimes.values()] if not getattr(rt, "served", False)]
     here = local[0] if local else runtime  # where the local work (generation, training, embedding) ran

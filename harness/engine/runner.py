@@ -21,7 +21,7 @@ from harness.engine import results as records
 from harness.engine.cell import CellEnv, now
 from harness.engine.config import RunConfig
 from harness.engine.executor import Executor, LocalExecutor
-from harness.engine.plan import Cell, Plan, all_cached, cell_key, plan, resume_target
+from harness.engine.plan import Cell, Plan, all_cached, cell_key, plan, resume_target, strategy_models
 
 
 def new_run_dir(out: str | None) -> Path:
@@ -88,9 +88,11 @@ def run(cfg: RunConfig | None = None, progress: bool = True, log=print, *, cache
     from harness.methods.finetune import FineTune
 
     FineTune._trained.clear()  # models trained by an earlier run in this process are not reused
-    runtimes = {label: executor.runtime(cfg, progress, spec) for label, spec in p.models.items()}
+    models = strategy_models(cfg)
+    runtimes = {label: executor.runtime(cfg, progress, spec) for label, spec in models.models.items()}
     stages = StageCache(root=store, enabled=cache)
-    cells = [dataclasses.replace(c, key=cell_key(c, cfg, runtimes[c.model], stages)) for c in p.cells(cfg.seeds)]
+    cells = [dataclasses.replace(c, key=cell_key(c, cfg, runtimes[c.model], stages))
+             for c in p.cells(cfg.seeds, models)]
     done = {(c["benchmark"], c["seed"], c["strategy"]) for c in (previous or {}).get("cells", [])
             if c.get("status") in ("ok", "failed")}
     for label, runtime in runtimes.items():
@@ -102,9 +104,9 @@ def run(cfg: RunConfig | None = None, progress: bool = True, log=print, *, cache
             runtime.get()
     if previous is None:
         run_dir = new_run_dir(cfg.out)
-    default = cfg.model if cfg.model in runtimes else p.model_of[cfg.strategies[0]]  # no strategy on the default
+    default = cfg.model if cfg.model in runtimes else models.model_of[cfg.strategies[0]]  # none on the default
     env = CellEnv(cfg, runtimes[default], run_dir, stages, progress, train_on_workers=executor.train_on_workers,
-                  runtimes=runtimes)
+                  runtimes=runtimes, models=models.models)
     with locked(run_dir):
         remove_stale_temps(run_dir)
         return Run(env, p, cells, previous, log).execute(executor)
@@ -116,7 +118,7 @@ class Run:
 
     def __init__(self, env: CellEnv, plan: Plan, cells: list[Cell], previous: dict | None, log):
         self.env, self.cells, self.log = env, cells, log
-        self.results = records.header(env.cfg, plan, env.runtime, env.cache, env.run_dir, env.runtimes)
+        self.results = records.header(env.cfg, plan, env.runtime, env.cache, env.run_dir, env.runtimes, env.models)
         self.kept = self._kept(previous) if previous is not None else {}
         if previous is not None:
             records.continued(self.results, previous)
