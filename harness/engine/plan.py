@@ -34,7 +34,7 @@ class Cell:
     bench: Benchmark
     seed: int
     key: str = ""
-    model: str = ""  # the label of the model it runs on (Plan.models); "": the run's only runtime
+    model: str = ""  # the label of the model it runs on (strategy_models); "": the run's only runtime
 
     @property
     def id(self) -> tuple[str, int, str]:
