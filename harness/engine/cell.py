@@ -114,9 +114,10 @@ def _context(cell: Cell, env: CellEnv) -> PrepareContext:
     workdir = inside(env.run_dir / "artifacts", cell.bench.name, f"{cell.spec.name}-seed{cell.seed}")  # never leads out
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = env.cfg
+    cache = env.cache if env.cache is not None and env.cache.enabled else None
     return PrepareContext(benchmark=cell.bench, runtime=env.runtime_of(cell), workdir=workdir, seed=cell.seed,
                           train_limit=cfg.train_limit, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
-                          progress=env.progress, cache=env.cache if env.cache is not None and env.cache.enabled else None,
+                          progress=env.progress, cache=cache,
                           train_workers=cfg.train_workers, train_sharding=cfg.train_sharding,
                           train_on_workers=env.train_on_workers)
 
