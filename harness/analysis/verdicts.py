@@ -358,6 +358,7 @@ class _Stats:
 LATENCY_SOURCES = {
     "probe": "batch-1 probe: one query answered alone",
     "batched": "batched run: one query's wait for its whole batch",
+    "endpoint": "endpoint requests: each query's own request, any queue at the server included",
 }
 
 
@@ -365,7 +366,7 @@ def _lat(c: Candidate) -> str:
     """A candidate's p95 latency with the measurement it comes from."""
     if c.p95_s is None:
         return "not measured"
-    tag = {"probe": "batch-1", "batched": "batched"}.get(c.latency_source or "")
+    tag = {"probe": "batch-1", "batched": "batched", "endpoint": "per request"}.get(c.latency_source or "")
     return f"{c.p95_s:.2f} s" + (f", {tag}" if tag else "")
 
 
@@ -959,6 +960,9 @@ def decide(results: Mapping, rows: Sequence[Mapping], benchmark: str, primary: s
         return out
 
     latency = {n: cell_latency([c for c in cells if c["strategy"] == n]) for n in names}
+    for n in names:  # an endpoint's answers were not batched by us: each query's latency is its request's
+        if serving.is_served(model_of[n][1]) and latency[n].get("source") == "batched":
+            latency[n] = {**latency[n], "source": "endpoint", "batch_size": None}
     cands = [Candidate(n, scores[n], costs[n].total_usd if costs.get(n) else None,
                        facts[n].kind if facts.get(n) else None, p95_s=latency[n]["p95_s"],
                        p50_s=latency[n]["p50_s"], latency_source=latency[n]["source"])

@@ -57,7 +57,8 @@ def _benchmark(doc: Doc, results: dict, b: dict, rows: list[dict], png: bool) ->
 def _model_line(label: str, m: dict, results: dict) -> str:
     """'**big**: endpoint NAME at URL, for rag, zero-shot' or '**small**: local smollm2-135m, for lora'."""
     who = list(dict.fromkeys(c["strategy"] for c in results.get("cells", []) if cell_model(c, results)[0] == label))
-    where = (f"endpoint {m.get('name')} at {m.get('base_url')}, at most {m.get('max_concurrency')} requests at once"
+    n = m.get("max_concurrency")
+    where = (f"endpoint {m.get('name')} at {m.get('base_url')}, at most {n} request{'s' * (n != 1)} in flight"
              if m.get("backend") == "openai" else f"local {m.get('name', label)}")
     return f"**{label}**: {where}, for {', '.join(who) or 'no strategy'}"
 

@@ -114,7 +114,8 @@ def _rows_by_name(part: Part) -> dict:
 def _lat_text(lat: dict | None) -> str:
     if not lat or lat.get("p95_s") is None:
         return "–"
-    return f"{lat['p95_s']:.2f} ({'batch-1' if lat.get('source') == 'probe' else 'batched'})"
+    tag = {"probe": "batch-1", "endpoint": "per request"}.get(lat.get("source"), "batched")
+    return f"{lat['p95_s']:.2f} ({tag})"
 
 
 # ---- the decision ------------------------------------------------------------------------------
@@ -271,11 +272,14 @@ def summary(doc: Doc, part: Part) -> None:
         marks |= _best(sub, col + 1 + n_other + k, lambda v, key=key: v[key])
     doc.table(head, rows, {(live[i], col) for i, col in marks}, mark=mark)
     pooled = len(part.seeds) > 1
+    served = [n for n, x in ((part.verdict or {}).get("models") or {}).items() if x.get("backend") == "openai"]
     doc.p(f"Best value of each column in bold; the recommended strategy's row highlighted. One-time cost is "
           f"preparation (indexing or training; a model reused from another strategy counts with its training); "
           f"$ / month is the serving-cost model's (see Serving cost{', pooled over seeds' if pooled else ''}). "
           f"Latency p50/p95 is what one query waited in the batched run, whose generation batch was "
           f"{part.results.get('config', {}).get('batch_size', '?')}"
+          + (f" (on an endpoint, {', '.join(served)}: each query's own request, any queue at the server included)"
+             if served else "")
           + ("; batch-1 p95 is the latency probe's (one query answered alone)" if probe else "")
           + ". " + ("Memory: the rise of resident memory above each stage's start (the cell's own need)."
                     if rise else "Memory: the process's peak resident memory during the cell, which includes "
@@ -551,7 +555,9 @@ def tradeoffs(doc: Doc, part: Part) -> None:
     if lat_entries:
         sources = {(lat.get(e["strategy"]) or {}).get("source") for e in lat_entries}
         what = ("batch-1 probe" if sources == {"probe"} else "batched run" if sources == {"batched"}
-                else "batch-1 probe where recorded, else batched run")
+                else "batched run or endpoint requests" if sources == {"batched", "endpoint"}
+                else "batch-1 probe where recorded, else batched run"
+                + (" or endpoint requests" if "endpoint" in sources else ""))
         doc.img(plots.pareto(lat_entries, "p95", f"p95 latency, seconds ({what})", part.label,
                              vline=dc.latency_target_s, vlabel="latency target", **bar), "Accuracy against p95 latency")
     doc.p("Error bars: 95% bootstrap confidence intervals"
@@ -578,10 +584,14 @@ def latency(doc: Doc, part: Part) -> None:
     doc.table(["Strategy", "p50 s", "p95 s", "Retrieval p50 s", "Retrieval p95 s", "Generation p50 s",
                "Generation p95 s"], rows)
     lat = (part.verdict or {}).get("latency") or {}
-    used = sorted({(x or {}).get("source") for x in lat.values()} - {None})
+    used = sorted({(x or {}).get("source") for x in lat.values()} - {None, "endpoint"})
+    served = sorted(n for n, x in lat.items() if (x or {}).get("source") == "endpoint")
     doc.p(f"Batched run: what one query waited for its whole batch (generation batch "
           f"{part.results.get('config', {}).get('batch_size', '?')}), so it measures throughput more than the wait "
           "of a single user. "
+          + (f"On an endpoint ({', '.join(served)}): each query's own request, from sending it to its last token, "
+             "including any queue at the server and retry waits; the recommendation holds latency targets against "
+             "these. " if served else "")
           + ("The recommendation holds latency targets against the batch-1 probe (one query answered alone)."
              if used == ["probe"] else
              "The recommendation holds latency targets against these batched figures: this run recorded no batch-1 "
