@@ -473,3 +473,45 @@ def test_a_real_transformers_serve_beside_a_local_model(tmp_path, tiny_model, ti
     assert "**served**: endpoint" in md and "| lora | small |" in md
     _, again = _cells(second)
     assert all(c["cached"] for c in again.values())
+
+
+# -- the committed example ----------------------------------------------------------------------------
+def test_the_committed_endpoint_example_is_what_harness_report_makes(tmp_path):
+    """reports/example-endpoint (configs/example-endpoint.yaml): rebuilt from its records with
+    configs/prices-endpoint.yaml it is the committed report; zero-shot and rag on the endpoint priced per token
+    (rag plus its index's machine), lora and lora-rag on the local model per machine-hour, by hand."""
+    src = ROOT / "reports" / "example-endpoint"
+    run_dir = tmp_path / "example-endpoint"
+    run_dir.mkdir()
+    for f in ("results.json", "predictions.jsonl"):
+        shutil.copy(src / f, run_dir / f)
+    prices = ROOT / "configs" / "prices-endpoint.yaml"
+    assert cli.main(["report", str(run_dir), "--prices", str(prices)]) == 0
+    for f in ("report.md", "summary.csv"):
+        assert (run_dir / f).read_text() == (src / f).read_text(), f"example-endpoint/{f} is stale: run `make examples`"
+    res = json.loads((run_dir / "results.json").read_text())
+    assert res["models"]["hosted"]["backend"] == "openai" and res["models"]["local"]["name"] == "smollm2-135m"
+    cells = {c["strategy"]: c for c in res["cells"]}
+    assert {n: c["model"] for n, c in cells.items()} == {"zero-shot": "hosted", "rag": "hosted", "lora": "local",
+                                                         "lora-rag": "local"}
+    dec = res["analysis"]["decisions"]["squadshifts_nyt"]
+    q, floor, refresh = 100_000, 730 * P, 30.4375 / 30
+    assert sorted(dec["hosted_for"]) == ["rag", "zero-shot"]
+    for n in ("zero-shot", "rag"):
+        a = cells[n]["answer"]
+        tokens = q * (a["prompt_tokens_mean"] * 0.15 + a["output_tokens_mean"] * 0.60) / 1e6
+        assert dec["costs"][n]["answering"]["usd"] == pytest.approx(tokens)
+    rag_prep = refresh * cells["rag"]["prepare"]["wall_s"] / 3600 * P
+    assert dec["costs"]["zero-shot"]["total_usd"] == pytest.approx(dec["costs"]["zero-shot"]["answering"]["usd"])
+    assert dec["costs"]["rag"]["total_usd"] == pytest.approx(dec["costs"]["rag"]["answering"]["usd"] + floor + rag_prep)
+    for n in ("lora", "lora-rag"):
+        assert dec["costs"][n]["answering"]["bound"] == "floor"
+        trained = cells["lora"]["prepare"]["wall_s"] + (cells[n]["prepare"]["wall_s"] if n == "lora-rag" else 0)
+        assert dec["costs"][n]["total_usd"] == pytest.approx(floor + refresh * trained / 3600 * P)
+    rows = [json.loads(x) for x in (src / "predictions.jsonl").read_text().splitlines()]
+    served = [r for r in rows if r["model"] == "hosted"]
+    assert len(served) == 80 and {r["trace"]["usage_source"] for r in served} == {"server"}
+    assert {r["trace"]["model_id"] for r in served} == {"HuggingFaceTB/SmolLM2-135M-Instruct"}
+    md = (src / "report.md").read_text()
+    assert "priced per token at the hosted price for HuggingFaceTB/SmolLM2-135M-Instruct: $0.15 per million" in md
+    assert "| lora | local | c6i.large, the floor decides |" in md
