@@ -1,4 +1,4 @@
-"""Answers through an OpenAI-compatible endpoint (harness/endpoint.py) against the local runtime's
+"""Answers through an OpenAI-compatible endpoint (harness/model/endpoint.py) against the local runtime's
 batched generation: the same closed-book prompts of the default benchmark, greedy, 24 new tokens.
 
     python -m bench.endpoint                      # starts `transformers serve` on the packaged model

@@ -75,7 +75,13 @@ def _run_parser(sub) -> None:
     r.add_argument("--strategies", type=_strategies_arg, help="comma-separated names, or 'all'")
     r.add_argument("--limit", type=_positive, help="use only the first N test questions")
     r.add_argument("--train-limit", type=_positive, help="use only the first M train examples")
-    r.add_argument("--model", help="packaged model name (smollm2-135m) or a local model directory")
+    r.add_argument("--model", help="the default model: packaged name (smollm2-135m), a model folder, a GGUF file, a "
+                   "Hugging Face hub id already in the local HF cache, an entry of the config's models:, or "
+                   "openai:NAME with --base-url (a model an OpenAI-compatible server serves)")
+    r.add_argument("--base-url", help="with --model openai:NAME: the server's API root, e.g. http://127.0.0.1:8000/v1 "
+                   "(vLLM, llama.cpp's server, TGI, Ollama, transformers serve, a hosted API)")
+    r.add_argument("--api-key-env", metavar="VAR", help="with --model openai:NAME: the environment variable that "
+                   "holds the API key (the key itself is never written anywhere)")
     r.add_argument("--device", help="auto (default), cpu or cuda")
     r.add_argument("--dtype", help="auto (default: bfloat16 on cuda, float32 on cpu), float32, bfloat16")
     r.add_argument("--batch-size", type=_positive, help="generation batch size (default: 64 on CPU, 128 on CUDA)")
@@ -289,23 +295,28 @@ def _run(args, **where) -> int:
 
     if args.resume is not None:
         given = [f"--{k.replace('_', '-')}" for k in ("config", "benchmark", "strategies", "limit", "train_limit",
-                 "model", "device", "dtype", "batch_size", "seed", "out", "train_workers", "train_sharding",
-                 "columns", "metric", "metrics", "judge_model",
-                 "latency_probe")
+                 "model", "base_url", "api_key_env", "device", "dtype", "batch_size", "seed", "out", "train_workers",
+                 "train_sharding", "columns", "metric", "metrics", "judge_model", "latency_probe")
                  if getattr(args, k) is not None]
         if given:
             raise HarnessError(f"--resume continues a run with its own config; drop {', '.join(given)}")
         return _finish_run(run(resume=args.resume, cache=not args.no_cache, progress=_progress(args),
                                log=lambda m: say(m, flush=True), trust_remote_code=bool(args.trust_remote_code),
                                **where))
+    from harness.model.catalog import endpoint_entry
+
     strategies = args.strategies
     if strategies == ("all",):
         strategies = tuple(all_strategies())
+    model, models = args.model, None
+    served = endpoint_entry(args.model, args.base_url, args.api_key_env)
+    if served:
+        model, models = served[0], {served[0]: served[1]}
     overrides = {
         "benchmarks": ((args.benchmark,) if args.benchmark else ()) + tuple(args.corpus) or None,
         "strategies": strategies, "test_ratio": args.test_ratio, "split_seed": args.split_seed,
         "columns": args.columns,
-        "limit": args.limit, "train_limit": args.train_limit, "model": args.model, "device": args.device,
+        "limit": args.limit, "train_limit": args.train_limit, "model": model, "models": models, "device": args.device,
         "dtype": args.dtype, "batch_size": args.batch_size, "out": args.out,
         "seeds": (args.seed,) if args.seed is not None else None,
         "trust_remote_code": args.trust_remote_code,

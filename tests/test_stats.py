@@ -103,6 +103,18 @@ def test_comparisons_pairs_holm_and_verdicts():
     assert "f1" not in by[("lora", "rag")]  # accuracy tasks: McNemar only
 
 
+def test_comparisons_when_zero_shot_is_the_best_list_each_pair_once():
+    n = 40
+    scores = {"zero-shot": _scores([1] * n), "rag": _scores([1] * 30 + [0] * 10), "lora": _scores([0] * n)}
+    cmp = stats.comparisons(scores, "exact_match")
+    assert cmp["best"] == "zero-shot"
+    assert sorted((r["strategy"], r["baseline"]) for r in cmp["rows"]) == [("lora", "zero-shot"), ("rag", "zero-shot")]
+    by = {r["strategy"]: r for r in cmp["rows"]}
+    # Holm over two comparisons, not four: the smaller p times 2, the larger times 1
+    assert by["lora"]["em"]["p_holm"] == pytest.approx(2 * (2 * 0.5 ** 40))
+    assert by["rag"]["em"]["p_holm"] == pytest.approx(2 * 0.5 ** 10)
+
+
 def test_comparisons_use_only_shared_questions_and_bootstrap_f1():
     a = _scores([0.5] * 20)
     b = _scores([0.4] * 20)

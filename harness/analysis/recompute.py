@@ -409,10 +409,8 @@ def analyze(run_dir: Path, prices_path=None, decision: dict | None = None,
         if not any(c["benchmark"] == b and c.get("seed") == seed and c["strategy"] == s for c in cells):
             cells.append({"strategy": s, "benchmark": b, "seed": seed, "status": "ok", "error": None,
                           "config": {}, "source": "predictions.jsonl only (no cost or latency record)"})
-    hosted = table.hosted.get((results.get("model") or {}).get("name"))
     analysis = {"primary_metric": {}, "benchmarks": {}, "decisions": {}, "decision": _plain(dc), "headline_notes": {},
-                "prices": {"source": table.source, "machine": _plain(machine),
-                           "hosted": _plain(hosted) if hosted else None}}
+                "prices": {"source": table.source, "machine": _plain(machine), "hosted": {}}}
     for b in results["benchmarks"]:
         task = gold[b["name"]]["task"]
         primary, note = headline(results, b, task, [r for r in rows if r["benchmark"] == b["name"]], metric)
@@ -450,6 +448,7 @@ def analyze(run_dir: Path, prices_path=None, decision: dict | None = None,
                 dd["costs"][n]["describe"] = serving.describe(c)
         analysis["decisions"][b["name"]] = dd
         analysis["prices"]["hosted_for"] = sorted({*analysis["prices"].get("hosted_for", []), *d.hosted_for})
+        analysis["prices"]["hosted"].update({label: _plain(h) for label, h in d.hosted.items()})  # by model label
     results["analysis"] = analysis
     return results, rows
 

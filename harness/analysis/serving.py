@@ -499,19 +499,22 @@ class MonthlyCost:
 
 def monthly_cost(facts: Facts | Mapping, machine: Machine, load: Load | Mapping | None = None, *,
                  hosted: Hosted | None = None, accuracy: float | None = None,
-                 usd_per_hour_scale: float = 1.0) -> MonthlyCost:
+                 usd_per_hour_scale: float = 1.0, unpriced: str | None = None) -> MonthlyCost:
     """One strategy priced alone on its own deployment (see shared_cost for several on one base).
 
     hosted: the provider's token prices when the run's model is hosted (answering costs tokens, not
     machine time; training and indexing still cost machine time). usd_per_hour_scale multiplies the
-    machine price (for "what price would change the answer")."""
+    machine price (for "what price would change the answer"). unpriced: why answering has no price
+    (a model answered by an endpoint with no hosted price: its throughput is not our machine's)."""
     f, ld = Facts.of(facts), Load.of(load)
     P = machine.usd_per_hour * usd_per_hour_scale
     refresh = refresh_cost(f.refresh_seconds, P, ld.refresh_days)
     answering: Capacity | Tokens | None = None
     retrieval = None
     missing = None
-    if hosted is not None:
+    if unpriced:
+        missing = unpriced
+    elif hosted is not None:
         if f.prompt_tokens is None or f.output_tokens is None:
             missing = "token counts (prompt and output tokens per query) were not recorded"
         else:
@@ -529,12 +532,13 @@ def monthly_cost(facts: Facts | Mapping, machine: Machine, load: Load | Mapping 
     else:
         missing = "throughput (queries answered / answer wall seconds) was not recorded"
     total = None
-    if answering is not None and not (hosted is not None and _kind(f.kind)[0] and retrieval is None):
+    if answering is not None and not unpriced and not (hosted is not None and _kind(f.kind)[0] and retrieval is None):
         total = answering.usd + (retrieval.usd if retrieval else 0.0) + refresh.usd
     per_q = total / ld.monthly_queries if total is not None and ld.monthly_queries else None
     per_c = cost_per_correct(total, ld.monthly_queries, accuracy) if total is not None else None
     return MonthlyCost(f.name, machine.name, P, ld, answering, retrieval, refresh, f.prepare_s / 3600.0 * P,
-                       total, per_q, accuracy, per_c, deployment(f, machine, hosted is not None), missing)
+                       total, per_q, accuracy, per_c, deployment(f, machine, hosted is not None or bool(unpriced)),
+                       missing)
 
 
 @dataclass(frozen=True)
@@ -712,15 +716,54 @@ def apart(a: CostCurve, b: CostCurve, tolerance: float) -> list[Region]:
 # From a run's record
 
 
-def base_model_bytes(results: Mapping) -> int | None:
-    """The base model's weight bytes: results.model.weights_bytes when recorded, else the largest
-    total_params of any cell times the bytes of the run's dtype. None when neither is recorded."""
+def run_models(results: Mapping) -> dict[str, dict]:
+    """label -> the record of each model of a run: results.models, or for a run made before several
+    models could be compared, its one results.model under its name."""
+    models = results.get("models")
+    if isinstance(models, Mapping) and models:
+        return {str(k): dict(v) for k, v in models.items() if isinstance(v, Mapping)}
     m = results.get("model") or {}
+    label = m.get("label") or m.get("name") or (results.get("config") or {}).get("model") or "model"
+    return {str(label): {"label": label, "backend": "local", **m}}
+
+
+def default_model(results: Mapping) -> str:
+    m = results.get("model") or {}
+    return str(m.get("label") or m.get("name") or next(iter(run_models(results))))
+
+
+def cell_model(cell: Mapping, results: Mapping) -> tuple[str, dict]:
+    """The label and record of the model a cell ran on (its `model`, else the run's default)."""
+    label = str(cell.get("model") or default_model(results))
+    return label, run_models(results).get(label) or {"label": label, "name": label}
+
+
+def is_served(record: Mapping) -> bool:
+    """The model answered through an OpenAI-compatible endpoint (not on the run's machine)."""
+    return record.get("backend") == "openai"
+
+
+def hosted_price(table: "PriceTable", record: Mapping, label: str | None = None) -> Hosted | None:
+    """A model's hosted: entry in the price table: by its name (the served name, or the local
+    reference), else by the run's label for it."""
+    for key in (record.get("name"), label or record.get("label")):
+        if key is not None and str(key) in table.hosted:
+            return table.hosted[str(key)]
+    return None
+
+
+def base_model_bytes(results: Mapping, model: str | None = None) -> int | None:
+    """The base model's weight bytes: the model's record weights_bytes when recorded, else the largest
+    total_params of its cells times the bytes of its dtype. None when neither is recorded.
+    model: a label of results.models (None: the run's default model)."""
+    label = model or default_model(results)
+    m = run_models(results).get(label) or results.get("model") or {}
     if isinstance(m.get("weights_bytes"), int):
         return m["weights_bytes"]
-    params = [(c.get("prepare") or {}).get("total_params") for c in results.get("cells") or []]
+    params = [(c.get("prepare") or {}).get("total_params") for c in results.get("cells") or []
+              if cell_model(c, results)[0] == label]
     params = [p for p in params if isinstance(p, int)]
-    dtype = (results.get("environment") or {}).get("dtype")
+    dtype = m.get("dtype") or (results.get("environment") or {}).get("dtype")
     if not params or dtype not in BYTES_PER_PARAM:
         return None
     return max(params) * BYTES_PER_PARAM[dtype]
@@ -775,7 +818,8 @@ def facts_from_cell(cell: Mapping, results: Mapping, *, embedder_bytes: int = 0)
     qps = ans.get("queries_per_s") or (ans["queries"] / ans["wall_s"] if ans.get("queries") and ans.get("wall_s")
                                        else None)
     ret = ans.get("retrieval_p50_s")
-    base_b = base_model_bytes(results)
+    label, record = cell_model(cell, results)
+    base_b = None if is_served(record) else base_model_bytes(results, label)
     embed_b = embedder_bytes if kind in ("rag", "adapter+rag", "full+rag") else 0
     dep = cell.get("deployment")
     if isinstance(dep, Mapping):  # measured bytes of what the deployment holds, when the run recorded them

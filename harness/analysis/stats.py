@@ -117,8 +117,8 @@ def comparisons(scores: dict[str, dict[str, dict]], primary: str, zero_shot: str
     binary_metric, graded_metric = tested_metrics(primary)
     graded = graded_metric is not None
     pairs = [(s, best, "vs best") for s in scores if s not in (best, zero_shot)]
-    if zero_shot in scores:  # each pair once: zero-shot's own "vs best" is the best's "vs zero-shot"
-        pairs += [(s, zero_shot, "vs zero-shot") for s in scores if s != zero_shot]
+    if zero_shot in scores and zero_shot != best:  # each pair once: zero-shot's own "vs best" is the best's
+        pairs += [(s, zero_shot, "vs zero-shot") for s in scores if s != zero_shot]  # "vs zero-shot"
     rows = [{"strategy": s, "baseline": base, "role": role,
              **compare_pair(scores[s], scores[base], graded, seed, binary_metric, graded_metric or "f1")}
             for s, base, role in pairs]

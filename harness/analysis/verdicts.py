@@ -44,6 +44,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -357,6 +358,7 @@ class _Stats:
 LATENCY_SOURCES = {
     "probe": "batch-1 probe: one query answered alone",
     "batched": "batched run: one query's wait for its whole batch",
+    "endpoint": "endpoint requests: each query's own request, any queue at the server included",
 }
 
 
@@ -364,7 +366,7 @@ def _lat(c: Candidate) -> str:
     """A candidate's p95 latency with the measurement it comes from."""
     if c.p95_s is None:
         return "not measured"
-    tag = {"probe": "batch-1", "batched": "batched"}.get(c.latency_source or "")
+    tag = {"probe": "batch-1", "batched": "batched", "endpoint": "per request"}.get(c.latency_source or "")
     return f"{c.p95_s:.2f} s" + (f", {tag}" if tag else "")
 
 
@@ -598,7 +600,7 @@ def _reasons(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, rows:
                                f"{cfg.latency_target_s:g} s.")
         else:
             out.append(f"No strategy can be recommended: {d['ref']} and every strategy within the margin of it "
-                       "lack a monthly cost (throughput or prices not recorded).")
+                       "lack a monthly cost (a throughput or a price is missing: see Serving cost).")
         out.append(_rules(cfg, metric, st))
         return out
     w, ref = d["chosen"], d["ref"]
@@ -814,7 +816,7 @@ class Decision:
     facts: dict
     costs: dict
     machine: Any
-    hosted: Any
+    hosted: Any                                    # model label -> serving.Hosted: the per-token prices applied
     break_even: list[dict] = field(default_factory=list)
     latency: dict = field(default_factory=dict)
     hosted_for: list = field(default_factory=list)
@@ -822,6 +824,7 @@ class Decision:
     seeds: list = field(default_factory=list)
     curves: dict = field(default_factory=dict)     # name -> serving.CostCurve: monthly $ as a function of volume
     apart: list = field(default_factory=list)      # per pair: volumes where one is cheaper beyond cost_tolerance
+    models: dict = field(default_factory=dict)     # name -> {label, name, backend[, base_url]}: what answered it
 
     def to_dict(self) -> dict:
         """Plain JSON data (non-finite numbers become null: JSON has no infinity)."""
@@ -895,15 +898,17 @@ def decide(results: Mapping, rows: Sequence[Mapping], benchmark: str, primary: s
     results: results.json. rows: scored prediction lines (analysis.rescore's rows, or predictions.jsonl lines
     carrying the metric), each with strategy, seed, id and the `primary` metric. table: serving.PriceTable.
     config: DecisionConfig or the decision dict (default: the run's recorded `decision`).
-    Hosted prices (table.hosted[the run's model name]) apply to the strategy kinds they serve; the others
-    run on the machine the run's timings stand for. Latency: see cell_latency."""
+    Each strategy is priced by the model it ran on (results.models; one model in older runs): a model
+    answered by an endpoint per token at its hosted: price (by its name, else its label), and without one
+    it is not priced (its throughput is the server's, not our machine's); a local model's hosted: price,
+    when the table has one, applies to the strategy kinds it serves; the others run on the machine the
+    run's timings stand for. Latency: see cell_latency."""
     from harness.analysis import serving
 
     cfg = config if isinstance(config, DecisionConfig) else DecisionConfig.from_dict(
         config if config is not None else (results.get("config") or {}).get("decision"))
     machine = table.measured_on(results.get("environment"), cfg.measured_on,
                                 (results.get("config") or {}).get("usd_per_hour"))
-    hosted = table.hosted.get((results.get("model") or {}).get("name"))
     cells = [c for c in results.get("cells") or [] if c.get("benchmark", benchmark) == benchmark]
     names = list(dict.fromkeys(c["strategy"] for c in cells))
     scores: dict[str, dict] = {}
@@ -914,10 +919,24 @@ def decide(results: Mapping, rows: Sequence[Mapping], benchmark: str, primary: s
     facts = {n: pool_facts([serving.facts_from_cell(c, results, embedder_bytes=embedder_bytes)
                             for c in cells if c["strategy"] == n]) for n in names}
     load = serving.Load.of(cfg)
+    model_of = {n: serving.cell_model(next((c for c in cells if c["strategy"] == n), {}), results) for n in names}
 
     def hosted_of(n):
         f = facts.get(n)
-        return hosted if hosted is not None and f is not None and hosted.answers(f.kind) else None
+        label, record = model_of[n]
+        h = serving.hosted_price(table, record, label)
+        if f is None or h is None:
+            return None
+        return h if serving.is_served(record) or h.answers(f.kind) else None  # an endpoint answers every kind
+
+    def unpriced(n):
+        label, record = model_of[n]
+        if serving.is_served(record) and hosted_of(n) is None:
+            return (f"model {label} ({record.get('name')}) is answered by an endpoint and {Path(table.source).name} "
+                    f"has no hosted: price for it (add `{record.get('name')}: {{input_per_1m: ..., "
+                    "output_per_1m: ...}` under hosted:); its throughput is the server's, not a machine of the price "
+                    "table")
+        return None
 
     def mean_score(n):
         vals = [np.mean(list(q.values())) for q in scores.get(n, {}).values() if q]
@@ -928,7 +947,7 @@ def decide(results: Mapping, rows: Sequence[Mapping], benchmark: str, primary: s
         if f is None:
             return None
         return serving.monthly_cost(f, machine, ld, hosted=hosted_of(n), accuracy=mean_score(n),
-                                    usd_per_hour_scale=scale)
+                                    usd_per_hour_scale=scale, unpriced=unpriced(n))
 
     costs = {n: price(n, load) for n in names}
 
@@ -941,6 +960,9 @@ def decide(results: Mapping, rows: Sequence[Mapping], benchmark: str, primary: s
         return out
 
     latency = {n: cell_latency([c for c in cells if c["strategy"] == n]) for n in names}
+    for n in names:  # an endpoint's answers were not batched by us: each query's latency is its request's
+        if serving.is_served(model_of[n][1]) and latency[n].get("source") == "batched":
+            latency[n] = {**latency[n], "source": "endpoint", "batch_size": None}
     cands = [Candidate(n, scores[n], costs[n].total_usd if costs.get(n) else None,
                        facts[n].kind if facts.get(n) else None, p95_s=latency[n]["p95_s"],
                        p50_s=latency[n]["p50_s"], latency_source=latency[n]["source"])
@@ -962,5 +984,9 @@ def decide(results: Mapping, rows: Sequence[Mapping], benchmark: str, primary: s
             regions.append({"a": a, "b": b, "regions": [dataclasses.asdict(r) for r in
                                                         serving.apart(curves[a], curves[b], cfg.cost_tolerance)]})
     seeds = sorted({s for sc in scores.values() for s in sc}, key=lambda x: (str(type(x)), x))
+    hosted = {model_of[n][0]: hosted_of(n) for n in names if hosted_of(n) is not None}
+    models = {n: {k: v for k, v in (("label", label), ("name", rec.get("name")),
+                                    ("backend", rec.get("backend", "local")), ("base_url", rec.get("base_url")))
+                  if v is not None} for n, (label, rec) in model_of.items()}
     return Decision(verdict, facts, costs, machine, hosted, crossings, latency,
-                    [n for n in names if hosted_of(n) is not None], cfg, seeds, curves, regions)
+                    [n for n in names if hosted_of(n) is not None], cfg, seeds, curves, regions, models)

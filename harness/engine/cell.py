@@ -28,6 +28,7 @@ from harness.engine.config import RunConfig
 from harness.engine.plan import Cell, answer_tokens, judged_metrics
 from harness.methods.strategy import PrepareContext, prepare_strategy
 from harness.model.resources import Measured, measure, release_memory, tensor_bytes
+from harness.model.served import NeedsLocalWeights, needs_weights
 
 
 @dataclass
@@ -43,6 +44,12 @@ class CellEnv:
     data_parallel: Any = None          # harness.engine.scaleout.raydata.DataParallel (--data-parallel N)
     train_on_workers: Callable | None = None  # harness.engine.scaleout.raytrain.train_on_workers
     judges: Any = None                 # harness.analysis.judges.Judges, made by the first cell that judges
+    runtimes: dict = field(default_factory=dict)  # model label -> its runtime (LazyRuntime or ServedRuntime)
+    models: dict = field(default_factory=dict)    # model label -> harness.model.catalog.ModelSpec
+
+    def runtime_of(self, cell: Cell):
+        """The runtime of the cell's model (the run's `runtime` when the cell names none)."""
+        return self.runtimes.get(cell.model) or self.runtime
 
 
 @dataclass
@@ -84,6 +91,8 @@ def run_cell(cell: Cell, env: CellEnv) -> tuple[dict, list[dict]]:
               "error": None, "config": dataclasses.asdict(cell.config), "cached": False}
     if cell.spec.base:
         record["runs"] = cell.spec.base  # a variant: the registered strategy it runs
+    if cell.model:
+        record["model"] = cell.model  # the label of its model (results.json "models")
     test = cell.test_examples(env.cfg.limit)
     stored = Stored.load(cell, env)
     missing = [e for e in test if e.id not in stored.predictions]
@@ -100,6 +109,9 @@ def run_cell(cell: Cell, env: CellEnv) -> tuple[dict, list[dict]]:
                 cell = dataclasses.replace(cell, config=cell.sweep[stored.sweep["selected"]][1], bench=carved)
         if missing or (fkey and fkey not in stored.forgetting) or (probe_ids and _probe_ids(stored) != probe_ids) \
                 or _curve_missing(cell, stored, test) or (cell.sweep and not stored.sweep):
+            runtime = env.runtime_of(cell)
+            if getattr(runtime, "served", False) and cell.spec.cls.fine_tunes:  # before any work, in one line
+                raise NeedsLocalWeights(needs_weights(cell.spec.name, runtime.spec))
             cell, prepare, fresh = _compute(cell, env, stored, record, test, missing, fkey, probe_ids,
                                             (carved, validation) if cell.sweep and not stored.sweep else None)
         else:
@@ -137,7 +149,7 @@ def _compute(cell: Cell, env: CellEnv, stored: Stored, record: dict, test: list[
              fkey: str | None, probe_ids: list[str], sweep) -> tuple[Cell, dict, dict[str, Prediction]]:
     """Every stage the cache lacks, inside one memory measurement: (the selected cell, its prepare
     record, the fresh predictions)."""
-    get = getattr(env.runtime, "get", None)
+    get = getattr(env.runtime_of(cell), "get", None)
     if get is not None:
         get()  # loaded before the measurement: the model is the base every cell starts from, not its rise
     release_memory()
@@ -167,7 +179,7 @@ def _compute(cell: Cell, env: CellEnv, stored: Stored, record: dict, test: list[
         stored.deployment = footprint.deployment(strat, prepare, ctx.runtime)
     if not (prepare.get("cached") and stored.memory):  # a reload keeps the memory measured when first computed
         reused = tensor_bytes(strat.model) if prepare.get("training_reused_from") and strat.model is not None else 0
-        stored.memory = footprint.memory(whole, env.runtime, None if prepare.get("cached") else prepare,
+        stored.memory = footprint.memory(whole, env.runtime_of(cell), None if prepare.get("cached") else prepare,
                                          stored.answer_rise_mb, reused)
     _store(cell, env, stored, prepare)
     return cell, prepare, fresh
@@ -177,10 +189,10 @@ def _context(cell: Cell, env: CellEnv) -> PrepareContext:
     workdir = inside(env.run_dir / "artifacts", cell.bench.name, f"{cell.spec.name}-seed{cell.seed}")  # never leads out
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = env.cfg
-    return PrepareContext(benchmark=cell.bench, runtime=env.runtime, workdir=workdir, seed=cell.seed,
+    cache = env.cache if env.cache is not None and env.cache.enabled else None
+    return PrepareContext(benchmark=cell.bench, runtime=env.runtime_of(cell), workdir=workdir, seed=cell.seed,
                           train_limit=cfg.train_limit, batch_size=cfg.batch_size,
-                          max_new_tokens=answer_tokens(cfg, cell.bench),
-                          progress=env.progress, cache=env.cache if env.cache is not None and env.cache.enabled else None,
+                          max_new_tokens=answer_tokens(cfg, cell.bench), progress=env.progress, cache=cache,
                           train_workers=cfg.train_workers, train_sharding=cfg.train_sharding,
                           train_on_workers=env.train_on_workers)
 
@@ -199,8 +211,9 @@ def _prepare(cell: Cell, config, ctx: PrepareContext, stored: Stored | None):
 def _answer(cell: Cell, env: CellEnv, ctx: PrepareContext, strat, prepare: dict, missing: list[Example],
             stored: Stored, record: dict) -> dict[str, Prediction]:
     """Answer the questions the cache lacks (through the actor pool with --data-parallel)."""
-    pool = env.data_parallel.answering(ctx, cell.spec.name, cell.config, strat, prepare) if env.data_parallel \
-        else nullcontext()
+    local = not getattr(ctx.runtime, "served", False)  # an endpoint spreads its requests itself
+    pool = env.data_parallel.answering(ctx, cell.spec.name, cell.config, strat, prepare) \
+        if env.data_parallel and local else nullcontext()
     with pool as pooled, measure() as m:
         preds = strat.answer(missing)
     if pooled is not None:
@@ -221,7 +234,7 @@ def _answer(cell: Cell, env: CellEnv, ctx: PrepareContext, strat, prepare: dict,
 def _forgetting(env: CellEnv, strat, ctx: PrepareContext) -> dict:
     from harness.lmeval.forgetting import forgetting_record
 
-    return forgetting_record(env.runtime, strat, env.cfg.forgetting, limit=env.cfg.forgetting_limit,
+    return forgetting_record(ctx.runtime, strat, env.cfg.forgetting, limit=env.cfg.forgetting_limit,
                              workdir=ctx.workdir)
 
 
@@ -296,7 +309,8 @@ def _assemble(cell: Cell, env: CellEnv, record: dict, prepare: dict, stored: Sto
     for key in ("memory", "deployment"):
         if getattr(stored, key):
             record[key] = getattr(stored, key)
-    rows = [{"strategy": cell.spec.name, "benchmark": cell.bench.name, "seed": cell.seed, "id": e.id,
+    rows = [{"strategy": cell.spec.name, **({"model": cell.model} if cell.model else {}),
+             "benchmark": cell.bench.name, "seed": cell.seed, "id": e.id,
              "question": e.input, "answers": list(e.answers), "output": p.output, **s,
              "usage": dataclasses.asdict(p.usage), "cached": p.cached, "trace": p.trace,
              **({"judgments": j[1]} if j[1] else {})}

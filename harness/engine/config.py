@@ -22,7 +22,10 @@ class RunConfig:
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES
     options: dict = field(default_factory=dict)  # strategy name -> its config values
     seeds: tuple[int, ...] = (0,)
-    model: str = "smollm2-135m"
+    model: str = "smollm2-135m"  # the default model of every strategy: an entry of `models`, or a local model
+    # name -> a local model ({path: ...}) or an OpenAI-compatible endpoint ({backend: openai, base_url, name, ...});
+    # a strategy entry's `model:` picks one (harness/model/catalog.py)
+    models: dict = field(default_factory=dict)
     device: str = "auto"
     dtype: str = "auto"
     limit: int | None = None        # cap on test questions (None: all)
@@ -97,6 +100,9 @@ class RunConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, str) or not v.strip() or "\0" in v):
                 raise ConfigError(f"{name} must be a non-empty string, got {v!r}")
+        from harness.model.catalog import model_for, parse_models
+
+        model_for(self.model, parse_models(self.models))  # each entry checked; the default names one or a local model
         if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", self.device):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if not isinstance(self.trust_remote_code, bool):
@@ -223,6 +229,9 @@ def _load(p: Path) -> tuple[dict[str, Any], Where]:
         elif key == "decision":
             check_decision(value, where)
             out[key] = dict(value or {})
+        elif key == "models":
+            _check_models(value, where)
+            out[key] = dict(value or {})
         elif key in _OPTIONAL_TYPES:
             kind = _OPTIONAL_TYPES[key]
             if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
@@ -246,6 +255,19 @@ def _load(p: Path) -> tuple[dict[str, Any], Where]:
             except ConfigError as exc:
                 raise ConfigError(f"{where(key, key[:-1])}: {exc}") from None
     return out, where
+
+
+def _check_models(value, where: Where) -> None:
+    """The `models:` block; an error names the line of the entry's key it is about."""
+    from harness.model.catalog import parse_models
+
+    try:
+        parse_models(value)
+    except ConfigError as exc:
+        key = str(exc).split(":", 1)[0]
+        parts = key.split(".")
+        keys = [".".join(parts[:i]) for i in range(len(parts), 0, -1)] if key.startswith("models") else []
+        raise ConfigError(f"{where(*keys, 'models')}: {exc}") from None
 
 
 def check_decision(value, where: Where | None = None) -> None:
@@ -284,6 +306,8 @@ def make_config(yaml_path: str | None, overrides: dict[str, Any]) -> RunConfig:
     registries here, before any model or data is loaded."""
     values, where = _load(Path(yaml_path)) if yaml_path else ({}, None)
     given = {k: v for k, v in overrides.items() if v is not None}
+    if "models" in given:  # --model openai:NAME adds an entry beside the YAML's models
+        given["models"] = {**values.get("models", {}), **given["models"]}
     values.update(given)
     cfg = RunConfig(**values)
     check_names(cfg, where, yaml_keys=set(values) - set(given))
@@ -295,13 +319,22 @@ def check_names(cfg: RunConfig, where: Where | None = None, yaml_keys: set[str] 
     paths: nothing named in a config is imported. Options of the strategies that run are built.
     `where` locates the keys in `yaml_keys` (those that came from the YAML file) in messages."""
     from harness.data.benchmark import builtin_benchmarks
-    from harness.methods.registry import all_strategies, build_config, get_spec, split_entry
+    from harness.methods.registry import all_strategies, build_config, entry_model, get_spec, split_entry
+    from harness.model.catalog import model_for, parse_models
 
     def at(key, *keys):
         return f"{where(*keys)}: " if where and key in yaml_keys else ""
 
     known = all_strategies()
+    models = parse_models(cfg.models)
     for name in cfg.strategies:
+        model = None
+        try:
+            model = entry_model(name, cfg.options.get(name))
+            if model is not None:
+                model_for(model, models)
+        except ConfigError as exc:
+            raise ConfigError(f"{at('options', f'strategies.{name}.model', 'strategies.' + name)}{exc}") from None
         base, options = split_entry(name, cfg.options.get(name))
         if base not in known:
             variant = f" (variant {name!r})" if base != name else ""

@@ -24,7 +24,8 @@ from harness.data.benchmark import answer_budget, builtin_benchmarks, load_bench
 from harness.data.tasks import task_type
 from harness.engine import probe, tuning
 from harness.engine.config import RunConfig
-from harness.methods.registry import StrategySpec, build_config, get_spec, split_entry
+from harness.methods.registry import StrategySpec, build_config, entry_model, get_spec, split_entry
+from harness.model.catalog import model_for, parse_models
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Cell:
     key: str = ""
     sweep: tuple = ()        # ((swept options, built config), ...): select on validation (engine/tuning.py)
     train_sizes: tuple = ()  # a learning curve's sizes (engine/tuning.py)
+    model: str = ""  # the label of the model it runs on (strategy_models); "": the run's only runtime
 
     @property
     def id(self) -> tuple[str, int, str]:
@@ -67,12 +69,33 @@ class Plan(NamedTuple):
     benches: list[Benchmark]
     tunings: dict | None = None  # strategy name -> tuning.Tuning (sweep points, learning-curve sizes)
 
-    def cells(self, seeds) -> list[Cell]:
-        """Benchmark by benchmark, seed by seed, strategy by strategy: the order of the report."""
+    def cells(self, seeds, models: "RunModels | None" = None) -> list[Cell]:
+        """Benchmark by benchmark, seed by seed, strategy by strategy: the order of the report. `models`:
+        each cell's model label (strategy_models(cfg))."""
+        of = models.model_of if models is not None else {}
         t = self.tunings or {}
         return [Cell(s, self.configs[s.name], b, seed, sweep=t[s.name].sweep if s.name in t else (),
-                     train_sizes=t[s.name].train_sizes if s.name in t else ())
+                     train_sizes=t[s.name].train_sizes if s.name in t else (), model=of.get(s.name, ""))
                 for b in self.benches for seed in seeds for s in self.specs]
+
+
+class RunModels(NamedTuple):
+    """The run's models: label -> harness.model.catalog.ModelSpec, and each strategy's model label."""
+
+    models: dict
+    model_of: dict
+
+
+def strategy_models(cfg: RunConfig) -> RunModels:
+    """Each strategy's model: its entry's `model:`, else the run's `model`; labels are models: keys, or
+    the local reference itself (checked by RunConfig and check_names; nothing is loaded here)."""
+    declared = parse_models(cfg.models)
+    models, model_of = {}, {}
+    for n in cfg.strategies:
+        m = model_for(entry_model(n, cfg.options.get(n)) or cfg.model, declared)
+        models.setdefault(m.label, m)
+        model_of[n] = m.label
+    return RunModels(models, model_of)
 
 
 def plan(cfg: RunConfig) -> Plan:
@@ -87,6 +110,7 @@ def plan(cfg: RunConfig) -> Plan:
         raise ConfigError(f"options given for strategies that are not run: {', '.join(extra)}")
     entries = {n: split_entry(n, cfg.options.get(n)) for n in cfg.strategies}  # name -> (registered, options)
     specs = [get_spec(n, base) for n, (base, _) in entries.items()]
+    strategy_models(cfg)  # every model named is well formed
     configs = {s.name: build_config(s, entries[s.name][1]) for s in specs}
     benches = [load_benchmark(b, split_seed=cfg.split_seed, test_ratio=cfg.test_ratio, columns=cfg.columns)
                for b in cfg.benchmarks]
@@ -140,13 +164,17 @@ def cell_key(cell: Cell, cfg: RunConfig, runtime, cache: StageCache) -> str:
     values = json.dumps(dataclasses.asdict(config), default=repr)
     other = {b: load_benchmark(b).meta["data_sha256"] for b in builtin_benchmarks() if f'"{b}"' in values}
     tunes = spec.cls.fine_tunes
+    if getattr(runtime, "served", False):  # an endpoint: where and which model, asked of no server
+        model = {"batch_size": None, "device": runtime.device, "dtype": None, "model_sha256": None,
+                 "endpoint": runtime.fingerprint()}
+    else:  # local weights: the same entries as before models could differ, so earlier cached cells stay valid
+        model = {"batch_size": cfg.batch_size or runtime.default_batch_size, "device": runtime.device,
+                 "dtype": runtime.dtype_name, "model_sha256": cache.tree_hash(runtime.path)}
     return fingerprint({
         "strategy": spec.name, **({"runs": spec.base} if spec.base else {}),
         "config": dataclasses.asdict(config), "benchmark": cell.bench.name,
         "data_sha256": cell.bench.meta.get("data_sha256"), "other_benchmarks": other, "seed": cell.seed,
-        "train_limit": cfg.train_limit, "max_new_tokens": answer_tokens(cfg, cell.bench),
-        "batch_size": cfg.batch_size or runtime.default_batch_size, "device": runtime.device,
-        "dtype": runtime.dtype_name, "model_sha256": cache.tree_hash(runtime.path),
+        "train_limit": cfg.train_limit, "max_new_tokens": answer_tokens(cfg, cell.bench), **model,
         "libraries": library_versions(), "code": code_version(spec.cls), "format": CACHE_FORMAT,
         # only when it is not 1, so that keys from before the option existed stay valid
         **({"train_workers": cfg.train_workers} if cfg.train_workers > 1 and tunes else {}),

@@ -59,17 +59,37 @@ def environment(device: str, dtype: str) -> dict:
     }
 
 
-def header(cfg: RunConfig, plan: Plan, runtime, stages: StageCache, run_dir: Path) -> dict:
-    """results.json before any cell has run."""
+def model_record(label: str, spec, runtime, stages: StageCache) -> dict:
+    """results.json's record of one model: a local one's path, provenance and content hash (its
+    name is what the run called it: packaged name, folder, GGUF file or hub id), or an endpoint's
+    URL, name and settings (never an API key)."""
+    if getattr(runtime, "served", False):
+        return {**spec.record(), "load": None}
+    name = spec.path if spec is not None else label
+    return {"label": label, "backend": "local", "name": name, "path": str(runtime.path), **runtime.provenance,
+            "content_sha256": stages.tree_hash(runtime.path), "dtype": runtime.dtype_name, "load": None,
+            # its weights in the run's dtype (from the safetensors headers): what a deployment holds
+            "weights_bytes": getattr(runtime, "weights_bytes", None)}
+
+
+def header(cfg: RunConfig, plan: Plan, runtime, stages: StageCache, run_dir: Path,
+           runtimes: dict | None = None, specs: dict | None = None) -> dict:
+    """results.json before any cell has run. `model`: the run's default model (the one record of runs
+    made before several models could be compared); `models`: every model a cell runs on, by label."""
+    from harness.model.runtime import resolve_dtype
+
+    runtimes = runtimes or {cfg.model: runtime}
+    models = {label: model_record(label, (specs or {}).get(label), rt, stages) for label, rt in runtimes.items()}
+    default = next((label for label, rt in runtimes.items() if rt is runtime), next(iter(runtimes)))
+    local = [rt for rt in [runtime, *runtimes.values()] if not getattr(rt, "served", False)]
+    here = local[0] if local else runtime  # where the local work (generation, training, embedding) ran
     return {
         "schema_version": SCHEMA_VERSION,
         "run": {"id": run_dir.name, "started": now(), "finished": None, "argv": sys.argv[1:]},
-        "config": {**cfg.to_dict(), "batch_size": cfg.batch_size or runtime.default_batch_size},
-        "environment": environment(runtime.device, runtime.dtype_name),
-        "model": {"name": cfg.model, "path": str(runtime.path), **runtime.provenance,
-                  "content_sha256": stages.tree_hash(runtime.path), "load": None,
-                  # its weights in the run's dtype (from the safetensors headers): what a deployment holds
-                  "weights_bytes": getattr(runtime, "weights_bytes", None)},
+        "config": {**cfg.to_dict(), "batch_size": cfg.batch_size or here.default_batch_size},
+        "environment": environment(here.device, here.dtype_name or resolve_dtype(here.device, cfg.dtype)),
+        "model": models[default],
+        "models": models,
         "benchmarks": [{"name": b.name, "task": b.task, "documents": len(b.documents),
                         "train": len(b.split("train")), "test": len(b.split("test")),
                         "test_used": min(len(b.split("test")), cfg.limit or 10**9),
@@ -94,14 +114,19 @@ def continued(results: dict, previous: dict) -> dict:
                       "resumed": previous["run"].get("resumed", []) + [now()]}
     results["environment"] = previous.get("environment", results["environment"])
     results["model"]["load"] = previous.get("model", {}).get("load")
+    for label, m in results.get("models", {}).items():
+        m["load"] = ((previous.get("models") or {}).get(label) or {}).get("load")
     results["cache"] = previous.get("cache", results["cache"])
     return results
 
 
-def with_totals(results: dict, runtime, stages: StageCache) -> dict:
+def with_totals(results: dict, runtime, stages: StageCache, runtimes: dict | None = None) -> dict:
     cells = [c for c in results["cells"] if "cache" in c]
     if runtime.load_measured is not None:
         results["model"]["load"] = runtime.load_measured
+    for label, rt in (runtimes or {}).items():
+        if rt.load_measured is not None and label in results.get("models", {}):
+            results["models"][label]["load"] = rt.load_measured
     results["cache"] = {**results["cache"],
                         "cells_fully_cached": sum(1 for c in cells if c.get("cached")),
                         "predictions_hit": sum(c["cache"]["predictions_hit"] for c in cells),

@@ -21,7 +21,7 @@ from harness.engine import results as records
 from harness.engine.cell import CellEnv, now
 from harness.engine.config import RunConfig
 from harness.engine.executor import Executor, LocalExecutor
-from harness.engine.plan import Cell, Plan, cell_key, plan, resume_target
+from harness.engine.plan import Cell, Plan, all_cached, cell_key, plan, resume_target, strategy_models
 
 
 def new_run_dir(out: str | None) -> Path:
@@ -77,15 +77,24 @@ def run(cfg: RunConfig | None = None, progress: bool = True, log=print, *, cache
     from harness.methods.finetune import FineTune
 
     FineTune._trained.clear()  # models trained by an earlier run in this process are not reused
-    runtime = executor.runtime(cfg, progress)
-    cells = [dataclasses.replace(c, key=cell_key(c, cfg, runtime, stages)) for c in p.cells(cfg.seeds)]
+    models = strategy_models(cfg)
+    runtimes = {label: executor.runtime(cfg, progress, spec) for label, spec in models.models.items()}
+    cells = [dataclasses.replace(c, key=cell_key(c, cfg, runtimes[c.model], stages))
+             for c in p.cells(cfg.seeds, models)]
     done = {(c["benchmark"], c["seed"], c["strategy"]) for c in (previous or {}).get("cells", [])
             if c.get("status") in ("ok", "failed")}
-    if any(not c.cached_in(stages, cfg) for c in cells if c.id not in done):
-        runtime.get()  # something to compute: load the model now, so a bad model stops the run before any output
+    for label, runtime in runtimes.items():
+        served = getattr(runtime, "served", False)  # fine-tuning cells on an endpoint fail without asking it
+        if any(not c.cached_in(stages, cfg) for c in cells
+               if c.model == label and c.id not in done and not (served and c.spec.cls.fine_tunes)):
+            # something to compute on it: load a local model now, so a bad one stops the run before any output;
+            # an endpoint is asked GET /models once (a failure fails its cells, with one line each)
+            runtime.get()
     if previous is None:
         run_dir = new_run_dir(cfg.out)
-    env = CellEnv(cfg, runtime, run_dir, stages, progress, train_on_workers=executor.train_on_workers)
+    default = cfg.model if cfg.model in runtimes else models.model_of[cfg.strategies[0]]  # none on the default
+    env = CellEnv(cfg, runtimes[default], run_dir, stages, progress, train_on_workers=executor.train_on_workers,
+                  runtimes=runtimes, models=models.models)
     with run_lock(run_dir):
         remove_stale_temps(run_dir)
         return Run(env, p, cells, previous, log).execute(executor)
@@ -97,7 +106,7 @@ class Run:
 
     def __init__(self, env: CellEnv, plan: Plan, cells: list[Cell], previous: dict | None, log):
         self.env, self.cells, self.log = env, cells, log
-        self.results = records.header(env.cfg, plan, env.runtime, env.cache, env.run_dir)
+        self.results = records.header(env.cfg, plan, env.runtime, env.cache, env.run_dir, env.runtimes, env.models)
         self.kept = self._kept(previous) if previous is not None else {}
         if previous is not None:
             records.continued(self.results, previous)
@@ -158,5 +167,5 @@ class Run:
         self.log(f"interrupted: {len(done)} of {len(self.cells)} cells finished and kept in {self.env.run_dir}")
 
     def _totals(self) -> dict:
-        return records.with_totals(self.results, self.env.runtime, self.env.cache)
+        return records.with_totals(self.results, self.env.runtime, self.env.cache, self.env.runtimes)
 

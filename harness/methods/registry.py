@@ -29,7 +29,8 @@ class StrategySpec:
 #   strategy: the registered strategy a named variant runs (`rag-k8: {strategy: rag, k: 8}`)
 #   sweep: options to select on a validation split (`lora: {sweep: {lr: [5e-4, 1e-3]}}`; harness/engine/tuning.py)
 #   train_sizes: a learning curve (`lora: {train_sizes: [0, 64, all]}`; harness/engine/tuning.py)
-RESERVED_KEYS = ("strategy", "sweep", "train_sizes")
+#   model: the model it runs on, an entry of the run's `models:` or a local model (default: the run's `model`)
+RESERVED_KEYS = ("strategy", "model", "sweep", "train_sizes")
 
 
 def split_entry(name: str, values: dict | None) -> tuple[str, dict]:
@@ -37,9 +38,18 @@ def split_entry(name: str, values: dict | None) -> tuple[str, dict]:
     keys (sweep, train_sizes) are read by harness/engine/tuning.py."""
     values = {k: v for k, v in (values or {}).items() if k not in RESERVED_KEYS[1:]}
     base = values.pop("strategy", name)
+    values.pop("model", None)  # entry_model reads it
     if not isinstance(base, str) or not base.strip():
         raise ConfigError(f"strategy {name!r}: 'strategy' must name a registered strategy, got {base!r}")
     return base, values
+
+
+def entry_model(name: str, values: dict | None) -> str | None:
+    """The `model:` of a YAML strategy entry (None: the run's default model)."""
+    model = (values or {}).get("model")
+    if model is not None and (not isinstance(model, str) or not model.strip()):
+        raise ConfigError(f"strategy {name!r}: 'model' must name an entry of models: or a local model, got {model!r}")
+    return model
 
 
 _REGISTRY: dict[str, StrategySpec] = {}

@@ -23,7 +23,7 @@ class PrepareContext:
     artifacts, and the run's settings."""
 
     benchmark: Benchmark
-    runtime: Any  # harness.model.runtime.Runtime
+    runtime: Any  # the cell model's runtime: harness.model.runtime.Runtime, or model.served.ServedRuntime
     workdir: Path  # where this strategy keeps its artifacts (index, adapter)
     seed: int = 0
     train_limit: int | None = None
@@ -147,6 +147,10 @@ def answer_prompts(
     if any(task_type(e.task).answered_by == "loglikelihood" for e in examples):
         return choose_prompts(ctx, examples, messages, model=model, retrieval_seconds=retrieval_seconds,
                               traces=traces, desc=desc, plain=hf_generate)
+    if model is None and getattr(ctx.runtime, "served", False):  # the cell's model is an endpoint
+        from harness.methods.served import answer_served
+
+        return answer_served(ctx, examples, messages, retrieval_seconds=retrieval_seconds, traces=traces, desc=desc)
     rt = ctx.runtime
     prompts = [rt.encode_chat(m) for m in messages]
     check_context(rt, examples, [len(p) + ctx.max_new_tokens for p in prompts], f"+ {ctx.max_new_tokens} new")
@@ -186,7 +190,12 @@ def choose_prompts(
 ) -> list[Prediction]:
     """Multiple choice, as lm-eval scores it: the options are shown after the question, each one
     is scored as the assistant's reply by its summed log-probability, and the most likely is the
-    answer. trace["choice_norm"] is the choice by log-probability per character (lm-eval's acc_norm)."""
+    answer. trace["choice_norm"] is the choice by log-probability per character (lm-eval's acc_norm).
+    An endpoint model (no log-likelihoods over the API) picks a lettered option instead (methods/served.py)."""
+    if model is None and getattr(ctx.runtime, "served", False):
+        from harness.methods.served import choose_served
+
+        return choose_served(ctx, examples, messages, retrieval_seconds=retrieval_seconds, traces=traces, desc=desc)
     rt = ctx.runtime
     requests, owner, tokens = [], [], []
     for i, (ex, msgs) in enumerate(zip(examples, messages)):

@@ -17,6 +17,8 @@ class LazyRuntime:
     """What fingerprints need (device, dtype, model path, default batch size) is known without
     loading; any other attribute loads the one Runtime and is read from it."""
 
+    served = False  # local weights (harness/model/served.py is the endpoint's runtime)
+
     def __init__(self, model: str, device: str = "auto", dtype: str = "auto", *, trust_remote_code: bool = False,
                  progress: bool = True):
         self._model, self._device, self._dtype = model, device, dtype

@@ -1,10 +1,12 @@
-"""Find and load generator models: the packaged SmolLM2 GGUF (converted once to safetensors), or any local dir."""
+"""Find generator models: the packaged SmolLM2 GGUF (converted once to safetensors), a local folder, a GGUF
+file (converted the same way), or a Hugging Face hub id already in the local cache. Never downloads."""
 from __future__ import annotations
 
 import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -39,21 +41,14 @@ def _package_file(package: str, filename: str, install: str) -> Path:
 
 
 def resolve_model(name: str, progress: bool = True, trust_remote_code: bool = False) -> tuple[Path, dict]:
-    """Return a local directory with safetensors weights and tokenizer, plus provenance."""
+    """Return a local directory with safetensors weights and tokenizer, plus provenance.
+
+    `name`: a packaged model (smollm2-135m), a model folder, a GGUF file (converted once to an fp32
+    safetensors folder, as the packaged model is), or a Hugging Face hub id already in the local HF
+    cache (never downloaded)."""
     if name in PACKAGED:
         package, filename, install = PACKAGED[name]
-        gguf = _package_file(package, filename, install)
-        st = gguf.stat()
-        # Key the converted copy by the GGUF's identity; a full hash of 98 MB costs ~0.3 s, fine once.
-        marker = f"{st.st_size}-{int(st.st_mtime)}"
-        target = cache_dir() / "models" / f"{name}-{marker}"
-        if not (target / "model.safetensors").is_file():
-            try:
-                _convert_gguf(gguf, target, progress)
-            except OSError as exc:  # HARNESS_CACHE a file, read-only, full: one line, exit 2
-                raise HarnessError(f"cannot write the converted model under {target.parent} "
-                                   f"({exc.strerror or exc}); set HARNESS_CACHE to a writable folder") from None
-        meta = json.loads((target / "provenance.json").read_text())
+        target, meta = _converted(_package_file(package, filename, install), name, progress)
         return target, {**meta, "hub_id": HUB_IDS.get(name)}
     path = Path(name).expanduser()
     try:
@@ -61,13 +56,90 @@ def resolve_model(name: str, progress: bool = True, trust_remote_code: bool = Fa
     except (OSError, ValueError):  # a name too long for the file system, a NUL byte
         exists = False
     if not exists:
-        known = ", ".join(PACKAGED)
-        raise HarnessError(
-            f"model {name!r} is neither a packaged model ({known}) nor an existing local directory"
-        )
+        cached = hub_snapshot(name)
+        if cached is None:
+            known = ", ".join(PACKAGED)
+            raise HarnessError(
+                f"model {name!r} is neither a packaged model ({known}), an existing model folder or GGUF file, nor a "
+                f"Hugging Face hub id in the local cache ({hub_cache()}); the harness never downloads: fetch it "
+                f"once with `huggingface-cli download {name}` (or `hf download {name}`)"
+                if looks_like_hub_id(name) else
+                f"model {name!r} is neither a packaged model ({known}) nor an existing local directory or GGUF file"
+            )
+        path, revision = cached
+        weights = check_model_dir(path, trust_remote_code)
+        return path, {"source": f"Hugging Face hub id {name} from the local cache", "hub_id": name,
+                      "revision": revision, "weights_fingerprint": _weights_fingerprint(weights)}
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        resolved = path.resolve()
+        for package, filename, install in PACKAGED.values():  # the packaged file by its path: the same copy
+            spec = importlib.util.find_spec(package)
+            if spec and spec.submodule_search_locations and \
+                    (Path(list(spec.submodule_search_locations)[0]) / filename).resolve() == resolved:
+                return _converted(resolved, next(k for k, v in PACKAGED.items() if v[0] == package), progress)
+        # one converted copy per file: its resolved path, size and modification time
+        st = resolved.stat()
+        tag = hashlib.sha256(f"{resolved}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+        return _converted(resolved, f"gguf-{re.sub(r'[^A-Za-z0-9._-]', '-', resolved.stem)[:60]}-{tag}", progress,
+                          marker=False)
     weights = check_model_dir(path, trust_remote_code)
-    digest = hashlib.sha256("".join(f"{w.name}:{w.stat().st_size}" for w in weights).encode()).hexdigest()
-    return path, {"source": str(path.resolve()), "weights_fingerprint": digest}
+    return path, {"source": str(path.resolve()), "weights_fingerprint": _weights_fingerprint(weights)}
+
+
+def _weights_fingerprint(weights: list[Path]) -> str:
+    return hashlib.sha256("".join(f"{w.name}:{w.stat().st_size}" for w in weights).encode()).hexdigest()
+
+
+def _converted(gguf: Path, name: str, progress: bool, marker: bool = True) -> tuple[Path, dict]:
+    """The fp32 safetensors folder converted from `gguf`, converting it the first time. marker: the
+    packaged model's folder name (name-size-mtime); else `name` is the whole folder name."""
+    st = gguf.stat()
+    # Key the converted copy by the GGUF's identity; a full hash of 98 MB costs ~0.3 s, fine once.
+    target = cache_dir() / "models" / (f"{name}-{st.st_size}-{int(st.st_mtime)}" if marker else name)
+    if not (target / "model.safetensors").is_file():
+        try:
+            _convert_gguf(gguf, target, progress, None if marker else f"GGUF file {gguf}")
+        except OSError as exc:  # HARNESS_CACHE a file, read-only, full: one line, exit 2
+            raise HarnessError(f"cannot write the converted model under {target.parent} "
+                               f"({exc.strerror or exc}); set HARNESS_CACHE to a writable folder") from None
+    meta = json.loads((target / "provenance.json").read_text())
+    return target, meta
+
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?\Z")
+
+
+def looks_like_hub_id(name: str) -> bool:
+    """`org/name` or `name` as the Hugging Face hub spells repository ids."""
+    return bool(_HUB_ID.match(name)) and ".." not in name and not name.endswith((".gguf", ".git"))
+
+
+def hub_cache() -> Path:
+    """The Hugging Face hub cache: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE).expanduser()
+
+
+def hub_snapshot(repo_id: str, revision: str | None = None) -> tuple[Path, str] | None:
+    """The cached snapshot folder of a hub model and its commit, without any network access (None:
+    not in the cache). The cache's own layout: models--ORG--NAME/{refs/main, snapshots/COMMIT/}."""
+    if not looks_like_hub_id(repo_id):
+        return None
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        folder = Path(snapshot_download(repo_id, revision=revision, cache_dir=hub_cache(), local_files_only=True))
+    except (LocalEntryNotFoundError, HFValidationError, FileNotFoundError, OSError, ValueError):
+        return None
+    if not folder.is_dir():
+        return None
+    return folder, folder.name
 
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -120,15 +192,20 @@ def check_model_dir(path: Path, trust_remote_code: bool = False) -> list[Path]:
     return weights
 
 
-def _convert_gguf(gguf: Path, target: Path, progress: bool) -> None:
+def _convert_gguf(gguf: Path, target: Path, progress: bool, source: str | None = None) -> None:
     """Dequantize the GGUF once (~40 s) and save an fp32 safetensors copy that loads in ~1 s."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if progress:
         print(f"converting {gguf.name} to safetensors (once) into {target}", flush=True)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
+        # not a GGUF model file, or an architecture transformers' GGUF support does not read
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise HarnessError(f"could not load GGUF file {gguf}: {type(exc).__name__}: {first}") from exc
     # A model loaded from GGUF refuses save_pretrained while it still looks quantized.
     model.hf_quantizer = None
     model.is_quantized = False
@@ -139,7 +216,7 @@ def _convert_gguf(gguf: Path, target: Path, progress: bool) -> None:
     try:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        prov = {"source": f"{gguf.name} from package {gguf.parent.name}", "gguf_sha256": file_digest(gguf)}
+        prov = {"source": source or f"{gguf.name} from package {gguf.parent.name}", "gguf_sha256": file_digest(gguf)}
         (tmp / "provenance.json").write_text(json.dumps(prov, indent=1))
         if (target / "model.safetensors").is_file():
             return  # another process finished the same conversion first: keep its copy, drop ours

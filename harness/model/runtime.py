@@ -72,6 +72,8 @@ def default_batch_size(device: str) -> int:
 
 
 class Runtime:
+    served = False  # local weights (harness/model/served.py is the endpoint's runtime)
+
     def __init__(self, model_name: str, device: str = "auto", dtype: str = "auto", progress: bool = True,
                  trust_remote_code: bool = False):
         from safetensors import SafetensorError

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from harness.analysis import metrics
 from harness.analysis.recompute import analyze, metric_label
+from harness.analysis.serving import cell_model, run_models
 from harness.analysis.verdicts import DecisionConfig
 from harness.core.records import write_atomic, write_json
 from harness.report import judging  # noqa: F401 - registers the model-based metrics' section
@@ -71,6 +72,15 @@ def _gold_source(b: dict) -> str:
     return f" Gold answers from {gold['path']} (data sha256 {gold['data_sha256'][:12]}; {check})."
 
 
+def _model_line(label: str, m: dict, results: dict) -> str:
+    """'**big**: endpoint NAME at URL, for rag, zero-shot' or '**small**: local smollm2-135m, for lora'."""
+    who = list(dict.fromkeys(c["strategy"] for c in results.get("cells", []) if cell_model(c, results)[0] == label))
+    n = m.get("max_concurrency")
+    where = (f"endpoint {m.get('name')} at {m.get('base_url')}, at most {n} request{'s' * (n != 1)} in flight"
+             if m.get("backend") == "openai" else f"local {m.get('name', label)}")
+    return f"**{label}**: {where}, for {', '.join(who) or 'no strategy'}"
+
+
 def build(results: dict, rows: list[dict], png: bool = True) -> Doc:
     doc = Doc()
     run, env, model = results.get("run", {}), results.get("environment", {}), results.get("model", {})
@@ -78,7 +88,11 @@ def build(results: dict, rows: list[dict], png: bool = True) -> Doc:
     doc.h(1, f"Comparison report: {run.get('id', '?')}")
     where = env.get("gpu") or (f"{env.get('cpu')}, {env.get('cores')} cores" if env.get("cpu") else "?")
     seeds = results.get("config", {}).get("seeds") or [0]
-    doc.p(f"Model **{model.get('name', '?')}** on {env.get('device', '?')} ({where}), dtype {env.get('dtype', '?')}; "
+    models = run_models(results)
+    what = (f"Model **{model.get('name', '?')}**" if len(models) < 2 else
+            f"{len(models)} models ({'; '.join(_model_line(label, m, results) for label, m in models.items())}), "
+            "local work")
+    doc.p(f"{what} on {env.get('device', '?')} ({where}), dtype {env.get('dtype', '?')}; "
           f"git {str(env.get('git_commit'))[:10]}{' (dirty)' if env.get('git_dirty') else ''}; "
           f"started {run.get('started', '?')}; seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}. "
           f"Decision inputs: {inputs(DecisionConfig.from_dict(a['decision']), a['prices']['machine'])}.")

@@ -244,14 +244,18 @@ def render_csv(results: dict) -> str:
     """One row per cell. Cost columns come from the benchmark's decision (serving-cost model, pooled over
     seeds): usd_per_1k_queries is the monthly cost / monthly queries x 1,000, prepare_usd and one_time_usd
     the preparation's measured seconds at the machine's price, refresh_usd one refresh."""
+    from harness.analysis.serving import cell_model, run_models
+
     buf = io.StringIO()
+    several = len(run_models(results)) > 1  # several models: a last column says which one each row ran on
     w = _NeutralWriter(buf)
-    w.writerow(CSV_HEAD)
+    w.writerow(CSV_HEAD + ["model"] * several)
     a = results["analysis"]
     for c in results["cells"]:
+        tail = [cell_model(c, results)[0]] * several
         if c["status"] != "ok" or "metrics" not in c:
             w.writerow([c["benchmark"], c["strategy"], c.get("seed"), c["status"]] + [""] * 16
-                       + [c.get("error") or ""] + [""] * (len(CSV_HEAD) - 21))
+                       + [c.get("error") or ""] + [""] * (len(CSV_HEAD) - 21) + tail)
             continue
         primary = a["primary_metric"][c["benchmark"]]
         dec = (a.get("decisions") or {}).get(c["benchmark"]) or {}
@@ -278,7 +282,7 @@ def render_csv(results: dict) -> str:
                     REFRESH.get(facts.get("kind"), ""), _blank(rf.get("each_usd")),
                     _blank(co.get("per_correct_usd")), facts.get("kind", ""), co.get("machine", ""),
                     _blank(lat_d.get("p95_s")), lat_d.get("source") or "", row.get("status", ""),
-                    c["strategy"] == (dec.get("verdict") or {}).get("chosen")])
+                    c["strategy"] == (dec.get("verdict") or {}).get("chosen")] + tail)
     return buf.getvalue()
 
 

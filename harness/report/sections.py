@@ -16,6 +16,7 @@ from typing import Callable
 
 from harness.analysis import metrics
 from harness.analysis.recompute import metric_label
+from harness.analysis.serving import cell_model, run_models
 from harness.analysis.verdicts import DecisionConfig
 from harness.report import plots
 from harness.report.render import (
@@ -69,6 +70,14 @@ class Part:
     def chosen(self) -> str | None:
         return ((self.verdict or {}).get("verdict") or {}).get("chosen")
 
+    @property
+    def models(self) -> dict[str, str]:
+        """strategy -> the label of the model it ran on, when the run compares several models (the tables
+        then show a Model column beside the strategy); {} for a run on one model."""
+        if len(run_models(self.results)) < 2:
+            return {}
+        return {c["strategy"]: cell_model(c, self.results)[0] for c in self.results.get("cells", [])}
+
 
 Section = Callable[[Doc, Part], None]
 
@@ -105,7 +114,8 @@ def _rows_by_name(part: Part) -> dict:
 def _lat_text(lat: dict | None) -> str:
     if not lat or lat.get("p95_s") is None:
         return "–"
-    return f"{lat['p95_s']:.2f} ({'batch-1' if lat.get('source') == 'probe' else 'batched'})"
+    tag = {"probe": "batch-1", "endpoint": "per request"}.get(lat.get("source"), "batched")
+    return f"{lat['p95_s']:.2f} ({tag})"
 
 
 # ---- the decision ------------------------------------------------------------------------------
@@ -125,7 +135,7 @@ def recommendation(doc: Doc, part: Part) -> None:
     if rows:
         lat = part.verdict.get("latency") or {}
         pooled = len(seeds) > 1
-        head = ["Strategy",
+        head = ["Strategy"] + ["Model"] * bool(part.models) + [
                 f"{part.label[0].upper() + part.label[1:]} [95% CI" + (" over questions and seeds]" if pooled else "]"),
                 f"Difference from {base or 'the most accurate'} [95% CI]",
                 f"Against the margin of {part.decision.margin:g}",
@@ -151,8 +161,9 @@ def recommendation(doc: Doc, part: Part) -> None:
             per_c_text = (fmt_usd(per_c) if per_c is not None else
                           "no correct answers" if r["monthly_usd"] is not None and e["mean"] == 0 else "–")
             name = r["name"] + (" (recommended)" if r["status"] == "chosen" else "")
-            body.append([name, ci, diff, against, settle, fmt_usd(r["monthly_usd"]), fmt_usd(r["per_query_usd"]),
-                         per_c_text, _lat_text(lat.get(r["name"])), STATUS.get(r["status"], r["status"])])
+            body.append([name] + [part.models.get(r["name"], "")] * bool(part.models)
+                        + [ci, diff, against, settle, fmt_usd(r["monthly_usd"]), fmt_usd(r["per_query_usd"]),
+                           per_c_text, _lat_text(lat.get(r["name"])), STATUS.get(r["status"], r["status"])])
             if r["status"] == "chosen":
                 mark.add(i)
         doc.table(head, body, mark=mark)
@@ -214,7 +225,8 @@ def summary(doc: Doc, part: Part) -> None:
     probe = any(c.get("probe") for c in part.cells)
     mems = [_memory(c.get("prepare") or {}, c.get("answer") or {}) for c in part.cells]
     rise = any(is_rise for _, is_rise in mems)
-    head = ["Strategy", f"{part.label[0].upper() + part.label[1:]} [95% CI]"] + \
+    col = 1 + bool(part.models)  # the headline metric's column (a Model column before it in a run of several)
+    head = ["Strategy"] + ["Model"] * bool(part.models) + [f"{part.label[0].upper() + part.label[1:]} [95% CI]"] + \
            [metrics.get_metric(m).label for m in others] + \
            ["One-time $", "$ / month", "$ / correct answer", "Latency p50 s", "Latency p95 s"] + \
            (["Batch-1 p95 s"] if probe else []) + \
@@ -222,8 +234,9 @@ def summary(doc: Doc, part: Part) -> None:
     rows, data, mark = [], [], set()
     for idx, c in enumerate(part.cells):
         if c["status"] != "ok" or "metrics" not in c or primary not in c["metrics"]:
-            rows.append([_label(c, part.seeds), c["status"] if c["status"] != "ok"
-                         else "failed" if "metrics" not in c else f"no {part.label}"] + [""] * (len(head) - 2))
+            rows.append([_label(c, part.seeds)] + [part.models.get(c["strategy"], "")] * bool(part.models)
+                        + [c["status"] if c["status"] != "ok" else "failed" if "metrics" not in c
+                           else f"no {part.label}"] + [""] * (len(head) - col - 1))
             data.append(None)
             continue
         d = diag.get(c["strategy"]) or {}
@@ -245,7 +258,7 @@ def summary(doc: Doc, part: Part) -> None:
         est = (_rows_by_name(part).get(c["strategy"]) or {}).get("estimate") or {}
         if part.level == "one" and est.get("mean") is not None and est.get("n_questions") == head_ci.get("n"):
             head_ci = {"mean": est["mean"], "low": est["low"], "high": est["high"]}  # the recommendation's interval
-        rows.append([name, fmt_ci(head_ci)]
+        rows.append([name] + [part.models.get(c["strategy"], "")] * bool(part.models) + [fmt_ci(head_ci)]
                     + [fmt_num((c["metrics"].get(m) or {}).get("mean"), "{:.3f}") for m in others]
                     + [fmt_usd(vals["one"]), fmt_usd(vals["month"]),
                        "no correct answers" if vals["correct"] is None and vals["month"] is not None and not vals["acc"]
@@ -255,17 +268,20 @@ def summary(doc: Doc, part: Part) -> None:
     n_other = len(others)
     live = [i for i, v in enumerate(data) if v]
     sub = [data[i] for i in live]
-    marks = _best(sub, 1, lambda v: v["acc"], lowest=not metrics.get_metric(primary).higher_is_better)
+    marks = _best(sub, col, lambda v: v["acc"], lowest=not metrics.get_metric(primary).higher_is_better)
     keys = ["one", "month", "correct", "p50", "p95"] + (["probe"] if probe else []) + ["mem", "art"]
     for k, key in enumerate(keys):
-        marks |= _best(sub, 2 + n_other + k, lambda v, key=key: v[key])
+        marks |= _best(sub, col + 1 + n_other + k, lambda v, key=key: v[key])
     doc.table(head, rows, {(live[i], col) for i, col in marks}, mark=mark)
     pooled = len(part.seeds) > 1
+    served = [n for n, x in ((part.verdict or {}).get("models") or {}).items() if x.get("backend") == "openai"]
     doc.p(f"Best value of each column in bold; the recommended strategy's row highlighted. One-time cost is "
           f"preparation (indexing or training; a model reused from another strategy counts with its training); "
           f"$ / month is the serving-cost model's (see Serving cost{', pooled over seeds' if pooled else ''}). "
           f"Latency p50/p95 is what one query waited in the batched run, whose generation batch was "
           f"{part.results.get('config', {}).get('batch_size', '?')}"
+          + (f" (on an endpoint, {', '.join(served)}: each query's own request, any queue at the server included)"
+             if served else "")
           + ("; batch-1 p95 is the latency probe's (one query answered alone)" if probe else "")
           + ". " + ("Memory: the rise of resident memory above each stage's start (the cell's own need)."
                     if rise else "Memory: the process's peak resident memory during the cell, which includes "
@@ -342,19 +358,11 @@ def cost(doc: Doc, part: Part) -> None:
             + " Monthly $ = max(floor, busy hours / utilization x $/hour) + refreshes; $ per correct answer = "
               "monthly $ / (queries x mean score).")
     doc.p(text)
-    if hosted:
-        who = ", ".join(hosted_for) if hosted_for else "no strategy of this run"
-        doc.p(f"Hosted prices for model {hosted['model']}: ${hosted['input_usd_per_1m']:g} per million prompt "
-              f"tokens and ${hosted['output_usd_per_1m']:g} per million output tokens, applied to the measured "
-              f"token counts of {who}"
-              + (f" (the provider serves {', '.join(hosted['serves'])}; the other strategies run on {m['name']})"
-                 if hosted.get("serves") else "")
-              + ". A hosted RAG still needs a machine for its embedder and index (priced on the retrieval "
-              "throughput measured); training and indexing are machine time. The answers, scores, token counts and "
-              f"latencies are the ones measured with {part.results.get('model', {}).get('name', 'the run model')} "
-              "on this run's machine, not the provider's.")
+    _hosted(doc, part, hosted or {}, hosted_for, m)
+    models = dec.get("models") or {}
     if costs:
-        head = ["Strategy", "Served by", "Throughput q/s", "Busy h / month", "Replicas (avg)", "Answering $",
+        head = ["Strategy"] + ["Model"] * bool(part.models) + [
+                "Served by", "Throughput q/s", "Busy h / month", "Replicas (avg)", "Answering $",
                 "Refresh $", "$ / month", "$ / query", "$ / correct answer", "One-time $"]
         body, mark = [], set()
         for i, (n, c) in enumerate(costs.items()):
@@ -363,13 +371,17 @@ def cost(doc: Doc, part: Part) -> None:
                 served = f"{m['name']}, {'the floor' if a['bound'] == 'floor' else 'the volume'} decides"
                 qps, busy, reps = f"{a['queries_per_s']:.3g}", f"{a['busy_hours']:,.1f}", f"{a['replicas']:.2f}"
             elif a:
-                served = f"hosted {a['model']} (per token)"
+                served = (f"endpoint {(models.get(n) or {}).get('name')} (per token)"
+                          if (models.get(n) or {}).get("backend") == "openai" else f"hosted {a['model']} (per token)")
                 qps = busy = reps = "–"
                 if c.get("retrieval"):
                     r = c["retrieval"]
                     served += f" + retrieval on {m['name']}"
                     qps, busy = f"{r['queries_per_s']:.3g} (retrieval)", f"{r['busy_hours']:,.1f}"
                     reps = f"{r['replicas']:.2f}"
+            elif (models.get(n) or {}).get("backend") == "openai":  # the reason is the paragraph above
+                served = f"endpoint {models[n].get('name')}: not priced (no hosted: price)"
+                qps = busy = reps = "–"
             else:
                 served, qps, busy, reps = "not priced: " + (c.get("missing") or "?"), "–", "–", "–"
             ans_text = fmt_usd(a["usd"] if a else None)
@@ -378,7 +390,8 @@ def cost(doc: Doc, part: Part) -> None:
             refresh = (f"{fmt_usd(rf['usd'])} ({rf['per_month']:.2f} x {rf['seconds']:,.0f} s)"
                        if rf["per_month"] and rf["seconds"] else "$0")
             per_c = c.get("per_correct_usd")
-            body.append([n + (" (recommended)" if n == part.chosen else ""), served, qps, busy, reps, ans_text,
+            body.append([n + (" (recommended)" if n == part.chosen else "")]
+                        + [part.models.get(n, "")] * bool(part.models) + [served, qps, busy, reps, ans_text,
                          refresh, fmt_usd(c.get("total_usd")), fmt_usd(c.get("per_query_usd")),
                          fmt_usd(per_c) if per_c is not None
                          else ("no correct answers" if c.get("accuracy") == 0 else "–"),
@@ -402,6 +415,45 @@ def cost(doc: Doc, part: Part) -> None:
     _deployments(doc, part, costs, m)
 
 
+def _hosted(doc: Doc, part: Part, hosted: dict, hosted_for: list, m: dict) -> None:
+    """Per-token prices: for each model they apply to, what they are and to which strategies; and each
+    model answered by an endpoint that has no price (its strategies are not priced)."""
+    dec = part.verdict or {}
+    models = dec.get("models") or {}
+    records = run_models(part.results)
+    for label, h in hosted.items():
+        who = [n for n in hosted_for if (models.get(n) or {}).get("label", label) == label]  # priced cells only
+        rec = records.get(label) or {}
+        prices = (f"${h['input_usd_per_1m']:g} per million prompt tokens and ${h['output_usd_per_1m']:g} per million "
+                  "output tokens")
+        if rec.get("backend") == "openai":
+            doc.p(f"Model {label} is answered by the endpoint {rec.get('name')} at {rec.get('base_url')}, priced per "
+                  f"token at the hosted price for {h['model']}: {prices}, applied to the prompt and output tokens the "
+                  f"server reported for {', '.join(who) or 'no strategy of this run'}. A RAG on it still needs a "
+                  f"machine of ours for its embedder and index ({m['name']}, priced on the retrieval throughput "
+                  "measured); indexing is machine time. Its answers, token counts and latencies are the endpoint's, as "
+                  "measured from this run's machine (a remote API's latency includes the network).")
+            continue
+        doc.p(f"Hosted prices for model {h['model']}: {prices}, applied to the measured "
+              f"token counts of {', '.join(who) or 'no strategy of this run'}"
+              + (f" (the provider serves {', '.join(h['serves'])}; the other strategies run on {m['name']})"
+                 if h.get("serves") else "")
+              + ". A hosted RAG still needs a machine for its embedder and index (priced on the retrieval "
+              "throughput measured); training and indexing are machine time. The answers, scores, token counts and "
+              f"latencies are the ones measured with {rec.get('name') or label} on this run's machine, not the "
+              "provider's.")
+    source = Path(part.results["analysis"]["prices"]["source"]).name
+    for label, rec in records.items():
+        if rec.get("backend") == "openai" and label not in hosted:
+            who = [n for n, x in models.items() if x.get("label") == label and (dec.get("costs") or {}).get(n)]
+            if who:
+                doc.p(f"Model {label} is answered by the endpoint {rec.get('name')} at {rec.get('base_url')}, and "
+                      f"{source} has no hosted: price for {rec.get('name')}: {', '.join(who)} "
+                      f"{'is' if len(who) == 1 else 'are'} not priced, so the recommendation cannot weigh "
+                      f"{'its' if len(who) == 1 else 'their'} cost (add `{rec.get('name')}: {{input_per_1m: ..., "
+                      "output_per_1m: ...}` under hosted: and rebuild the report with --prices).", "fail")
+
+
 def _deployments(doc: Doc, part: Part, costs: dict, machine: dict) -> None:
     deps = {n: c["deployment"] for n, c in costs.items() if c.get("deployment")}
     if not deps:
@@ -415,7 +467,10 @@ def _deployments(doc: Doc, part: Part, costs: dict, machine: dict) -> None:
     for n, d in deps.items():
         kind = (facts.get(n) or {}).get("kind", "")
         rag = kind in ("rag", "adapter+rag", "full+rag")
-        body.append([n, KIND.get(kind, kind), fmt_size(d["base_bytes"]), fmt_size(d["own_weights_bytes"]),
+        served = ((part.verdict or {}).get("models", {}).get(n) or {}).get("backend") == "openai"
+        holds = ("its index and embedder; the model is at its endpoint" if rag else "nothing: the model is at its "
+                 "endpoint") if served else KIND.get(kind, kind)
+        body.append([n, holds, fmt_size(d["base_bytes"]), fmt_size(d["own_weights_bytes"]),
                      fmt_size(d["adapter_bytes"]),
                      ("not recorded" if rag and not d["embedder_bytes"] else fmt_size(d["embedder_bytes"])),
                      fmt_size(d["index_bytes"]), fmt_size(d["total_bytes"]),
@@ -506,7 +561,9 @@ def tradeoffs(doc: Doc, part: Part) -> None:
     if lat_entries:
         sources = {(lat.get(e["strategy"]) or {}).get("source") for e in lat_entries}
         what = ("batch-1 probe" if sources == {"probe"} else "batched run" if sources == {"batched"}
-                else "batch-1 probe where recorded, else batched run")
+                else "batched run or endpoint requests" if sources == {"batched", "endpoint"}
+                else "batch-1 probe where recorded, else batched run"
+                + (" or endpoint requests" if "endpoint" in sources else ""))
         doc.img(plots.pareto(lat_entries, "p95", f"p95 latency, seconds ({what})", part.label,
                              vline=dc.latency_target_s, vlabel="latency target", **bar), "Accuracy against p95 latency")
     doc.p("Error bars: 95% bootstrap confidence intervals"
@@ -533,10 +590,14 @@ def latency(doc: Doc, part: Part) -> None:
     doc.table(["Strategy", "p50 s", "p95 s", "Retrieval p50 s", "Retrieval p95 s", "Generation p50 s",
                "Generation p95 s"], rows)
     lat = (part.verdict or {}).get("latency") or {}
-    used = sorted({(x or {}).get("source") for x in lat.values()} - {None})
+    used = sorted({(x or {}).get("source") for x in lat.values()} - {None, "endpoint"})
+    served = sorted(n for n, x in lat.items() if (x or {}).get("source") == "endpoint")
     doc.p(f"Batched run: what one query waited for its whole batch (generation batch "
           f"{part.results.get('config', {}).get('batch_size', '?')}), so it measures throughput more than the wait "
           "of a single user. "
+          + (f"On an endpoint ({', '.join(served)}): each query's own request, from sending it to its last token, "
+             "including any queue at the server and retry waits; the recommendation holds latency targets against "
+             "these. " if served else "")
           + ("The recommendation holds latency targets against the batch-1 probe (one query answered alone)."
              if used == ["probe"] else
              "The recommendation holds latency targets against these batched figures: this run recorded no batch-1 "

@@ -57,14 +57,15 @@ class PlannedRuntime:
     needs no GPU of its own."""
 
     load_measured = None
+    served = False
 
-    def __init__(self, cfg, device: str):
+    def __init__(self, cfg, device: str, model: str | None = None):
         from harness.model.modelstore import resolve_model
         from harness.model.runtime import default_batch_size, resolve_dtype
 
         self.device = device
         self.dtype_name = resolve_dtype(device, cfg.dtype)
-        self.path, self.provenance = resolve_model(cfg.model, progress=False)
+        self.path, self.provenance = resolve_model(model or cfg.model, progress=False)
         self.default_batch_size = default_batch_size(device)
 
     def get(self):
@@ -126,9 +127,11 @@ class RayExecutor:
         self.ray = None
 
     # -- planning ------------------------------------------------------------------------------
-    def runtime(self, cfg, progress: bool = False) -> PlannedRuntime:
+    def runtime(self, cfg, progress: bool = False, model=None):
         """Connect, decide the cells' device from the cluster, and check that some node can hold a
-        cell: a GPU request on a GPU-less cluster fails here, not after waiting forever."""
+        cell: a GPU request on a GPU-less cluster fails here, not after waiting forever. `model`: one
+        of the run's models (harness.model.catalog.ModelSpec; None: the default); an endpoint model's
+        runtime is the same ServedRuntime a worker makes (nothing of it loads on the driver)."""
         ray = self.connect()
         nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
         gpus = max((r.get("GPU", 0) for r in nodes), default=0)
@@ -150,7 +153,11 @@ class RayExecutor:
         if self.data_parallel and self.num_gpus and total.get("GPU", 0) < 2:  # the cell keeps its own GPU
             raise HarnessError(f"--data-parallel on CUDA: every actor asks for 1 GPU besides its cell's, and the "
                                f"Ray cluster has {total.get('GPU', 0):g}; add GPUs or drop --data-parallel")
-        return PlannedRuntime(cfg, device)
+        if model is not None and model.served:
+            from harness.model.served import ServedRuntime
+
+            return ServedRuntime(model, device, progress, cfg.trust_remote_code)
+        return PlannedRuntime(cfg, device, model.path if model is not None else None)
 
     @property
     def train_on_workers(self):
@@ -178,7 +185,8 @@ class RayExecutor:
             options = {"num_cpus": self.cpus_per_cell, "num_gpus": self.num_gpus,
                        "name": f"{cell.spec.name}/{cell.bench.name}/seed{cell.seed}"}
             # the strategy travels by name (its class is found again in the worker's registry)
-            args = ((cell.spec.name, cell.spec.registered), cell.config, bench_refs[cell.bench.name], cell.seed,
+            args = ((cell.spec.name, cell.spec.registered, cell.model), cell.config, bench_refs[cell.bench.name],
+                    cell.seed,
                     dataclasses.replace(cfg, device=env.runtime.device), str(stages.root), stages.enabled,
                     str(env.run_dir), cell.key)
             if self.data_parallel:
@@ -259,22 +267,24 @@ def _evaluation_cell(*args):
 def _cell(strategy, config, bench, seed, cfg, store, cache_enabled, run_dir, key, data_parallel=None, tuned=((), ())):
     """One cell in a Ray worker: the local executor's run_cell against the shared store."""
     from harness.cache.stages import StageCache
+    from harness.engine.executor import model_runtime
     from harness.engine.plan import Cell
     from harness.engine.scaleout.raytrain import train_on_workers
     from harness.methods.registry import get_spec
-    from harness.model.lazy import LazyRuntime
+    from harness.model.catalog import model_for, parse_models
 
     stages = StageCache(root=store, enabled=cache_enabled)  # a folder's path or an object store's URL
-    # A reused (evaluation) worker keeps the loaded model for its next cells; training cells get a
-    # fresh process each and so a fresh runtime.
-    which = (cfg.model, cfg.device, cfg.dtype)
-    runtime = _RUNTIMES.get(which) or _RUNTIMES.setdefault(which, LazyRuntime(
-        cfg.model, cfg.device, cfg.dtype, trust_remote_code=cfg.trust_remote_code, progress=False))
+    name, base, *label = strategy
+    label = label[0] if label and label[0] else cfg.model
+    spec = model_for(label, parse_models(cfg.models))
+    # A reused (evaluation) worker keeps the loaded model (or the checked endpoint) for its next cells;
+    # training cells get a fresh process each and so a fresh runtime.
+    which = (spec, cfg.device, cfg.dtype)
+    runtime = _RUNTIMES.get(which) or _RUNTIMES.setdefault(which, model_runtime(cfg, spec))
     loaded_before = runtime.load_measured is not None
     env = CellEnv(cfg, runtime, Path(run_dir), stages, progress=False, data_parallel=data_parallel,
-                  train_on_workers=train_on_workers)
-    name, base = strategy
-    record, rows = run_cell(Cell(get_spec(name, base), config, bench, seed, key, *tuned), env)
+                  train_on_workers=train_on_workers, runtimes={label: runtime})
+    record, rows = run_cell(Cell(get_spec(name, base), config, bench, seed, key, *tuned, model=label), env)
     import ray
 
     record["worker"] = {"node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
