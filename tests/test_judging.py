@@ -309,15 +309,16 @@ def test_report_recommendation_and_gate_on_a_judge_headline(tmp_path):
     assert a["primary_metric"]["squadshifts_nyt"] == "judge"
     bench = a["benchmarks"]["squadshifts_nyt"]["0"]
     assert bench["comparisons"]["tested"] == {"em": "exact_match", "f1": "judge"}  # graded: bootstrapped
-    assert bench["recommendation"]["winner"] == "rag"
-    assert any("Judge 1.000" in line for line in bench["recommendation"]["why"])
+    verdict = a["decisions"]["squadshifts_nyt"]["verdict"]
+    assert verdict["chosen"] == "rag" and verdict["metric"] == "judge score"
+    assert "**rag**, judge score 1.000 (95% CI 1.000–1.000" in verdict["reasons"][0]
     fig = bench["trust"]["metrics"]["judge"]["vs"]["contains"]
     ref = [r for r in rows if "judge" in r]
     hand = trust.cohen_kappa([int(r["judge"] > 0.5) for r in ref], [int(r["contains"] > 0.5) for r in ref])
     assert fig["kappa"] == pytest.approx(hand) and 0 < fig["kappa"] < 1
     assert cli.main(["report", str(run), "--metric", "judge"]) == 0
     md = (run / "report.md").read_text()
-    assert "Headline metric: Judge" in md and "### How far to trust the model-based metrics" in md
+    assert "Headline metric: judge score." in md and "### How far to trust the model-based metrics" in md
     assert "Where Judge and containment disagree" in md and "| Judge difference [95% CI] |" in md
     # the gate on the judge: the same run passes, a run whose judge drops on rag fails
     worse = _with_judge(tmp_path, "b", lambda r: r["contains"])

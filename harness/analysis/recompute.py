@@ -23,7 +23,8 @@ from harness.data.docids import any_match
 from harness.data.tasks import DEFAULT_TASK, TASK_TYPES
 
 EXTERNAL = "external"  # strategy name for prediction lines that do not say which strategy made them
-LABELS = {"f1": "token F1", "exact_match": "accuracy"}  # how the report names the headline metric
+# how the report's sentences name a headline metric (the registry's labels are column headings)
+LABELS = {"f1": "token F1", "exact_match": "accuracy", "semantic": "semantic match rate", "judge": "judge score"}
 
 
 def metric_label(name: str) -> str:

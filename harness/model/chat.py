@@ -55,7 +55,8 @@ class LocalChatModel:
     def fingerprint(self) -> dict:
         rt = self.runtime
         return {"backend": "local", "model": self.name, "path": str(rt.path), "device": rt.device,
-                "dtype": str(rt.dtype).removeprefix("torch."),
+                # a LazyRuntime knows its dtype_name unloaded (rt.dtype would load the model to say it)
+                "dtype": rt.dtype_name if hasattr(rt, "dtype_name") else str(rt.dtype).removeprefix("torch."),
                 **({"content_sha256": self.content_sha256} if self.content_sha256 else {}),
                 **{k: v for k, v in (rt.provenance or {}).items() if isinstance(v, (str, int, float, bool))}}
 

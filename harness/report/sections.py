@@ -787,7 +787,7 @@ def single_query(doc: Doc, part: Part) -> None:
     rows = []
     for c in cells:
         pr, a = c.get("probe") or {}, c.get("answer") or {}
-        same = f"{pr['same_as_batched']} / {pr['n']}" if pr.get("n") else "–"
+        same = f"{pr['same_as_batched']} / {pr['n']}" if pr.get("n") and "same_as_batched" in pr else "–"
         rows.append([c["strategy"], fmt_num(pr.get("latency_p50_s")), fmt_num(pr.get("latency_p95_s")),
                      _ms(pr.get("ttft_p50_s")), _ms(pr.get("ttft_p95_s")), _ms(pr.get("decode_s_per_token")),
                      _ms(pr.get("retrieval_p50_s")), same, fmt_num(a.get("queries_per_s")),
@@ -812,7 +812,7 @@ def single_query(doc: Doc, part: Part) -> None:
     notes.append(f"**Batched wait** is what a question waited for the whole batch of up to {bs} it was answered in "
                  "(the summary's latency): neither a user's latency nor a throughput.")
     differ = [c["strategy"] for c in cells if (c.get("probe") or {}).get("n")
-              and c["probe"]["same_as_batched"] < c["probe"]["n"]]
+              and c["probe"].get("same_as_batched", c["probe"]["n"]) < c["probe"]["n"]]
     if differ:
         notes.append(f"Answering alone changed some greedy answers of {', '.join(differ)}: batched and single "
                      "computations add floating-point numbers in another order, which can flip a near-tied token.")
