@@ -11,6 +11,7 @@ import pytest
 
 from harness.analysis.training_flags import MIN_STEPS, assessed, training_flags
 from harness.core.errors import ConfigError
+from harness.core.records import read_jsonl
 from harness.core.types import Prediction, Usage
 from harness.engine import probe, tuning
 from harness.engine.config import make_config
@@ -52,8 +53,14 @@ strategies:
     return run_dir, results, cells, again
 
 
-def test_probe_answers_one_query_at_a_time_faster_than_its_batch(measured):
-    _, results, cells, _ = measured
+def test_probe_answers_one_query_at_a_time(measured):
+    """Each probed question is sent alone through the prepared strategy and gets the answer and the
+    prompt it got inside its batch. Whether one query alone is faster than its batch is a speed claim,
+    shown on the real model by the committed example's report (batch-1 p95 beside the batched wait), not
+    asserted here: on the tiny model a batch of 6 costs about what one query costs (per-step overhead,
+    not compute), so a timed assertion would only measure the machine's noise."""
+    run_dir, results, cells, _ = measured
+    rows = {(r["strategy"], r["id"]): r for r in read_jsonl(run_dir / "predictions.jsonl")}
     ids = None
     for name, c in cells.items():
         assert c["status"] == "ok", c.get("error")
@@ -62,9 +69,8 @@ def test_probe_answers_one_query_at_a_time_faster_than_its_batch(measured):
         assert p["ids"] == ids and p["n"] == 3  # the same questions for every strategy
         # greedy decoding: one query alone gives the answer it got inside its batch
         assert p["same_as_batched"] == 3 and all(q["same_as_batched"] for q in p["queries"])
-        # what one user waits, alone, is below what a question waits for its batch of 6
-        assert p["latency_p50_s"] < c["answer"]["latency_p50_s"], name
         for q in p["queries"]:
+            assert q["prompt_tokens"] == rows[(name, q["id"])]["usage"]["prompt_tokens"]  # alone: no padding counted
             assert 0 < q["ttft_s"] <= q["generation_s"] <= q["latency_s"]
         assert p["decode_s_per_token"] > 0 and p["ttft_p50_s"] <= p["latency_p50_s"]
     assert cells["rag"]["probe"]["retrieval_p50_s"] > 0 and cells["zero-shot"]["probe"]["retrieval_p50_s"] == 0
@@ -81,8 +87,9 @@ def test_throughput_is_queries_and_tokens_per_answering_second(measured):
     _, _, cells, _ = measured
     for c in cells.values():
         a = c["answer"]
-        assert a["queries_per_s"] == pytest.approx(a["queries"] / a["wall_s"], rel=1e-3)  # wall_s is rounded
-        assert a["output_tokens_per_s"] == pytest.approx(a["output_tokens_total"] / a["wall_s"], rel=1e-3)
+        lo, hi = a["wall_s"] - 5e-4, a["wall_s"] + 5e-4  # wall_s is rounded to the millisecond
+        assert a["queries"] / hi <= a["queries_per_s"] <= a["queries"] / lo
+        assert a["output_tokens_total"] / hi <= a["output_tokens_per_s"] <= a["output_tokens_total"] / lo
 
 
 def test_a_rerun_keeps_the_probe_as_measured(measured):

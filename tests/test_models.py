@@ -470,7 +470,7 @@ def test_a_real_transformers_serve_beside_a_local_model(tmp_path, tiny_model, ti
         assert r["trace"]["usage_source"] == "server" and r["trace"]["model_id"] == str(tiny_model)
         assert r["usage"]["prompt_tokens"] > 0 and 0 <= r["usage"]["output_tokens"] <= 4
     md = (first / "report.md").read_text()
-    assert "**served**: endpoint" in md and "| lora | small |" in md
+    assert "**served**: endpoint" in md and re.search(r"\| lora( \(recommended\))? \| small \|", md)
     _, again = _cells(second)
     assert all(c["cached"] for c in again.values())
 

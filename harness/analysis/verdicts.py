@@ -405,6 +405,10 @@ def _neg(name: str) -> tuple:
     return tuple(-ord(ch) for ch in name)  # on a full tie, the alphabetically first name
 
 
+def _a_month(x: float | None) -> str:
+    return "not priced" if x is None else f"{_usd(x)} a month"
+
+
 def _usd(x: float | None) -> str:
     if x is None:
         return "not priced"
@@ -615,8 +619,8 @@ def _reasons(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, rows:
         out.append(f"{w} is the most accurate strategy that meets the requirements.")
     else:
         c = st.cmp(w, ref)
-        out.append(f"The most accurate that meets the requirements is {ref}, {metric} {_ci(st.est[ref])}, at "
-                   f"{_usd(costs.get(ref))} a month. {w} differs from it by {_diff(c)}: the interval lies above "
+        out.append(f"The most accurate that meets the requirements is {ref}, {metric} {_ci(st.est[ref])}, "
+                   f"{_a_month(costs.get(ref))}. {w} differs from it by {_diff(c)}: the interval lies above "
                    f"-{cfg.margin:g}, so {w} is within the margin (it may be up to {cfg.margin:g} worse, not shown to "
                    "be as good).")
     tied = [n for n in d["tied"] if n != w]
@@ -708,7 +712,7 @@ def _changes(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, cost_
         c = st.cmp(n, d["ref"])
         if c.settles_toward == "non-inferior" and _decide(st, cfg, costs, force={n: "non-inferior"})["chosen"] == n:
             cost_w = _usd(costs.get(w)) if w else "-"
-            out.append(f"{n} ({_usd(costs[n])} a month against {cost_w}) would be chosen if more questions showed it "
+            out.append(f"{n} ({_a_month(costs[n])} against {cost_w}) would be chosen if more questions showed it "
                        f"within the margin. {_needed(c)}")
     # the margin: the nearest value, above and below today's, at which the choice changes
     if d["ref"]:
@@ -717,7 +721,7 @@ def _changes(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, cost_
             alt = _decide(st, dataclasses.replace(cfg, margin=t + 1e-9), costs)["chosen"]
             if alt != w:
                 out.append(f"A margin above {t:.3f} (now {cfg.margin:g}) would make it {alt or 'no strategy'}"
-                           + (f" ({_usd(costs.get(alt))} a month): its interval reaches down to {-t:+.3f}."
+                           + (f" ({_a_month(costs.get(alt))}): its interval reaches down to {-t:+.3f}."
                               if alt else "."))
                 break
         for t in reversed([t for t in lows if t < cfg.margin]):

@@ -25,7 +25,7 @@ from harness.core.paths import inside
 from harness.core.types import Example, Prediction, Usage
 from harness.engine import footprint, probe, tuning
 from harness.engine.config import RunConfig
-from harness.engine.plan import Cell, answer_tokens, judged_metrics
+from harness.engine.plan import Cell, answer_tokens, judged_metrics, probe_size
 from harness.methods.strategy import PrepareContext, prepare_strategy
 from harness.model.resources import Measured, measure, release_memory, tensor_bytes
 from harness.model.served import NeedsLocalWeights, needs_weights
@@ -99,7 +99,7 @@ def run_cell(cell: Cell, env: CellEnv) -> tuple[dict, list[dict]]:
     record["cache"] = {"key": cell.key or None, "predictions_hit": len(test) - len(missing),
                        "predictions_computed": len(missing)}
     fkey = _forgetting_key(cell, env.cfg)
-    probe_ids = probe.choose(test, env.cfg.latency_probe)
+    probe_ids = probe.choose(test, probe_size(env.cfg, getattr(env.runtime_of(cell), "served", False)))
     fresh: dict[str, Prediction] = {}
     try:
         carved = None

@@ -53,11 +53,13 @@ class Cell:
         test = self.bench.split("test")
         return test[:limit] if limit else test
 
-    def cached_in(self, cache: StageCache, cfg: RunConfig) -> bool:
+    def cached_in(self, cache: StageCache, cfg: RunConfig, served: bool = False) -> bool:
         """The cache holds everything this cell records: answers to its test questions, its latency
-        probe of the same questions, and every learning-curve point on them."""
+        probe of the same questions (none on an endpoint model: see probe_size), and every
+        learning-curve point on them."""
         test = self.test_examples(cfg.limit)
-        return all_cached(cache, self.key, [e.id for e in test], probe_ids=probe.choose(test, cfg.latency_probe),
+        return all_cached(cache, self.key, [e.id for e in test],
+                          probe_ids=probe.choose(test, probe_size(cfg, served)),
                           train_sizes=self.train_sizes)
 
 
@@ -137,6 +139,12 @@ def _as_trained(bench: Benchmark, train_limit: int | None) -> Benchmark:
         return bench
     keep = {id(e) for e in bench.split("train")[:train_limit]}
     return dataclasses.replace(bench, examples=[e for e in bench.examples if e.split != "train" or id(e) in keep])
+
+
+def probe_size(cfg: RunConfig, served: bool) -> int:
+    """Questions the latency probe sends alone: none on an endpoint model, whose every answer is already
+    its own request, timed as one user's (verdicts.LATENCY_SOURCES 'endpoint')."""
+    return 0 if served else cfg.latency_probe
 
 
 def answer_tokens(cfg: RunConfig, bench: Benchmark) -> int:

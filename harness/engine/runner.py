@@ -21,7 +21,7 @@ from harness.engine import results as records
 from harness.engine.cell import CellEnv, now
 from harness.engine.config import RunConfig
 from harness.engine.executor import Executor, LocalExecutor
-from harness.engine.plan import Cell, Plan, all_cached, cell_key, plan, resume_target, strategy_models
+from harness.engine.plan import Cell, Plan, cell_key, plan, resume_target, strategy_models
 
 
 def new_run_dir(out: str | None) -> Path:
@@ -85,7 +85,7 @@ def run(cfg: RunConfig | None = None, progress: bool = True, log=print, *, cache
             if c.get("status") in ("ok", "failed")}
     for label, runtime in runtimes.items():
         served = getattr(runtime, "served", False)  # fine-tuning cells on an endpoint fail without asking it
-        if any(not c.cached_in(stages, cfg) for c in cells
+        if any(not c.cached_in(stages, cfg, served) for c in cells
                if c.model == label and c.id not in done and not (served and c.spec.cls.fine_tunes)):
             # something to compute on it: load a local model now, so a bad one stops the run before any output;
             # an endpoint is asked GET /models once (a failure fails its cells, with one line each)

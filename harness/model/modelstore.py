@@ -48,8 +48,7 @@ def resolve_model(name: str, progress: bool = True, trust_remote_code: bool = Fa
     cache (never downloaded)."""
     if name in PACKAGED:
         package, filename, install = PACKAGED[name]
-        target, meta = _converted(_package_file(package, filename, install), name, progress)
-        return target, {**meta, "hub_id": HUB_IDS.get(name)}
+        return _converted(_package_file(package, filename, install), name, progress)
     path = Path(name).expanduser()
     try:
         exists = path.exists()
@@ -103,7 +102,7 @@ def _converted(gguf: Path, name: str, progress: bool, marker: bool = True) -> tu
             raise HarnessError(f"cannot write the converted model under {target.parent} "
                                f"({exc.strerror or exc}); set HARNESS_CACHE to a writable folder") from None
     meta = json.loads((target / "provenance.json").read_text())
-    return target, meta
+    return target, ({**meta, "hub_id": HUB_IDS.get(name)} if marker else meta)  # a packaged model's hub id
 
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?\Z")

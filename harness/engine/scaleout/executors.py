@@ -176,7 +176,7 @@ class RayExecutor:
         bench_refs = {}
         jobs, local = [], {}
         for cell in cells:
-            if stages.enabled and cell.cached_in(stages, cfg):
+            if stages.enabled and cell.cached_in(stages, cfg, getattr(env.runtime_of(cell), "served", False)):
                 local[cell.id] = cell
                 continue
             if cell.bench.name not in bench_refs:
