@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.analysis import serving
 from harness.analysis.serving import HOURS_PER_MONTH, MIN_REPLICAS, TARGET_UTILIZATION
 from harness.analysis.serving import moving_parts as kind_moving_parts
 from harness.core.errors import ConfigError
@@ -453,7 +454,7 @@ def recommend(candidates: Sequence[Candidate | Mapping], config: DecisionConfig 
                 "refresh_days": cfg.refresh_days, "alpha": ALPHA, "n_boot": n_boot, "seed": seed}
     rows = _rows(st, cfg, d, base_costs, metric)
     reasons = _reasons(st, cfg, d, base_costs, metric, rows)
-    changes = _changes(st, cfg, d, base_costs, metric, cost_at)
+    changes = _changes(st, cfg, d, base_costs, cost_at)
     return Verdict(d["chosen"], d["ref"], reasons, rows, changes, settings, metric, _base(st, d))
 
 
@@ -566,79 +567,106 @@ def _load(cfg: DecisionConfig) -> str:
 
 
 def _reasons(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, rows: list[Row]) -> list[str]:
-    by = {r.name: r for r in rows}
-    out: list[str] = []
     if not d["names"]:
         return ["No strategy has scored questions: nothing to recommend.", _rules(cfg, metric, st)]
     if d["chosen"] is None:
-        if not d["ok"]:
-            out.append("No strategy can be recommended: none meets the requirements.")
-            lat_ok = [n for n in d["names"] if d["lat"][n]]
-            if cfg.min_quality is not None:
-                pool = lat_ok or d["names"]
-                close = max(pool, key=lambda n: st.est[n].mean)
-                e = st.est[close]
-                if e.mean < cfg.min_quality:
-                    out.append(f"None reaches the quality bar of {cfg.min_quality:g} {metric}"
-                               + (" among those within the latency target"
-                                  if lat_ok and len(lat_ok) < len(d["names"]) else "")
-                               + f"; the closest, {close}, scores {_ci(e)}: {cfg.min_quality - e.mean:.3f} short.")
-                    top = max(d["names"], key=lambda n: st.est[n].mean)
-                    if e.mean < st.est[top].mean < cfg.min_quality:  # (one over it and the target: said below)
-                        out.append(f"Over the latency target, {top} scores {st.est[top].mean:.3f}, "
-                                   f"{cfg.min_quality - st.est[top].mean:.3f} short of the bar.")
-            slow_ok = [n for n in d["names"] if d["bar"][n] and not d["lat"][n]] if cfg.min_quality is not None else []
-            if slow_ok:
-                out.append("Reaching the bar but over the p95 latency target of "
-                           f"{cfg.latency_target_s:g} s: " + ", ".join(
-                               f"{n} ({_lat(st.cands[n])})" for n in slow_ok) + ".")
-            if not lat_ok:
-                timed = [n for n in d["names"] if st.cands[n].p95_s is not None]
-                if timed:
-                    fast = min(timed, key=lambda n: st.cands[n].p95_s)
-                    out.append(f"None meets the p95 latency target of {cfg.latency_target_s:g} s; the fastest, {fast}, "
-                               f"has a p95 of {_lat(st.cands[fast])}, "
-                               f"{st.cands[fast].p95_s - cfg.latency_target_s:.2f} s over.")
-                else:
-                    out.append(f"No strategy has a measured p95 latency to hold against the target of "
-                               f"{cfg.latency_target_s:g} s.")
-        else:
-            out.append(f"No strategy can be recommended: {d['ref']} and every strategy within the margin of it "
-                       "lack a monthly cost (a throughput or a price is missing: see Serving cost).")
-        out.append(_rules(cfg, metric, st))
-        return out
+        return _why_nothing_chosen(st, cfg, d, metric) + [_rules(cfg, metric, st)]
+    row = next(r for r in rows if r.name == d["chosen"])
+    return ([_headline(st, cfg, d["chosen"], costs, metric, row), _rules(cfg, metric, st),
+             _against_reference(st, cfg, d, costs, metric)]
+            + _cost_ties(st, cfg, d, costs, metric) + _the_others(st, cfg, d, costs))
+
+
+def _why_nothing_chosen(st: _Stats, cfg: DecisionConfig, d: dict, metric: str) -> list[str]:
+    if d["ok"]:
+        return [f"No strategy can be recommended: {d['ref']} and every strategy within the margin of it "
+                "lack a monthly cost (a throughput or a price is missing: see Serving cost)."]
+    out = ["No strategy can be recommended: none meets the requirements."]
+    lat_ok = [n for n in d["names"] if d["lat"][n]]
+    if cfg.min_quality is not None:
+        out += _short_of_bar(st, cfg, d, metric, lat_ok)
+    slow_ok = [n for n in d["names"] if d["bar"][n] and not d["lat"][n]] if cfg.min_quality is not None else []
+    if slow_ok:
+        out.append("Reaching the bar but over the p95 latency target of "
+                   f"{cfg.latency_target_s:g} s: " + ", ".join(f"{n} ({_lat(st.cands[n])})" for n in slow_ok) + ".")
+    if not lat_ok:
+        out.append(_short_of_latency(st, cfg, d))
+    return out
+
+
+def _short_of_bar(st: _Stats, cfg: DecisionConfig, d: dict, metric: str, lat_ok: list[str]) -> list[str]:
+    """How far the strategy closest to the quality bar (within the latency target when any is) falls short."""
+    close = max(lat_ok or d["names"], key=lambda n: st.est[n].mean)
+    e = st.est[close]
+    if e.mean >= cfg.min_quality:
+        return []
+    out = [f"None reaches the quality bar of {cfg.min_quality:g} {metric}"
+           + (" among those within the latency target" if lat_ok and len(lat_ok) < len(d["names"]) else "")
+           + f"; the closest, {close}, scores {_ci(e)}: {cfg.min_quality - e.mean:.3f} short."]
+    top = max(d["names"], key=lambda n: st.est[n].mean)
+    if e.mean < st.est[top].mean < cfg.min_quality:  # (one over it and the target: said next)
+        out.append(f"Over the latency target, {top} scores {st.est[top].mean:.3f}, "
+                   f"{cfg.min_quality - st.est[top].mean:.3f} short of the bar.")
+    return out
+
+
+def _short_of_latency(st: _Stats, cfg: DecisionConfig, d: dict) -> str:
+    """None meets the latency target: how far the fastest is over it."""
+    timed = [n for n in d["names"] if st.cands[n].p95_s is not None]
+    if not timed:
+        return f"No strategy has a measured p95 latency to hold against the target of {cfg.latency_target_s:g} s."
+    fast = min(timed, key=lambda n: st.cands[n].p95_s)
+    return (f"None meets the p95 latency target of {cfg.latency_target_s:g} s; the fastest, {fast}, "
+            f"has a p95 of {_lat(st.cands[fast])}, {st.cands[fast].p95_s - cfg.latency_target_s:.2f} s over.")
+
+
+def _headline(st: _Stats, cfg: DecisionConfig, w: str, costs, metric: str, row: Row) -> str:
+    """The chosen strategy with its score, monthly cost, cost per query and per correct answer."""
+    return (f"For {_load(cfg)}: **{w}**, {metric} {_ci(st.est[w])}, {_usd(costs[w])} a month "
+            f"({_usd(row.per_query_usd)} per query, {_usd(row.per_correct_usd)} per correct answer"
+            + (f", counting {metric} as the share of an answer that is correct"
+               if metric not in ("accuracy", "exact match") else "") + ").")
+
+
+def _against_reference(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str) -> str:
     w, ref = d["chosen"], d["ref"]
-    e, cost = st.est[w], costs[w]
-    r = by[w]
-    out.append(f"For {_load(cfg)}: **{w}**, {metric} {_ci(e)}, {_usd(cost)} a month "
-               f"({_usd(r.per_query_usd)} per query, {_usd(r.per_correct_usd)} per correct answer"
-               + (f", counting {metric} as the share of an answer that is correct"
-                  if metric not in ("accuracy", "exact match") else "") + ").")
-    out.append(_rules(cfg, metric, st))
     if w == ref:
-        out.append(f"{w} is the most accurate strategy that meets the requirements.")
-    else:
-        c = st.cmp(w, ref)
-        out.append(f"The most accurate that meets the requirements is {ref}, {metric} {_ci(st.est[ref])}, "
-                   f"{_a_month(costs.get(ref))}. {w} differs from it by {_diff(c)}: the interval lies above "
-                   f"-{cfg.margin:g}, so {w} is within the margin (it may be up to {cfg.margin:g} worse, not shown to "
-                   "be as good).")
+        return f"{w} is the most accurate strategy that meets the requirements."
+    return (f"The most accurate that meets the requirements is {ref}, {metric} {_ci(st.est[ref])}, "
+            f"{_a_month(costs.get(ref))}. {w} differs from it by {_diff(st.cmp(w, ref))}: the interval lies above "
+            f"-{cfg.margin:g}, so {w} is within the margin (it may be up to {cfg.margin:g} worse, not shown to "
+            "be as good).")
+
+
+def _cost_ties(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str) -> list[str]:
+    """The strategies as cheap as the chosen one (within the tolerance), and what broke the tie."""
+    w = d["chosen"]
     tied = [n for n in d["tied"] if n != w]
-    if tied:
-        out.append(f"Costs within {cfg.cost_tolerance:.0%} of the cheapest ({_usd(d['cheapest'])}) count as equal: "
-                   + ", ".join(f"{n} at {_usd(costs[n])}" for n in [w] + tied) + ".")
-        lower = [n for n in tied if not _same(st.est[n].mean, e.mean)]
-        same = [n for n in tied if _same(st.est[n].mean, e.mean)]
-        if lower:
-            out.append(f"Of those, {w} has the highest measured {metric} ({e.mean:.3f} against "
-                       + ", ".join(f"{n} {st.est[n].mean:.3f}" for n in lower)
-                       + "); this ordering is of point estimates, not a significant difference.")
-        if same:
-            out.append(f"{w} and {', '.join(same)} have the same measured {metric} ({e.mean:.3f}); {w} has fewer "
-                       f"moving parts ({st.cands[w].parts} against "
-                       + ", ".join(f"{n} {st.cands[n].parts}" for n in same) + ")."
-                       if any(st.cands[n].parts > st.cands[w].parts for n in same) else
-                       f"{w} and {', '.join(same)} have the same measured {metric} and moving parts; {w} costs least.")
+    if not tied:
+        return []
+    mean = st.est[w].mean
+    out = [f"Costs within {cfg.cost_tolerance:.0%} of the cheapest ({_usd(d['cheapest'])}) count as equal: "
+           + ", ".join(f"{n} at {_usd(costs[n])}" for n in [w] + tied) + "."]
+    lower = [n for n in tied if not _same(st.est[n].mean, mean)]
+    same = [n for n in tied if _same(st.est[n].mean, mean)]
+    if lower:
+        out.append(f"Of those, {w} has the highest measured {metric} ({mean:.3f} against "
+                   + ", ".join(f"{n} {st.est[n].mean:.3f}" for n in lower)
+                   + "); this ordering is of point estimates, not a significant difference.")
+    if same:
+        out.append(f"{w} and {', '.join(same)} have the same measured {metric} ({mean:.3f}); {w} has fewer "
+                   f"moving parts ({st.cands[w].parts} against "
+                   + ", ".join(f"{n} {st.cands[n].parts}" for n in same) + ")."
+                   if any(st.cands[n].parts > st.cands[w].parts for n in same) else
+                   f"{w} and {', '.join(same)} have the same measured {metric} and moving parts; {w} costs least.")
+    return out
+
+
+def _the_others(st: _Stats, cfg: DecisionConfig, d: dict, costs) -> list[str]:
+    """Why each other strategy was not chosen, grouped by reason; a caution when the chosen one's interval
+    reaches below the bar."""
+    w, ref = d["chosen"], d["ref"]
+    out: list[str] = []
     dearer = [n for n in d["contenders"] if n not in d["tied"]]
     if dearer:
         out.append(f"Also within the margin but more than {cfg.cost_tolerance:.0%} dearer: "
@@ -659,6 +687,7 @@ def _reasons(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, rows:
     if low_bar:
         out.append(f"Below the quality bar of {cfg.min_quality:g}: "
                    + ", ".join(f"{n} ({st.est[n].mean:.3f})" for n in low_bar) + ".")
+    e = st.est[w]
     if cfg.min_quality is not None and e.low < cfg.min_quality:
         out.append(f"Caution: {w}'s mean reaches the bar of {cfg.min_quality:g}, but its interval goes down to "
                    f"{e.low:.3f}: these questions do not show that it meets the bar.")
@@ -700,12 +729,22 @@ def _search(choice: Callable[[float], str | None], x0: float, lo: float, hi: flo
     return out
 
 
-def _changes(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, cost_at) -> list[str]:
-    out: list[str] = []
+def _changes(st: _Stats, cfg: DecisionConfig, d: dict, costs, cost_at) -> list[str]:
     w = d["chosen"]
-    label = w or "no strategy"
+    out = _if_settled(st, cfg, d, costs) + _margin_changes(st, cfg, d, costs) + _requirement_changes(st, cfg, d, costs)
+    if cost_at is None:
+        return out or [f"No change of margin, bar or latency target examined here changes the answer "
+                       f"({w or 'no strategy'})."]
+    if not d["ok"]:  # nothing meets the requirements: no volume, refresh or price makes one meet them
+        return out + ["No query volume, refresh interval or machine price changes this: costs only decide between "
+                      "strategies that meet the requirements."]
+    return out + _CostScenarios(st, cfg, w, cost_at).changes()
 
-    # statistics: a cheaper candidate that would win if it alone were shown within the margin
+
+def _if_settled(st: _Stats, cfg: DecisionConfig, d: dict, costs) -> list[str]:
+    """Statistics: a cheaper candidate that would win if it alone were shown within the margin."""
+    w = d["chosen"]
+    out = []
     for n, o in d["outcomes"].items():
         if o != "inconclusive" or costs.get(n) is None:
             continue
@@ -714,24 +753,37 @@ def _changes(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, cost_
             cost_w = _usd(costs.get(w)) if w else "-"
             out.append(f"{n} ({_a_month(costs[n])} against {cost_w}) would be chosen if more questions showed it "
                        f"within the margin. {_needed(c)}")
-    # the margin: the nearest value, above and below today's, at which the choice changes
-    if d["ref"]:
-        lows = sorted({-st.cmp(n, d["ref"]).low for n in d["outcomes"]})
-        for t in [t for t in lows if t >= cfg.margin]:
-            alt = _decide(st, dataclasses.replace(cfg, margin=t + 1e-9), costs)["chosen"]
-            if alt != w:
-                out.append(f"A margin above {t:.3f} (now {cfg.margin:g}) would make it {alt or 'no strategy'}"
-                           + (f" ({_a_month(costs.get(alt))}): its interval reaches down to {-t:+.3f}."
-                              if alt else "."))
-                break
-        for t in reversed([t for t in lows if t < cfg.margin]):
-            alt = _decide(st, dataclasses.replace(cfg, margin=max(t, 0.0)), costs)["chosen"]
-            if alt != w:
-                out.append(f"A margin of {max(t, 0):.3f} or less (now {cfg.margin:g}) would make it "
-                           f"{alt or 'no strategy'}: "
-                           f"{w}'s interval reaches down to {-t:+.3f}.")
-                break
-    # requirements
+    return out
+
+
+def _margin_changes(st: _Stats, cfg: DecisionConfig, d: dict, costs) -> list[str]:
+    """The nearest margin, above and below today's, at which the choice changes."""
+    if not d["ref"]:
+        return []
+    w = d["chosen"]
+    out = []
+    lows = sorted({-st.cmp(n, d["ref"]).low for n in d["outcomes"]})
+    for t in [t for t in lows if t >= cfg.margin]:
+        alt = _decide(st, dataclasses.replace(cfg, margin=t + 1e-9), costs)["chosen"]
+        if alt != w:
+            out.append(f"A margin above {t:.3f} (now {cfg.margin:g}) would make it {alt or 'no strategy'}"
+                       + (f" ({_a_month(costs.get(alt))}): its interval reaches down to {-t:+.3f}."
+                          if alt else "."))
+            break
+    for t in reversed([t for t in lows if t < cfg.margin]):
+        alt = _decide(st, dataclasses.replace(cfg, margin=max(t, 0.0)), costs)["chosen"]
+        if alt != w:
+            out.append(f"A margin of {max(t, 0):.3f} or less (now {cfg.margin:g}) would make it "
+                       f"{alt or 'no strategy'}: "
+                       f"{w}'s interval reaches down to {-t:+.3f}.")
+            break
+    return out
+
+
+def _requirement_changes(st: _Stats, cfg: DecisionConfig, d: dict, costs) -> list[str]:
+    """The loosest latency target and quality bar that would let a strategy now failing them change the choice."""
+    w = d["chosen"]
+    out = []
     if cfg.latency_target_s is not None:
         slow = sorted((n for n in d["names"] if not d["lat"][n] and st.cands[n].p95_s is not None),
                       key=lambda n: st.cands[n].p95_s)
@@ -750,60 +802,84 @@ def _changes(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str, cost_
                 out.append(f"A quality bar of {st.est[n].mean:.3f} or less (now {cfg.min_quality:g}) would make it "
                            f"{alt['chosen'] or 'no strategy'}.")
                 break
-    if cost_at is None:
-        return out or [f"No change of margin, bar or latency target examined here changes the answer ({label})."]
-    if not d["ok"]:  # nothing meets the requirements: no volume, refresh or price makes one meet them
-        return out + ["No query volume, refresh interval or machine price changes this: costs only decide between "
-                      "strategies that meet the requirements."]
+    return out
 
-    def costs_at(**kw) -> dict:
+
+class _CostScenarios:
+    """The query volume, refresh interval and machine price at which the choice flips, each searched from
+    today's value (cost_at prices every strategy at other values; the statistics stay those of the run)."""
+
+    def __init__(self, st: _Stats, cfg: DecisionConfig, chosen: str | None, cost_at):
+        self.st, self.cfg, self.w, self.cost_at = st, cfg, chosen, cost_at
+        self.label = chosen or "no strategy"
+
+    def changes(self) -> list[str]:
+        return self.volume() + self.refresh() + self.price()
+
+    def costs_at(self, **kw) -> dict:
+        cfg = self.cfg
         args = {"monthly_queries": cfg.monthly_queries, "refresh_days": cfg.refresh_days, "usd_per_hour_scale": 1.0,
                 **kw}
-        return dict(cost_at(**args))
+        return dict(self.cost_at(**args))
 
-    def pick(**kw):
-        return _decide(st, cfg, costs_at(**kw))["chosen"]
+    def pick(self, **kw) -> str | None:
+        return _decide(self.st, self.cfg, self.costs_at(**kw))["chosen"]
 
-    def fmt(name, **kw):
-        cs = costs_at(**kw)
+    def fmt(self, name, **kw) -> str:
+        cs, w = self.costs_at(**kw), self.w
         return (f"{name or 'no strategy'} ({_usd(cs.get(name)) if name else '–'} against "
-                f"{_usd(cs.get(w)) if w else '–'} for {label})")
+                f"{_usd(cs.get(w)) if w else '–'} for {self.label})")
 
-    q0 = cfg.monthly_queries
-    if q0 > 0:
-        found = _search(lambda q: pick(monthly_queries=q), q0, q0 / 1000, q0 * 1000)
+    def volume(self) -> list[str]:
+        q0 = self.cfg.monthly_queries
+        if q0 <= 0:
+            return []
+        out = []
+        found = _search(lambda q: self.pick(monthly_queries=q), q0, q0 / 1000, q0 * 1000)
         for key, word in (("up", "or more"), ("down", "or fewer")):
             if found[key]:
                 q, alt = found[key]
-                out.append(f"At about {q:,.0f} queries a month {word} (now {q0:,}): {fmt(alt, monthly_queries=q)}.")
+                out.append(f"At about {q:,.0f} queries a month {word} (now {q0:,}): "
+                           f"{self.fmt(alt, monthly_queries=q)}.")
         if not found["up"] and not found["down"]:
-            out.append(f"The choice stays {label} from {q0 / 1000:,.0f} to {q0 * 1000:,.0f} queries a month.")
-    r0 = cfg.refresh_days
-    if r0:
-        never = pick(refresh_days=None)
+            out.append(f"The choice stays {self.label} from {q0 / 1000:,.0f} to {q0 * 1000:,.0f} queries a month.")
+        return out
+
+    def refresh(self) -> list[str]:
+        r0, w = self.cfg.refresh_days, self.w
+        out = []
+        if not r0:
+            for r in (1, 7, 30):
+                alt = self.pick(refresh_days=r)
+                if alt != w:
+                    out.append(f"With a refresh every {r} day{'s' * (r > 1)} (now none): "
+                               f"{self.fmt(alt, refresh_days=r)}.")
+                    break
+            return out
+        never = self.pick(refresh_days=None)
         if never != w:
-            out.append(f"With no refresh at all: {fmt(never, refresh_days=None)}.")
-        found = _search(lambda r: pick(refresh_days=r), r0, 0.25, 3650)
+            out.append(f"With no refresh at all: {self.fmt(never, refresh_days=None)}.")
+        found = _search(lambda r: self.pick(refresh_days=r), r0, 0.25, 3650)
         for key, word in (("down", "or more often"), ("up", "or less often")):
             if found[key]:
                 r, alt = found[key]
-                out.append(f"With a refresh every {_days(r)} {word} (now {_days(r0)}): {fmt(alt, refresh_days=r)}.")
+                out.append(f"With a refresh every {_days(r)} {word} (now {_days(r0)}): "
+                           f"{self.fmt(alt, refresh_days=r)}.")
         if never == w and not found["up"] and not found["down"]:
-            out.append(f"The choice stays {label} with a refresh from every 0.25 to every 3,650 days, and with none.")
-    else:
-        for r in (1, 7, 30):
-            alt = pick(refresh_days=r)
-            if alt != w:
-                out.append(f"With a refresh every {r} day{'s' * (r > 1)} (now none): {fmt(alt, refresh_days=r)}.")
-                break
-    found = _search(lambda k: pick(usd_per_hour_scale=k), 1.0, 0.01, 100)
-    for key, word in (("up", "higher"), ("down", "lower")):
-        if found[key]:
-            k, alt = found[key]
-            out.append(f"At {k:.4g} times today's machine price ({word}): {fmt(alt, usd_per_hour_scale=k)}.")
-    if not (found["up"] or found["down"]):
-        out.append(f"The choice stays {label} from 0.01 to 100 times today's machine price.")
-    return out
+            out.append(f"The choice stays {self.label} with a refresh from every 0.25 to every 3,650 days, and with "
+                       "none.")
+        return out
+
+    def price(self) -> list[str]:
+        out = []
+        found = _search(lambda k: self.pick(usd_per_hour_scale=k), 1.0, 0.01, 100)
+        for key, word in (("up", "higher"), ("down", "lower")):
+            if found[key]:
+                k, alt = found[key]
+                out.append(f"At {k:.4g} times today's machine price ({word}): {self.fmt(alt, usd_per_hour_scale=k)}.")
+        if not (found["up"] or found["down"]):
+            out.append(f"The choice stays {self.label} from 0.01 to 100 times today's machine price.")
+        return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -871,8 +947,6 @@ def cell_latency(cells: Sequence[Mapping]) -> dict:
 def pool_facts(per_seed_facts: Sequence) -> Any:
     """One strategy's facts over its seeds: throughput n / sum(1 / qps_i) (total questions over total seconds,
     every seed answering the same questions), preparation and tokens averaged, sizes the largest."""
-    from harness.analysis.serving import Facts
-
     fs = [f for f in per_seed_facts if f is not None]
     if not fs:
         return None
@@ -885,7 +959,7 @@ def pool_facts(per_seed_facts: Sequence) -> Any:
         xs = [x for x in xs if x is not None]
         return sum(xs) / len(xs) if xs else None
 
-    return Facts(name=fs[0].name, kind=fs[0].kind, base_bytes=fs[0].base_bytes,
+    return serving.Facts(name=fs[0].name, kind=fs[0].kind, base_bytes=fs[0].base_bytes,
                  artifact_bytes=max(f.artifact_bytes for f in fs), index_bytes=max(f.index_bytes for f in fs),
                  embedder_bytes=max(f.embedder_bytes for f in fs),
                  queries_per_s=len(qps) / sum(1 / q for q in qps) if all(qps) else None,
@@ -907,63 +981,21 @@ def decide(results: Mapping, rows: Sequence[Mapping], benchmark: str, primary: s
     it is not priced (its throughput is the server's, not our machine's); a local model's hosted: price,
     when the table has one, applies to the strategy kinds it serves; the others run on the machine the
     run's timings stand for. Latency: see cell_latency."""
-    from harness.analysis import serving
-
     cfg = config if isinstance(config, DecisionConfig) else DecisionConfig.from_dict(
         config if config is not None else (results.get("config") or {}).get("decision"))
     machine = table.measured_on(results.get("environment"), cfg.measured_on,
                                 (results.get("config") or {}).get("usd_per_hour"))
     cells = [c for c in results.get("cells") or [] if c.get("benchmark", benchmark) == benchmark]
+    scores = _scores_by_seed(rows, benchmark, primary)
     names = list(dict.fromkeys(c["strategy"] for c in cells))
-    scores: dict[str, dict] = {}
-    for r in rows:
-        if r.get("benchmark", benchmark) == benchmark and primary in r:
-            scores.setdefault(r["strategy"], {}).setdefault(r.get("seed", 0), {})[r["id"]] = float(r[primary])
     names += [n for n in scores if n not in names]
-    facts = {n: pool_facts([serving.facts_from_cell(c, results, embedder_bytes=embedder_bytes)
-                            for c in cells if c["strategy"] == n]) for n in names}
-    load = serving.Load.of(cfg)
-    model_of = {n: serving.cell_model(next((c for c in cells if c["strategy"] == n), {}), results) for n in names}
-
-    def hosted_of(n):
-        f = facts.get(n)
-        label, record = model_of[n]
-        h = serving.hosted_price(table, record, label)
-        if f is None or h is None:
-            return None
-        return h if serving.is_served(record) or h.answers(f.kind) else None  # an endpoint answers every kind
-
-    def unpriced(n):
-        label, record = model_of[n]
-        if serving.is_served(record) and hosted_of(n) is None:
-            return (f"model {label} ({record.get('name')}) is answered by an endpoint and {Path(table.source).name} "
-                    f"has no hosted: price for it (add `{record.get('name')}: {{input_per_1m: ..., "
-                    "output_per_1m: ...}` under hosted:); its throughput is the server's, not a machine of the price "
-                    "table")
-        return None
-
-    def mean_score(n):
-        vals = [np.mean(list(q.values())) for q in scores.get(n, {}).values() if q]
-        return float(np.mean(vals)) if vals else None
-
-    def price(n, ld, scale=1.0):
-        f = facts.get(n)
-        if f is None:
-            return None
-        return serving.monthly_cost(f, machine, ld, hosted=hosted_of(n), accuracy=mean_score(n),
-                                    usd_per_hour_scale=scale, unpriced=unpriced(n))
-
-    costs = {n: price(n, load) for n in names}
-
-    def cost_at(monthly_queries, refresh_days, usd_per_hour_scale):
-        ld = serving.Load.of(load, monthly_queries=monthly_queries, refresh_days=refresh_days)
-        out = {}
-        for n in names:
-            c = price(n, ld, usd_per_hour_scale)
-            out[n] = c.total_usd if c else None
-        return out
-
-    latency = {n: cell_latency([c for c in cells if c["strategy"] == n]) for n in names}
+    of = {n: [c for c in cells if c["strategy"] == n] for n in names}
+    facts = {n: pool_facts([serving.facts_from_cell(c, results, embedder_bytes=embedder_bytes) for c in of[n]])
+             for n in names}
+    model_of = {n: serving.cell_model(next(iter(of[n]), {}), results) for n in names}
+    pricing = _Pricing(table, machine, serving.Load.of(cfg), facts, model_of, scores)
+    costs = {n: pricing.price(n) for n in names}
+    latency = {n: cell_latency(of[n]) for n in names}
     for n in names:  # an endpoint's answers were not batched by us: each query's latency is its request's
         if serving.is_served(model_of[n][1]) and latency[n].get("source") == "batched":
             latency[n] = {**latency[n], "source": "endpoint", "batch_size": None}
@@ -971,14 +1003,88 @@ def decide(results: Mapping, rows: Sequence[Mapping], benchmark: str, primary: s
                        facts[n].kind if facts.get(n) else None, p95_s=latency[n]["p95_s"],
                        p50_s=latency[n]["p50_s"], latency_source=latency[n]["source"])
              for n in names if n in scores]
-    verdict = recommend(cands, cfg, metric=metric or primary, cost_at=cost_at, n_boot=n_boot, seed=seed)
-    curves = {}
-    for n, f in facts.items():
-        if f is not None and costs[n] is not None and costs[n].total_usd is not None:
-            try:
-                curves[n] = serving.cost_curve(f, machine, load, hosted=hosted_of(n))
-            except ValueError:
-                pass
+    verdict = recommend(cands, cfg, metric=metric or primary, cost_at=pricing.cost_at, n_boot=n_boot, seed=seed)
+    curves = pricing.curves(costs)
+    crossings, regions = _break_even(curves, cfg.cost_tolerance)
+    seeds = sorted({s for sc in scores.values() for s in sc}, key=lambda x: (str(type(x)), x))
+    hosted = {model_of[n][0]: pricing.hosted(n) for n in names if pricing.hosted(n) is not None}
+    models = {n: {k: v for k, v in (("label", label), ("name", rec.get("name")),
+                                    ("backend", rec.get("backend", "local")), ("base_url", rec.get("base_url")))
+                  if v is not None} for n, (label, rec) in model_of.items()}
+    return Decision(verdict, facts, costs, machine, hosted, crossings, latency,
+                    [n for n in names if pricing.hosted(n) is not None], cfg, seeds, curves, regions, models)
+
+
+def _scores_by_seed(rows: Sequence[Mapping], benchmark: str, primary: str) -> dict[str, dict]:
+    """strategy -> seed -> question id -> the primary metric, from the benchmark's scored rows."""
+    scores: dict[str, dict] = {}
+    for r in rows:
+        if r.get("benchmark", benchmark) == benchmark and primary in r:
+            scores.setdefault(r["strategy"], {}).setdefault(r.get("seed", 0), {})[r["id"]] = float(r[primary])
+    return scores
+
+
+class _Pricing:
+    """decide()'s prices: each strategy by the model it ran on, at the run's load or at another volume,
+    refresh interval and machine price (for 'what would change the answer')."""
+
+    def __init__(self, table, machine, load, facts: Mapping, model_of: Mapping, scores: Mapping):
+        self.table, self.machine, self.load = table, machine, load
+        self.facts, self.model_of, self.scores = facts, model_of, scores
+
+    def hosted(self, n):
+        """The per-token price that answers n, or None: it runs on the machine."""
+        f = self.facts.get(n)
+        label, record = self.model_of[n]
+        h = serving.hosted_price(self.table, record, label)
+        if f is None or h is None:
+            return None
+        return h if serving.is_served(record) or h.answers(f.kind) else None  # an endpoint answers every kind
+
+    def unpriced(self, n) -> str | None:
+        """Why n has no monthly cost: an endpoint model without a hosted: price (None: it is priced)."""
+        label, record = self.model_of[n]
+        if serving.is_served(record) and self.hosted(n) is None:
+            return (f"model {label} ({record.get('name')}) is answered by an endpoint and "
+                    f"{Path(self.table.source).name} has no hosted: price for it (add `{record.get('name')}: "
+                    "{input_per_1m: ..., output_per_1m: ...}` under hosted:); its throughput is the server's, not a "
+                    "machine of the price table")
+        return None
+
+    def mean_score(self, n) -> float | None:
+        vals = [np.mean(list(q.values())) for q in self.scores.get(n, {}).values() if q]
+        return float(np.mean(vals)) if vals else None
+
+    def price(self, n, load=None, scale=1.0):
+        f = self.facts.get(n)
+        if f is None:
+            return None
+        return serving.monthly_cost(f, self.machine, self.load if load is None else load, hosted=self.hosted(n),
+                                    accuracy=self.mean_score(n), usd_per_hour_scale=scale, unpriced=self.unpriced(n))
+
+    def cost_at(self, monthly_queries, refresh_days, usd_per_hour_scale) -> dict:
+        ld = serving.Load.of(self.load, monthly_queries=monthly_queries, refresh_days=refresh_days)
+        out = {}
+        for n in self.model_of:
+            c = self.price(n, ld, usd_per_hour_scale)
+            out[n] = c.total_usd if c else None
+        return out
+
+    def curves(self, costs: Mapping) -> dict:
+        """name -> monthly $ as a function of volume, for the strategies with a monthly cost."""
+        curves = {}
+        for n, f in self.facts.items():
+            if f is not None and costs[n] is not None and costs[n].total_usd is not None:
+                try:
+                    curves[n] = serving.cost_curve(f, self.machine, self.load, hosted=self.hosted(n))
+                except ValueError:
+                    pass
+        return curves
+
+
+def _break_even(curves: Mapping, tolerance: float) -> tuple[list[dict], list[dict]]:
+    """For every two cost curves: the volumes where they cross, and the volume ranges where one is cheaper
+    by more than the tolerance."""
     crossings, regions = [], []
     ordered = list(curves)
     for i, a in enumerate(ordered):
@@ -986,11 +1092,5 @@ def decide(results: Mapping, rows: Sequence[Mapping], benchmark: str, primary: s
             for x in serving.break_even(curves[a], curves[b]):
                 crossings.append({"a": a, "b": b, **dataclasses.asdict(x)})
             regions.append({"a": a, "b": b, "regions": [dataclasses.asdict(r) for r in
-                                                        serving.apart(curves[a], curves[b], cfg.cost_tolerance)]})
-    seeds = sorted({s for sc in scores.values() for s in sc}, key=lambda x: (str(type(x)), x))
-    hosted = {model_of[n][0]: hosted_of(n) for n in names if hosted_of(n) is not None}
-    models = {n: {k: v for k, v in (("label", label), ("name", rec.get("name")),
-                                    ("backend", rec.get("backend", "local")), ("base_url", rec.get("base_url")))
-                  if v is not None} for n, (label, rec) in model_of.items()}
-    return Decision(verdict, facts, costs, machine, hosted, crossings, latency,
-                    [n for n in names if hosted_of(n) is not None], cfg, seeds, curves, regions, models)
+                                                        serving.apart(curves[a], curves[b], tolerance)]})
+    return crossings, regions
