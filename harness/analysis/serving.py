@@ -25,7 +25,7 @@ is the headroom that covers the peaks. `min_replicas` is the floor that is paid 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -164,71 +164,77 @@ def price_table(data: Mapping, source: str = "prices", where=None) -> PriceTable
     for key, v in (("machines", raw_m), ("hosted", raw_h), ("default_machine", raw_d or {})):
         if not isinstance(v, Mapping):
             raise ConfigError(f"{at(key)}: '{key}' must be a mapping")
-    machines: dict[str, Machine] = {}
-    for name, entry in raw_m.items():
-        w = at(f"machines.{name}", "machines")
-        if not isinstance(name, str):
-            raise ConfigError(f"{w}: machine names must be strings, got {name!r}")
-        if not isinstance(entry, Mapping):  # legacy: `cpu: 0.085` is $/hour of a machine of that kind
-            if name not in ("cpu", "gpu"):
-                raise ConfigError(f"{w}: machines.{name} must map usd_per_hour, kind (cpu | gpu) and optionally "
-                                  "vcpus, memory_gb, gpus, gpu_memory_gb")
-            machines[name] = Machine(name, _number(entry, f"{w}: machines.{name}"), name)
-            continue
-        bad = sorted(set(entry) - set(_MACHINE_KEYS), key=str)
-        if bad:
-            raise ConfigError(f"{at(f'machines.{name}.{bad[0]}', f'machines.{name}')}: unknown key(s) "
-                              f"{', '.join(map(repr, bad))} in machines.{name}; known: {', '.join(_MACHINE_KEYS)}")
-        for req in ("usd_per_hour", "kind"):
-            if req not in entry:
-                raise ConfigError(f"{w}: machines.{name} needs '{req}'")
-        kind = entry["kind"]
-        if kind not in ("cpu", "gpu"):
-            raise ConfigError(f"{at(f'machines.{name}.kind', w)}: machines.{name}.kind must be cpu or gpu, "
-                              f"got {kind!r}")
-        vals = {k: _number(v, f"{at(f'machines.{name}.{k}', w)}: machines.{name}.{k}", integer=_MACHINE_KEYS[k] is int)
-                for k, v in entry.items() if k != "kind" and v is not None}
-        machines[name] = Machine(name=name, kind=kind, **vals)
+    machines = {name: _machine(name, entry, at) for name, entry in raw_m.items()}
     if raw_d is None:  # legacy tables name their machines by kind
         raw_d = {k: k for k in ("cpu", "gpu") if k in machines}
-    default: dict[str, str] = {}
-    for kind, name in raw_d.items():
-        w = at(f"default_machine.{kind}", "default_machine")
-        if kind not in ("cpu", "gpu"):
-            raise ConfigError(f"{w}: default_machine keys are cpu and gpu, got {kind!r}")
-        if name not in machines:
-            raise ConfigError(f"{w}: default_machine.{kind} names {name!r}, which is not in machines "
-                              f"({', '.join(sorted(machines))})")
-        if machines[name].kind != kind:
-            raise ConfigError(f"{w}: default_machine.{kind} names {name!r}, a {machines[name].kind} machine")
-        default[kind] = name
-    hosted: dict[str, Hosted] = {}
-    for model, entry in raw_h.items():
-        w = at(f"hosted.{model}", "hosted")
-        keys = set(entry) if isinstance(entry, Mapping) else set()
-        serves = None
-        if "serves" in keys:
-            raw_s = entry["serves"]
-            ws = at(f"hosted.{model}.serves", w)
-            if not isinstance(raw_s, list) or not raw_s or not all(isinstance(k, str) for k in raw_s):
-                raise ConfigError(f"{ws}: hosted.{model}.serves must be a list of strategy kinds ({', '.join(KINDS)})")
-            bad_kinds = [k for k in raw_s if k not in KINDS]
-            if bad_kinds:
-                raise ConfigError(f"{ws}: hosted.{model}.serves: unknown kind {bad_kinds[0]!r}; "
-                                  f"known: {', '.join(KINDS)}")
-            serves = tuple(raw_s)
-            keys = keys - {"serves"}
-        if keys == {"input_per_1m", "output_per_1m"}:
-            hosted[str(model)] = Hosted(str(model), _number(entry["input_per_1m"], f"{w}: hosted.{model}.input_per_1m"),
-                                        _number(entry["output_per_1m"], f"{w}: hosted.{model}.output_per_1m"), serves)
-        elif keys and keys <= {"prompt_per_1k", "output_per_1k"}:  # legacy: $ per 1,000 tokens
-            hosted[str(model)] = Hosted(
-                str(model), 1000 * _number(entry.get("prompt_per_1k", 0), f"{w}: hosted.{model}.prompt_per_1k"),
-                1000 * _number(entry.get("output_per_1k", 0), f"{w}: hosted.{model}.output_per_1k"), serves)
-        else:
-            raise ConfigError(f"{w}: hosted.{model} must map input_per_1m and output_per_1m to $ per million tokens "
-                              "(and optionally serves: a list of strategy kinds)")
+    default = {kind: _default_machine(kind, name, machines, at) for kind, name in raw_d.items()}
+    hosted = {str(model): _hosted(model, entry, at) for model, entry in raw_h.items()}
     return PriceTable(machines, default, hosted, source)
+
+
+def _machine(name, entry, at: Callable[..., str]) -> Machine:
+    """One entry of machines: ({usd_per_hour, kind, ...}, or the legacy `cpu: 0.085`)."""
+    w = at(f"machines.{name}", "machines")
+    if not isinstance(name, str):
+        raise ConfigError(f"{w}: machine names must be strings, got {name!r}")
+    if not isinstance(entry, Mapping):  # legacy: `cpu: 0.085` is $/hour of a machine of that kind
+        if name not in ("cpu", "gpu"):
+            raise ConfigError(f"{w}: machines.{name} must map usd_per_hour, kind (cpu | gpu) and optionally "
+                              "vcpus, memory_gb, gpus, gpu_memory_gb")
+        return Machine(name, _number(entry, f"{w}: machines.{name}"), name)
+    bad = sorted(set(entry) - set(_MACHINE_KEYS), key=str)
+    if bad:
+        raise ConfigError(f"{at(f'machines.{name}.{bad[0]}', f'machines.{name}')}: unknown key(s) "
+                          f"{', '.join(map(repr, bad))} in machines.{name}; known: {', '.join(_MACHINE_KEYS)}")
+    for req in ("usd_per_hour", "kind"):
+        if req not in entry:
+            raise ConfigError(f"{w}: machines.{name} needs '{req}'")
+    kind = entry["kind"]
+    if kind not in ("cpu", "gpu"):
+        raise ConfigError(f"{at(f'machines.{name}.kind', w)}: machines.{name}.kind must be cpu or gpu, "
+                          f"got {kind!r}")
+    vals = {k: _number(v, f"{at(f'machines.{name}.{k}', w)}: machines.{name}.{k}", integer=_MACHINE_KEYS[k] is int)
+            for k, v in entry.items() if k != "kind" and v is not None}
+    return Machine(name=name, kind=kind, **vals)
+
+
+def _default_machine(kind, name, machines: Mapping[str, Machine], at: Callable[..., str]) -> str:
+    """One entry of default_machine: a machine of the table, of that kind."""
+    w = at(f"default_machine.{kind}", "default_machine")
+    if kind not in ("cpu", "gpu"):
+        raise ConfigError(f"{w}: default_machine keys are cpu and gpu, got {kind!r}")
+    if name not in machines:
+        raise ConfigError(f"{w}: default_machine.{kind} names {name!r}, which is not in machines "
+                          f"({', '.join(sorted(machines))})")
+    if machines[name].kind != kind:
+        raise ConfigError(f"{w}: default_machine.{kind} names {name!r}, a {machines[name].kind} machine")
+    return name
+
+
+def _hosted(model, entry, at: Callable[..., str]) -> Hosted:
+    """One entry of hosted: $ per million tokens (or the legacy per 1,000), and the kinds it serves."""
+    w = at(f"hosted.{model}", "hosted")
+    keys = set(entry) if isinstance(entry, Mapping) else set()
+    serves = None
+    if "serves" in keys:
+        raw_s = entry["serves"]
+        ws = at(f"hosted.{model}.serves", w)
+        if not isinstance(raw_s, list) or not raw_s or not all(isinstance(k, str) for k in raw_s):
+            raise ConfigError(f"{ws}: hosted.{model}.serves must be a list of strategy kinds ({', '.join(KINDS)})")
+        bad_kinds = [k for k in raw_s if k not in KINDS]
+        if bad_kinds:
+            raise ConfigError(f"{ws}: hosted.{model}.serves: unknown kind {bad_kinds[0]!r}; "
+                              f"known: {', '.join(KINDS)}")
+        serves = tuple(raw_s)
+        keys = keys - {"serves"}
+    if keys == {"input_per_1m", "output_per_1m"}:
+        return Hosted(str(model), _number(entry["input_per_1m"], f"{w}: hosted.{model}.input_per_1m"),
+                      _number(entry["output_per_1m"], f"{w}: hosted.{model}.output_per_1m"), serves)
+    if keys and keys <= {"prompt_per_1k", "output_per_1k"}:  # legacy: $ per 1,000 tokens
+        return Hosted(str(model), 1000 * _number(entry.get("prompt_per_1k", 0), f"{w}: hosted.{model}.prompt_per_1k"),
+                      1000 * _number(entry.get("output_per_1k", 0), f"{w}: hosted.{model}.output_per_1k"), serves)
+    raise ConfigError(f"{w}: hosted.{model} must map input_per_1m and output_per_1m to $ per million tokens "
+                      "(and optionally serves: a list of strategy kinds)")
 
 
 def _number(value, where: str, integer: bool = False) -> Any:
