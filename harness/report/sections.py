@@ -334,71 +334,21 @@ def cost(doc: Doc, part: Part) -> None:
     """Monthly serving cost of each strategy with every input, and what each deployment holds."""
     if not part.decides or not part.verdict:
         return
-    dec, dc = part.verdict, part.decision
+    dec = part.verdict
     m, hosted = dec["machine"], dec.get("hosted")
     hosted_for = dec.get("hosted_for") or []
     costs = {n: c for n, c in (dec.get("costs") or {}).items() if c}
     facts = dec.get("facts") or {}
     doc.h(3, "Serving cost")
-    spec = ", ".join(x for x in (f"{m['vcpus']} vCPU" if m.get("vcpus") else "",
-                                 f"{m['gpus']} GPU" if m.get("gpus") else "",
-                                 f"{m['memory_gb']:g} GB RAM" if m.get("memory_gb") else "",
-                                 f"{m['gpu_memory_gb']:g} GB GPU memory" if m.get("gpu_memory_gb") else "") if x)
-    prices = part.results["analysis"]["prices"]
-    floor = ("no replica is kept on when idle (scale to zero: only busy time / utilization is paid)"
-             if not dc.min_replicas else f"{dc.min_replicas:g} replica{'s are' if dc.min_replicas != 1 else ' is'} "
-             f"always on ({dc.min_replicas:g} x {dc.hours_per_month:g} h x ${m['usd_per_hour']:g}/h = "
-             f"{fmt_usd(dc.min_replicas * dc.hours_per_month * m['usd_per_hour'])} a month, paid even with no traffic)")
-    text = (f"Each strategy is priced as its own deployment on **{m['name']}** (${m['usd_per_hour']:g}/hour"
-            + (f"; {spec}" if spec else "") + f"; from {Path(prices['source']).name}), the machine the run's "
-            f"timings stand for. At {dc.monthly_queries:,} queries a month, {floor}; replicas are added for the "
-            f"volume at the measured throughput, sized for {dc.target_utilization:.0%} average utilization. "
-            + (f"A refresh every {dc.refresh_days:g} days re-runs the preparation (re-index and/or re-train) at its "
-               f"measured time." if dc.refresh_days else "No refresh: preparation is paid once (one-time $).")
-            + " Monthly $ = max(floor, busy hours / utilization x $/hour) + refreshes; $ per correct answer = "
-              "monthly $ / (queries x mean score).")
-    doc.p(text)
+    doc.p(_pricing_basis(part, m))
     _hosted(doc, part, hosted or {}, hosted_for, m)
     models = dec.get("models") or {}
     if costs:
         head = ["Strategy"] + ["Model"] * bool(part.models) + [
                 "Served by", "Throughput q/s", "Busy h / month", "Replicas (avg)", "Answering $",
                 "Refresh $", "$ / month", "$ / query", "$ / correct answer", "One-time $"]
-        body, mark = [], set()
-        for i, (n, c) in enumerate(costs.items()):
-            a, rf = c.get("answering"), c["refresh"]
-            if a and "queries_per_s" in a:
-                served = f"{m['name']}, {'the floor' if a['bound'] == 'floor' else 'the volume'} decides"
-                qps, busy, reps = f"{a['queries_per_s']:.3g}", f"{a['busy_hours']:,.1f}", f"{a['replicas']:.2f}"
-            elif a:
-                served = (f"endpoint {(models.get(n) or {}).get('name')} (per token)"
-                          if (models.get(n) or {}).get("backend") == "openai" else f"hosted {a['model']} (per token)")
-                qps = busy = reps = "–"
-                if c.get("retrieval"):
-                    r = c["retrieval"]
-                    served += f" + retrieval on {m['name']}"
-                    qps, busy = f"{r['queries_per_s']:.3g} (retrieval)", f"{r['busy_hours']:,.1f}"
-                    reps = f"{r['replicas']:.2f}"
-            elif (models.get(n) or {}).get("backend") == "openai":  # the reason is the paragraph above
-                served = f"endpoint {models[n].get('name')}: not priced (no hosted: price)"
-                qps = busy = reps = "–"
-            else:
-                served, qps, busy, reps = "not priced: " + (c.get("missing") or "?"), "–", "–", "–"
-            ans_text = fmt_usd(a["usd"] if a else None)
-            if a and c.get("retrieval"):
-                ans_text += f" + {fmt_usd(c['retrieval']['usd'])} retrieval"
-            refresh = (f"{fmt_usd(rf['usd'])} ({rf['per_month']:.2f} x {rf['seconds']:,.0f} s)"
-                       if rf["per_month"] and rf["seconds"] else "$0")
-            per_c = c.get("per_correct_usd")
-            body.append([n + (" (recommended)" if n == part.chosen else "")]
-                        + [part.models.get(n, "")] * bool(part.models) + [served, qps, busy, reps, ans_text,
-                         refresh, fmt_usd(c.get("total_usd")), fmt_usd(c.get("per_query_usd")),
-                         fmt_usd(per_c) if per_c is not None
-                         else ("no correct answers" if c.get("accuracy") == 0 else "–"),
-                         fmt_usd(c.get("one_time_usd"))])
-            if n == part.chosen:
-                mark.add(i)
-        doc.table(head, body, mark=mark)
+        body = [_cost_row(part, n, c, m, models.get(n) or {}) for n, c in costs.items()]
+        doc.table(head, body, mark={i for i, n in enumerate(costs) if n == part.chosen})
         batch = next((f.get("batch_size") for f in facts.values() if f and f.get("batch_size")), None)
         doc.p("Throughput: queries answered per second of answering wall time in the batched run"
               + (f" (generation batch {batch})" if batch else "") + ", not 1 / latency. Busy hours = queries / "
@@ -413,6 +363,62 @@ def cost(doc: Doc, part: Part) -> None:
         doc.ul(f"{n}: " + " ".join(c.get("describe") or []) for n, c in costs.items())
         doc.end_details()
     _deployments(doc, part, costs, m)
+
+
+def _pricing_basis(part: Part, m: dict) -> str:
+    """The machine, volume, replica floor, utilization and refresh every monthly cost stands on, in words."""
+    dc = part.decision
+    spec = ", ".join(x for x in (f"{m['vcpus']} vCPU" if m.get("vcpus") else "",
+                                 f"{m['gpus']} GPU" if m.get("gpus") else "",
+                                 f"{m['memory_gb']:g} GB RAM" if m.get("memory_gb") else "",
+                                 f"{m['gpu_memory_gb']:g} GB GPU memory" if m.get("gpu_memory_gb") else "") if x)
+    prices = part.results["analysis"]["prices"]
+    floor = ("no replica is kept on when idle (scale to zero: only busy time / utilization is paid)"
+             if not dc.min_replicas else f"{dc.min_replicas:g} replica{'s are' if dc.min_replicas != 1 else ' is'} "
+             f"always on ({dc.min_replicas:g} x {dc.hours_per_month:g} h x ${m['usd_per_hour']:g}/h = "
+             f"{fmt_usd(dc.min_replicas * dc.hours_per_month * m['usd_per_hour'])} a month, paid even with no traffic)")
+    return (f"Each strategy is priced as its own deployment on **{m['name']}** (${m['usd_per_hour']:g}/hour"
+            + (f"; {spec}" if spec else "") + f"; from {Path(prices['source']).name}), the machine the run's "
+            f"timings stand for. At {dc.monthly_queries:,} queries a month, {floor}; replicas are added for the "
+            f"volume at the measured throughput, sized for {dc.target_utilization:.0%} average utilization. "
+            + (f"A refresh every {dc.refresh_days:g} days re-runs the preparation (re-index and/or re-train) at its "
+               f"measured time." if dc.refresh_days else "No refresh: preparation is paid once (one-time $).")
+            + " Monthly $ = max(floor, busy hours / utilization x $/hour) + refreshes; $ per correct answer = "
+              "monthly $ / (queries x mean score).")
+
+
+def _cost_row(part: Part, n: str, c: dict, m: dict, model: dict) -> list[str]:
+    """One strategy's line of the serving-cost table; model: what answered it (decision's models entry)."""
+    a, rf = c.get("answering"), c["refresh"]
+    if a and "queries_per_s" in a:
+        served = f"{m['name']}, {'the floor' if a['bound'] == 'floor' else 'the volume'} decides"
+        qps, busy, reps = f"{a['queries_per_s']:.3g}", f"{a['busy_hours']:,.1f}", f"{a['replicas']:.2f}"
+    elif a:
+        served = (f"endpoint {model.get('name')} (per token)"
+                  if model.get("backend") == "openai" else f"hosted {a['model']} (per token)")
+        qps = busy = reps = "–"
+        if c.get("retrieval"):
+            r = c["retrieval"]
+            served += f" + retrieval on {m['name']}"
+            qps, busy = f"{r['queries_per_s']:.3g} (retrieval)", f"{r['busy_hours']:,.1f}"
+            reps = f"{r['replicas']:.2f}"
+    elif model.get("backend") == "openai":  # the reason is the paragraph above
+        served = f"endpoint {model.get('name')}: not priced (no hosted: price)"
+        qps = busy = reps = "–"
+    else:
+        served, qps, busy, reps = "not priced: " + (c.get("missing") or "?"), "–", "–", "–"
+    ans_text = fmt_usd(a["usd"] if a else None)
+    if a and c.get("retrieval"):
+        ans_text += f" + {fmt_usd(c['retrieval']['usd'])} retrieval"
+    refresh = (f"{fmt_usd(rf['usd'])} ({rf['per_month']:.2f} x {rf['seconds']:,.0f} s)"
+               if rf["per_month"] and rf["seconds"] else "$0")
+    per_c = c.get("per_correct_usd")
+    return ([n + (" (recommended)" if n == part.chosen else "")]
+            + [part.models.get(n, "")] * bool(part.models) + [served, qps, busy, reps, ans_text,
+             refresh, fmt_usd(c.get("total_usd")), fmt_usd(c.get("per_query_usd")),
+             fmt_usd(per_c) if per_c is not None
+             else ("no correct answers" if c.get("accuracy") == 0 else "–"),
+             fmt_usd(c.get("one_time_usd"))])
 
 
 def _hosted(doc: Doc, part: Part, hosted: dict, hosted_for: list, m: dict) -> None:
