@@ -103,17 +103,7 @@ def compare(base: tuple[dict, list[dict], Path], cur: tuple[dict, list[dict], Pa
     # a strategy whose lines carry no results.json cell (external {id, output} lines) counts as ok
     b_status = _status(b_res, b_by, any_ok=True)
     c_status = _status(c_res, c_by, any_ok=False)
-    b_benches = {b for b, _ in b_status} | {b["name"] for b in b_res["benchmarks"]}
-    c_benches = {b for b, _ in c_status} | {b["name"] for b in c_res["benchmarks"]}
-    if not b_benches & c_benches:
-        raise HarnessError(f"different benchmarks: baseline {b_path} ran {', '.join(sorted(b_benches)) or 'none'}, "
-                           f"current {c_path} ran {', '.join(sorted(c_benches)) or 'none'}")
-    b_data = {b["name"]: b.get("data_sha256") for b in b_res["benchmarks"]}
-    c_data = {b["name"]: b.get("data_sha256") for b in c_res["benchmarks"]}
-    for name in sorted(b_benches & c_benches):
-        if b_data.get(name) != c_data.get(name):
-            raise HarnessError(f"benchmark {name!r} differs between the runs (data sha256 {str(b_data[name])[:12]} "
-                               f"against {str(c_data[name])[:12]}): the questions are not the same")
+    c_benches = _comparable_benchmarks(base, cur, b_status, c_status)
     price = {id(b_res): b_res.get("pricing", {}).get("usd_per_hour", 0.0),
              id(c_res): c_res.get("pricing", {}).get("usd_per_hour", 0.0)}
     checks = []
@@ -121,41 +111,10 @@ def compare(base: tuple[dict, list[dict], Path], cur: tuple[dict, list[dict], Pa
     for bench, strat in groups:
         chk = Check(bench, strat)
         checks.append(chk)
-        if b_status[(bench, strat)] != "ok":
-            chk.status = "skipped"
-            chk.reasons.append("the baseline has no result for it (failed or unfinished): not gated")
-            continue
-        if bench not in c_benches:
-            chk.fail(f"benchmark {bench} is missing from the current run")
-            continue
-        if (bench, strat) not in c_status:
-            chk.fail("strategy missing from the current run")
-            continue
-        if c_status[(bench, strat)] != "ok":
-            chk.fail(c_status[(bench, strat)])
+        if not _both_answered(chk, b_status, c_status, c_benches):
             continue
         b_q, c_q = b_by.get((bench, strat), {}), c_by.get((bench, strat), {})
-        shared = sorted(set(b_q) & set(c_q), key=str)
-        if not shared:
-            raise HarnessError(f"{strat} on {bench}: the runs share no question ids (with the same seed); "
-                               f"nothing to compare")
-        try:
-            cur_v = [float(c_q[k][metric]) for k in shared]
-            base_v = [float(b_q[k][metric]) for k in shared]
-        except (KeyError, TypeError, ValueError):
-            stored = metrics.get_metric(metric).stored
-            why = f" (computed by a model during `harness run --metrics {metric}`)" if stored else ""
-            raise HarnessError(f"{strat} on {bench}: predictions.jsonl rows lack a numeric {metric!r}{why}") from None
-        chk.n = len(shared)
-        chk.baseline, chk.current = sum(base_v) / len(shared), sum(cur_v) / len(shared)
-        chk.diff = metrics.paired_bootstrap_diff(cur_v, base_v, n_boot=N_BOOT, seed=SEED)
-        chk.changed = sum(c_q[k]["output"] != b_q[k]["output"] for k in shared)
-        missing = len(set(b_q) - set(c_q))
-        if missing:
-            chk.fail(f"{missing} of the baseline's {len(b_q)} questions have no answer in the current run")
-        if chk.diff["low"] < -margin:
-            chk.fail(f"{metric} may have dropped by more than {margin:g}: {chk.diff['mean']:+.3f} "
-                     f"[{chk.diff['low']:+.3f}, {chk.diff['high']:+.3f}]")
+        shared = _check_quality(chk, b_q, c_q, metric, margin)
         lat = "--max-latency-ratio" if max_latency_ratio else None
         c_lat = _need(_usage(c_q, shared, "latency_seconds"), lat, c_q, shared, "latency_seconds", c_path)
         b_lat = _need(_usage(b_q, shared, "latency_seconds"), lat, b_q, shared, "latency_seconds", b_path)
@@ -174,6 +133,70 @@ def compare(base: tuple[dict, list[dict], Path], cur: tuple[dict, list[dict], Pa
     for bench, strat in sorted(set(c_status) - set(groups)):
         checks.append(Check(bench, strat, status="skipped", reasons=["new in the current run: no baseline"]))
     return checks
+
+
+def _comparable_benchmarks(base: tuple, cur: tuple, b_status: dict, c_status: dict) -> set[str]:
+    """The current run's benchmarks, after checking that the runs share one and that every shared one has
+    the same data in both (exit 2 otherwise)."""
+    (b_res, _, b_path), (c_res, _, c_path) = base, cur
+    b_benches = {b for b, _ in b_status} | {b["name"] for b in b_res["benchmarks"]}
+    c_benches = {b for b, _ in c_status} | {b["name"] for b in c_res["benchmarks"]}
+    if not b_benches & c_benches:
+        raise HarnessError(f"different benchmarks: baseline {b_path} ran {', '.join(sorted(b_benches)) or 'none'}, "
+                           f"current {c_path} ran {', '.join(sorted(c_benches)) or 'none'}")
+    b_data = {b["name"]: b.get("data_sha256") for b in b_res["benchmarks"]}
+    c_data = {b["name"]: b.get("data_sha256") for b in c_res["benchmarks"]}
+    for name in sorted(b_benches & c_benches):
+        if b_data.get(name) != c_data.get(name):
+            raise HarnessError(f"benchmark {name!r} differs between the runs (data sha256 {str(b_data[name])[:12]} "
+                               f"against {str(c_data[name])[:12]}): the questions are not the same")
+    return c_benches
+
+
+def _both_answered(chk: Check, b_status: dict, c_status: dict, c_benches: set[str]) -> bool:
+    """Whether both runs have results for chk's strategy; if not, chk is skipped (no baseline result) or
+    failed (missing or failed in the current run)."""
+    key = (chk.benchmark, chk.strategy)
+    if b_status[key] != "ok":
+        chk.status = "skipped"
+        chk.reasons.append("the baseline has no result for it (failed or unfinished): not gated")
+    elif chk.benchmark not in c_benches:
+        chk.fail(f"benchmark {chk.benchmark} is missing from the current run")
+    elif key not in c_status:
+        chk.fail("strategy missing from the current run")
+    elif c_status[key] != "ok":
+        chk.fail(c_status[key])
+    else:
+        return True
+    return False
+
+
+def _check_quality(chk: Check, b_q: dict, c_q: dict, metric: str, margin: float) -> list:
+    """The paired difference of the metric on the questions both runs answered (returned), and a failure when
+    it may have dropped by more than the margin or when baseline questions went unanswered."""
+    bench, strat = chk.benchmark, chk.strategy
+    shared = sorted(set(b_q) & set(c_q), key=str)
+    if not shared:
+        raise HarnessError(f"{strat} on {bench}: the runs share no question ids (with the same seed); "
+                           f"nothing to compare")
+    try:
+        cur_v = [float(c_q[k][metric]) for k in shared]
+        base_v = [float(b_q[k][metric]) for k in shared]
+    except (KeyError, TypeError, ValueError):
+        stored = metrics.get_metric(metric).stored
+        why = f" (computed by a model during `harness run --metrics {metric}`)" if stored else ""
+        raise HarnessError(f"{strat} on {bench}: predictions.jsonl rows lack a numeric {metric!r}{why}") from None
+    chk.n = len(shared)
+    chk.baseline, chk.current = sum(base_v) / len(shared), sum(cur_v) / len(shared)
+    chk.diff = metrics.paired_bootstrap_diff(cur_v, base_v, n_boot=N_BOOT, seed=SEED)
+    chk.changed = sum(c_q[k]["output"] != b_q[k]["output"] for k in shared)
+    missing = len(set(b_q) - set(c_q))
+    if missing:
+        chk.fail(f"{missing} of the baseline's {len(b_q)} questions have no answer in the current run")
+    if chk.diff["low"] < -margin:
+        chk.fail(f"{metric} may have dropped by more than {margin:g}: {chk.diff['mean']:+.3f} "
+                 f"[{chk.diff['low']:+.3f}, {chk.diff['high']:+.3f}]")
+    return shared
 
 
 def _status(res: dict, by: dict, any_ok: bool) -> dict[tuple, str]:
