@@ -205,6 +205,19 @@ def model_card(results: dict, cell: dict, name: str, kind: str, folder: Path, sh
               f"train limit {(results.get('config') or {}).get('train_limit') or 'none'}", ""]
     if p.get("phases"):
         lines.insert(-1, "- phases: " + ", ".join(f"{x['task']} ({x['examples']})" for x in p["phases"]))
+    settings = _training_settings(cell)
+    lines += ["## Training settings", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in settings if v is not None]
+    lines += ["", "## Base model", "", f"- `{name}`; the harness ran `{model.get('name')}`, weights sha256 "
+              f"`{model.get('content_sha256')}`" + (f", from {model['source']}" if model.get("source") else ""), ""]
+    lines += ["## Use", ""] + _use(kind, name, shown, strategy, folder)
+    lines += _prompt(cell, bench)
+    return "\n".join(lines)
+
+
+def _training_settings(cell: dict) -> list[tuple[str, object]]:
+    """The card's training-settings rows (a None value is left out)."""
+    p = cell.get("prepare") or {}
     settings = [("method", p.get("method")), ("peft type", p.get("peft_type")),
                 ("options", json.dumps(cell.get("config"), sort_keys=True)),
                 ("trainable / total parameters", f"{p.get('trainable_params'):,} / {p.get('total_params'):,}"
@@ -222,37 +235,38 @@ def model_card(results: dict, cell: dict, name: str, kind: str, folder: Path, sh
         measured = mem.get("measured") or {}
         seen = measured.get("rise_gpu_mb", measured.get("rise_rss_mb"))
         settings.append(("memory: estimate / measured rise (MB)", f"{mem['estimate'].get('total_mb')} / {_fmt(seen)}"))
-    lines += ["## Training settings", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in settings if v is not None]
-    lines += ["", "## Base model", "", f"- `{name}`; the harness ran `{model.get('name')}`, weights sha256 "
-              f"`{model.get('content_sha256')}`" + (f", from {model['source']}" if model.get("source") else ""), ""]
-    lines += ["## Use", ""]
+    return settings
+
+
+def _use(kind: str, name: str, shown: str, strategy: str, folder: Path) -> list[str]:
+    """How to load and serve the export: with peft on the base model (adapters), or alone."""
     if kind == "adapter":
-        lines += ["```python", "from peft import PeftModel",
-                  "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-                  f'base = AutoModelForCausalLM.from_pretrained("{name}")',
-                  f'model = PeftModel.from_pretrained(base, "{shown}")  # this folder',
-                  f'tokenizer = AutoTokenizer.from_pretrained("{name}")', "```", "",
-                  "Served with vLLM's LoRA support (LoRA adapters only), then queried through any "
-                  "OpenAI-compatible client under the adapter's name:", "", "```",
-                  f"vllm serve {name} --enable-lora --lora-modules {strategy}={shown}"
-                  + (f" --max-lora-rank {_lora_rank(folder)}" if _lora_rank(folder) > 16 else ""), "```"]
-    else:
-        lines += ["```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-                  f'model = AutoModelForCausalLM.from_pretrained("{shown}")  # this folder',
-                  f'tokenizer = AutoTokenizer.from_pretrained("{shown}")', "```", "",
-                  f"Served with vLLM: `vllm serve {shown}`."]
+        return ["```python", "from peft import PeftModel",
+                "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+                f'base = AutoModelForCausalLM.from_pretrained("{name}")',
+                f'model = PeftModel.from_pretrained(base, "{shown}")  # this folder',
+                f'tokenizer = AutoTokenizer.from_pretrained("{name}")', "```", "",
+                "Served with vLLM's LoRA support (LoRA adapters only), then queried through any "
+                "OpenAI-compatible client under the adapter's name:", "", "```",
+                f"vllm serve {name} --enable-lora --lora-modules {strategy}={shown}"
+                + (f" --max-lora-rank {_lora_rank(folder)}" if _lora_rank(folder) > 16 else ""), "```"]
+    return ["```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+            f'model = AutoModelForCausalLM.from_pretrained("{shown}")  # this folder',
+            f'tokenizer = AutoTokenizer.from_pretrained("{shown}")', "```", "",
+            f"Served with vLLM: `vllm serve {shown}`."]
+
+
+def _prompt(cell: dict, bench: dict) -> list[str]:
+    """How the harness asked the questions behind the figures: with retrieved chunks, or closed-book."""
     if cell.get("retrieval"):  # lora-rag, raft: the figures above are with retrieved context
         k = (cell.get("config") or {}).get("k")
-        lines += ["", "## Prompt", "", f"The harness answered with the top {k or 'k'} chunks of the benchmark's "
-                  "documents retrieved for each question (MiniLM + FAISS) before it, in the RAG prompt of its task "
-                  "type: this model alone, asked closed-book, does not reproduce the figures above.", ""]
-    else:
-        system = _system_prompt(str(cell.get("benchmark")), str(bench.get("task")))
-        lines += ["", "## Prompt", "", "The harness asked each question closed-book through the model's chat template"
-                  + (f", with the system prompt `{system}` and the question as the user turn" if system else "")
-                  + "; the same messages give the answers measured above.", ""]
-    return "\n".join(lines)
+        return ["", "## Prompt", "", f"The harness answered with the top {k or 'k'} chunks of the benchmark's "
+                "documents retrieved for each question (MiniLM + FAISS) before it, in the RAG prompt of its task "
+                "type: this model alone, asked closed-book, does not reproduce the figures above.", ""]
+    system = _system_prompt(str(cell.get("benchmark")), str(bench.get("task")))
+    return ["", "## Prompt", "", "The harness asked each question closed-book through the model's chat template"
+            + (f", with the system prompt `{system}` and the question as the user turn" if system else "")
+            + "; the same messages give the answers measured above.", ""]
 
 
 def _system_prompt(benchmark: str, task: str) -> str | None:
