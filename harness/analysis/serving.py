@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.core.errors import ConfigError
+from harness.core.errors import ConfigError, from_fields
 from harness.core.paths import DEFAULT_PRICES
 
 DAYS_PER_MONTH = 365.25 / 12        # 30.44: the mean month, so a monthly figure times 12 is a year
@@ -294,11 +294,7 @@ class Facts:
     def of(cls, value: Facts | Mapping) -> Facts:
         if isinstance(value, Facts):
             return value
-        known = {f for f in cls.__dataclass_fields__}
-        bad = sorted(set(value) - known)
-        if bad:
-            raise ConfigError(f"unknown fact(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
-        return cls(**value)
+        return from_fields(cls, value, "unknown fact(s)")
 
     @property
     def refresh_seconds(self) -> float:
@@ -846,7 +842,8 @@ def facts_from_cell(cell: Mapping, results: Mapping, *, embedder_bytes: int = 0)
                  retrieval_queries_per_s=(1.0 / ret) if ret else None)
 
 
-def _usd(x: float) -> str:
+def usd(x: float) -> str:
+    """$1,234.56 from a dollar up (and $0.00); three significant digits below a dollar ($0.000621)."""
     if x >= 1 or x == 0:
         return f"${x:,.2f}"
     return f"${x:.{max(4, 2 - math.floor(math.log10(x)))}f}"  # three significant digits below a dollar
@@ -860,27 +857,27 @@ def describe(c: MonthlyCost) -> list[str]:
     if isinstance(a, Capacity):
         out.append(f"Answering: {ld.monthly_queries:,.0f} queries at {a.queries_per_s:.3g} queries/s per replica "
                    f"= {a.busy_hours:,.2f} busy hours; at {a.target_utilization:.0%} target utilization that is "
-                   f"{a.busy_hours / a.target_utilization:,.2f} machine-hours ({_usd(a.load_usd)}) against a floor of "
-                   f"{a.min_replicas:g} replica(s) x {a.hours_per_month:g} h ({_usd(a.floor_usd)}) on {c.machine} at "
-                   f"${c.usd_per_hour:g}/h: {_usd(a.usd)} ({a.replicas:.3g} replica(s) on average, "
+                   f"{a.busy_hours / a.target_utilization:,.2f} machine-hours ({usd(a.load_usd)}) against a floor of "
+                   f"{a.min_replicas:g} replica(s) x {a.hours_per_month:g} h ({usd(a.floor_usd)}) on {c.machine} at "
+                   f"${c.usd_per_hour:g}/h: {usd(a.usd)} ({a.replicas:.3g} replica(s) on average, "
                    f"{'the volume' if a.bound == 'load' else 'the floor'} decides).")
     elif isinstance(a, Tokens):
         out.append(f"Answering (hosted {a.model}): {ld.monthly_queries:,.0f} queries x ({a.prompt_tokens:,.1f} prompt "
                    f"tokens x ${a.input_usd_per_1m:g}/1M + {a.output_tokens:,.1f} output tokens x "
-                   f"${a.output_usd_per_1m:g}/1M) = {_usd(a.usd)}.")
+                   f"${a.output_usd_per_1m:g}/1M) = {usd(a.usd)}.")
     if c.retrieval is not None:
         r = c.retrieval
         out.append(f"Retrieval machine: {r.busy_hours:,.2f} busy hours at {r.queries_per_s:.3g} queries/s: "
-                   f"{_usd(r.usd)}.")
+                   f"{usd(r.usd)}.")
     rf = c.refresh
     if rf.per_month and rf.seconds:
         out.append(f"Refresh: every {rf.refresh_days:g} day(s) = {rf.per_month:.2f} a month x {rf.seconds:,.0f} s x "
-                   f"${rf.usd_per_hour:g}/h = {_usd(rf.usd)}.")
+                   f"${rf.usd_per_hour:g}/h = {usd(rf.usd)}.")
     if c.total_usd is None:
         out.append(f"No monthly total: {c.missing}.")
     else:
         pc = ("infinite (no correct answers)" if c.per_correct_usd == math.inf else
-              _usd(c.per_correct_usd) if c.per_correct_usd is not None else "not computed (accuracy not given)")
-        pq = _usd(c.per_query_usd) if c.per_query_usd is not None else "not computed (no queries)"
-        out.append(f"Monthly {_usd(c.total_usd)}; per query {pq}; per correct answer {pc}.")
+              usd(c.per_correct_usd) if c.per_correct_usd is not None else "not computed (accuracy not given)")
+        pq = usd(c.per_query_usd) if c.per_query_usd is not None else "not computed (no queries)"
+        out.append(f"Monthly {usd(c.total_usd)}; per query {pq}; per correct answer {pc}.")
     return out

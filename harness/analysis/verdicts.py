@@ -52,7 +52,7 @@ import numpy as np
 from harness.analysis import serving
 from harness.analysis.serving import HOURS_PER_MONTH, MIN_REPLICAS, TARGET_UTILIZATION
 from harness.analysis.serving import moving_parts as kind_moving_parts
-from harness.core.errors import ConfigError
+from harness.core.errors import ConfigError, from_fields
 
 ALPHA = 0.05
 Z = 1.959963984540054       # two-sided 95%: the interval's z
@@ -102,13 +102,7 @@ class DecisionConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping | None, where: str = "decision") -> DecisionConfig:
-        values = dict(values or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known, key=str)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; "
-                              f"known: {', '.join(sorted(known))}")
-        return cls(**values)
+        return from_fields(cls, dict(values or {}), f"{where}: unknown key(s)")
 
 
 def _num(v) -> bool:
@@ -289,11 +283,7 @@ class Candidate:
     def of(cls, value: Candidate | Mapping) -> Candidate:
         if isinstance(value, Candidate):
             return value
-        known = set(cls.__dataclass_fields__)
-        bad = sorted(set(value) - known)
-        if bad:
-            raise ConfigError(f"unknown candidate field(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
-        return cls(**value)
+        return from_fields(cls, value, "unknown candidate field(s)")
 
     @property
     def parts(self) -> int:
@@ -415,9 +405,7 @@ def _usd(x: float | None) -> str:
         return "not priced"
     if x == math.inf:
         return "infinite (no correct answers)"
-    if x >= 1 or x == 0:
-        return f"${x:,.2f}"
-    return f"${x:.{max(4, 2 - math.floor(math.log10(x)))}f}"  # three significant digits below a dollar
+    return serving.usd(x)
 
 
 def _ci(e: Estimate) -> str:

@@ -32,19 +32,24 @@ def _usage(g, wall: float, n: int, r: float) -> Usage:
                  retrieval_seconds=r, latency_seconds=g.latency_s + g.retry_wait_s + r)
 
 
+def _timed(ctx, em, total: int, desc: str, call):
+    """call(on_result) to the endpoint behind a progress bar of `total` queries: (its results, wall seconds)."""
+    bar = tqdm(total=total, desc=f"{desc} ({em.config.name})", unit="q", disable=not ctx.progress, leave=False)
+    t0 = time.perf_counter()
+    try:
+        out = call(bar.update)
+    finally:
+        bar.close()
+    return out, time.perf_counter() - t0
+
+
 def answer_served(ctx, examples: Sequence[Example], messages: Sequence[list[dict]], *,
                   retrieval_seconds: Sequence[float] | None = None, traces: Sequence[dict] | None = None,
                   desc: str = "answering") -> list[Prediction]:
     """Greedy answers from the endpoint, cut at the first line as the local decoder cuts them."""
     em = ctx.runtime.ready()
-    bar = tqdm(total=len(messages), desc=f"{desc} ({em.config.name})", unit="q", disable=not ctx.progress,
-               leave=False)
-    t0 = time.perf_counter()
-    try:
-        gens = em.chat(messages, ctx.max_new_tokens, on_result=bar.update)
-    finally:
-        bar.close()
-    wall = time.perf_counter() - t0
+    gens, wall = _timed(ctx, em, len(messages), desc,
+                        lambda done: em.chat(messages, ctx.max_new_tokens, on_result=done))
     n = max(len(examples), 1)
     preds = []
     for i, (ex, g) in enumerate(zip(examples, gens)):
@@ -64,14 +69,8 @@ def choose_served(ctx, examples: Sequence[Example], messages: Sequence[list[dict
         if not ex.choices:
             raise StrategyFailed(f"multiple-choice question {ex.id!r} has no choices")
     em = ctx.runtime.ready()
-    bar = tqdm(total=len(messages), desc=f"{desc} ({em.config.name})", unit="q", disable=not ctx.progress,
-               leave=False)
-    t0 = time.perf_counter()
-    try:
-        picks = em.choose(messages, [list(ex.choices) for ex in examples], on_result=bar.update)
-    finally:
-        bar.close()
-    wall = time.perf_counter() - t0
+    options = [list(ex.choices) for ex in examples]
+    picks, wall = _timed(ctx, em, len(messages), desc, lambda done: em.choose(messages, options, on_result=done))
     n = max(len(examples), 1)
     preds = []
     for i, (ex, c) in enumerate(zip(examples, picks)):

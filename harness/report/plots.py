@@ -46,6 +46,13 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _png_legend_right(fig, ax) -> bytes:
+    """A light grid, the legend outside on the right (long strategy names never cover the data), as PNG."""
+    ax.grid(alpha=.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, .5), frameon=False)
+    return _png(fig)
+
+
 def _frontier(points: list[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats on both axes (lower x, higher y), sorted by x."""
     order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
@@ -99,9 +106,7 @@ def pareto(entries: list[dict], xkey: str, xlabel: str, ylabel: str, logx: bool 
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"${v:,.2f}" if v >= 10 else f"${v:.3g}"))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.grid(alpha=.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, .5), frameon=False)
-    return _png(fig)
+    return _png_legend_right(fig, ax)
 
 
 def curve_at(curve: dict, q: float) -> float:
@@ -138,9 +143,7 @@ def break_even(curves: dict[str, dict], monthly_queries: float, volumes, chosen:
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _compact(v, "$")))
     ax.set_xlabel("queries per month")
     ax.set_ylabel("$ per month (serving + refreshes)")
-    ax.grid(alpha=.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, .5), frameon=False)
-    return _png(fig)
+    return _png_legend_right(fig, ax)
 
 
 def latency(split: dict[str, tuple[list[float], list[float]]]) -> bytes:
@@ -194,9 +197,7 @@ def losses(curves: dict[str, dict]) -> bytes:
             ax.plot(xs, ev, "s", color=color, ms=6, mec="black", label=_t(f"{name} (held-out)"))
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (answer tokens)")
-    ax.grid(alpha=.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, .5), frameon=False)
-    return _png(fig)
+    return _png_legend_right(fig, ax)
 
 
 def retrieval(diag: dict[str, dict], metric_label: str) -> bytes:
