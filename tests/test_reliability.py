@@ -108,6 +108,7 @@ BAD_CONFIGS = [
     pytest.param("seed: 1\nseeds: [2]\n", 2, ["either"], id="both seed and seeds"),
     pytest.param("strategies:\n  rag: 3\n", 2, ["mapping"], id="strategy options not a mapping"),
     pytest.param("device: tpu\n", 1, ["device"], id="unknown device"),
+    pytest.param("judge: {1: 2}\n", 1, ["judge: unknown key(s) 1", "rubric"], id="judge key that is a number"),
 ]
 
 
