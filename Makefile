@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 HARNESS_FLAGS ?=
 
-.PHONY: demo test install dev bench examples clean-venv
+.PHONY: demo test lint install dev bench examples clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ demo: install
 
 test: dev
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_FLAGS)
+
+# ruff with pyproject's rules (E, F, I; lines up to 120 characters) over all the Python we ship; a separate
+# target, not part of `make test`.
+lint: dev
+	$(BIN)/ruff check harness tests bench
 
 # reports/example-endpoint (configs/example-endpoint.yaml: an endpoint model beside a local one) is rebuilt from its
 # own records with configs/prices-endpoint.yaml; making its records needs a server (the config says how).

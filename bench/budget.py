@@ -77,7 +77,8 @@ def main(argv=None) -> int:
             if args.only and not name.startswith(args.only):
                 continue
             wall, peak, res = run_one(flags, env, Path(tmp) / f"run{i}")
-            stages = {c["strategy"]: round(c.get("prepare", {}).get("wall_s", 0) + c.get("answer", {}).get("wall_s", 0), 1)
+            stages = {c["strategy"]: round(c.get("prepare", {}).get("wall_s", 0)
+                                           + c.get("answer", {}).get("wall_s", 0), 1)
                       for c in res["cells"]}
             rows.append((name, wall, budget, peak, stages))
             print(f"{name}: {wall:.0f} s of a {budget} s budget (ratio {wall / budget:.2f}), "

@@ -110,8 +110,10 @@ def measure(opts: Options) -> dict:
         cond["agree_with_lm_eval"] = sum(a == b.strip() for a, b in zip(ours, outputs["lm-eval"])) / len(texts)
         cond["agree_with_plain"] = sum(a == b.strip() for a, b in zip(ours, outputs["plain"])) / len(texts)
         cond["padded_prompt_positions"] = {
-            "length-sorted": padded_positions(lengths, length_batches([[0] * n for n in lengths], BATCH, rt.max_batch_tokens)),
-            "file order": padded_positions(lengths, [list(range(b, min(b + BATCH, len(texts)))) for b in range(0, len(texts), BATCH)]),
+            "length-sorted": padded_positions(lengths, length_batches([[0] * n for n in lengths], BATCH,
+                                                                      rt.max_batch_tokens)),
+            "file order": padded_positions(lengths, [list(range(b, min(b + BATCH, len(texts))))
+                                                     for b in range(0, len(texts), BATCH)]),
         }
         out[name] = cond
     return out

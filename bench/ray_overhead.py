@@ -65,7 +65,8 @@ def main(argv=None) -> int:
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; {n} zero-shot cells, tiny model")
     print(f"ray.init(num_cpus=2) local cluster start: {start:.1f} s   shutdown: {stop:.1f} s")
     print(f"local executor:                {local:6.1f} s  ({local / n:.1f} s/cell)")
-    print(f"ray, 1 cell at a time:         {serial:6.1f} s  ({serial / n:.1f} s/cell; +{(serial - local) / n:.1f} s/cell)")
+    print(f"ray, 1 cell at a time:         {serial:6.1f} s  ({serial / n:.1f} s/cell; "
+          f"+{(serial - local) / n:.1f} s/cell)")
     print(f"ray, again, workers warm:      {warm:6.1f} s  ({warm / n:.2f} s/cell)")
     print(f"ray, 2 at a time:              {parallel:6.1f} s  ({parallel / n:.1f} s/cell)")
     print(f"ray, every cell in the store:  {skipped:6.1f} s  (nothing submitted)")

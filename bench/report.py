@@ -48,14 +48,16 @@ def headline(results: dict) -> list[dict]:
     t = m.get("training")
     if t:
         for k in ("lora", "full"):
-            rows.append(_row(f"training, {'LoRA r=16' if k == 'lora' else 'full fine-tuning'}: harness / plain loop tokens/s",
+            method = "LoRA r=16" if k == "lora" else "full fine-tuning"
+            rows.append(_row(f"training, {method}: harness / plain loop tokens/s",
                              ratio(t[k]["harness_tokens_per_s"], t[k]["plain_tokens_per_s"]), ">= 1.0",
                              f"{t['examples']} examples, batch {t['batch_size']}; peak RSS "
                              f"{t[k]['harness_peak_rss_mb']:.0f} / {t[k]['plain_peak_rss_mb']:.0f} MB"))
     e = m.get("embedding")
     if e:
         rows.append(_row("embedding: harness Index.build / bare encode docs/s",
-                         ratio(e["embed"]["harness Index.build"]["docs_per_s"], e["embed"]["bare encode"]["docs_per_s"]),
+                         ratio(e["embed"]["harness Index.build"]["docs_per_s"],
+                               e["embed"]["bare encode"]["docs_per_s"]),
                          ">= 0.95", f"{e['chunks']} chunks"))
     sc = m.get("scaling")
     if sc:
@@ -98,7 +100,8 @@ def markdown(results: dict) -> str:
                   "(other jobs shared the machine). Absolute seconds are unreliable; the ratios below compare "
                   "runs interleaved in the same process, so both sides saw the same load.", ""]
     if results["mode"] != "full":
-        lines += [f"This is a {results['mode']} run: smaller counts, fewer repetitions; read the figures as a smoke test.", ""]
+        lines += [f"This is a {results['mode']} run: smaller counts, fewer repetitions; read the figures as a "
+                  "smoke test.", ""]
     lines += ["Every figure is a ratio of runs measured in the same process, interleaved (A, B, A, B); the value is "
               "the median over repetitions, with min and max.", "",
               "| figure | median | min | max | runs | target | notes |", "|---|---|---|---|---|---|---|"]

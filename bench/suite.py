@@ -66,7 +66,8 @@ def machine() -> dict:
     except (OSError, StopIteration):
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "torch": torch.__version__, "python": platform.python_version()}
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "torch": torch.__version__,
+            "python": platform.python_version()}
 
 
 def git_commit() -> str | None:
@@ -122,7 +123,8 @@ def main(argv=None) -> int:
     opts = Options(model=args.model, benchmark=args.benchmark, device=args.device, reps=reps, scale=scale,
                    dry_run=args.dry_run, bf16=args.bf16)
     mode = "dry-run" if args.dry_run else "quick" if args.quick else "full"
-    results = {"schema_version": 1, "mode": mode, "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    results = {"schema_version": 1, "mode": mode, "started": started,
                "git_commit": git_commit(), "machine": machine(), "options": dataclasses.asdict(opts),
                "measurements": {}}
     t_all = time.perf_counter()

@@ -43,7 +43,8 @@ def _columns_arg(value: str) -> dict:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("--columns: ")) from None
 
 
-EPILOG = """Bad input exits with status 2 and one line naming the file, line and problem; --debug shows the traceback."""
+EPILOG = ("Bad input exits with status 2 and one line naming the file, line and problem; "
+          "--debug shows the traceback.")
 
 
 def build_parser() -> argparse.ArgumentParser:

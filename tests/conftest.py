@@ -25,7 +25,8 @@ DOCS = [
     ("d2", "Pine Valley", "Pine Valley grows apples and pears. Its annual fair happens every October since 1950."),
     ("d3", "Orion Labs", "Orion Labs builds small satellites in Denver. Its founder is Raj Patel, an engineer."),
     ("d4", "Lake Mira", "Lake Mira is the deepest lake in the region, with a depth of 310 meters."),
-    ("d5", "Blue Note Cafe", "The Blue Note Cafe serves jazz every Friday. Its owner, Marta Ruiz, plays the saxophone."),
+    ("d5", "Blue Note Cafe",
+     "The Blue Note Cafe serves jazz every Friday. Its owner, Marta Ruiz, plays the saxophone."),
     ("d6", "Redwood School", "Redwood School has 420 students and was founded by the Miller family in 1898."),
 ]
 QUESTIONS = [

@@ -166,7 +166,8 @@ def test_scalar_seed_and_benchmark(tmp_path):
 
 
 def test_lists_become_tuples(tmp_path):
-    cfg = make_config(str(_yaml(tmp_path, "seeds: [1, 2]\nbenchmarks: [boolq, intents]\nstrategies: [rag, lora]\n")), {})
+    text = "seeds: [1, 2]\nbenchmarks: [boolq, intents]\nstrategies: [rag, lora]\n"
+    cfg = make_config(str(_yaml(tmp_path, text)), {})
     assert cfg.seeds == (1, 2) and cfg.benchmarks == ("boolq", "intents") and cfg.strategies == ("rag", "lora")
     assert cfg.options == {}
 

@@ -201,7 +201,8 @@ def test_bad_document_files_never_stop_the_corpus_from_loading(tmp_path):
     assert problems(root2)[0] == "documents: no documents: all 1 file skipped, see the list"
 
 
-@pytest.mark.reliability("bad input", "documents.jsonl + questions.jsonl with many faults: every problem listed with file:line")
+@pytest.mark.reliability("bad input", "documents.jsonl + questions.jsonl with many faults: every problem listed with "
+                                      "file:line")
 def test_broken_jsonl_folder_reports_every_problem(tmp_path):
     root = tmp_path / "broken"
     root.mkdir()

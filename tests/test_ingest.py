@@ -327,7 +327,8 @@ def test_text_and_single_part_files_keep_their_plain_ids(folder):
     docs, _ = load_documents(folder)
     by_id = {d.id: d for d in docs}
     assert by_id["notes"].text == "# not a heading in a text file\nPlain notes.\n"  # the text as it was
-    assert (by_id["single"].title, by_id["single"].text) == ("Setup guide", "# Setup guide\n\nRun the installer twice.\n")
+    assert (by_id["single"].title, by_id["single"].text) == ("Setup guide",
+                                                             "# Setup guide\n\nRun the installer twice.\n")
     assert (by_id["plain"].title, by_id["plain"].text) == ("", "No headings here.\n")
 
 
@@ -336,7 +337,8 @@ def test_top_level_text_and_markdown_load_as_the_corpus_loader_loads_them(tmp_pa
     (so their fingerprints, and the stage cache keyed on them, do not change)."""
     files = {"a.txt": "plain text\nwith lines\n", "b.md": "# Title\n\nBody text.\n", "c.md": "No heading\n",
              "d.md": "#hashtag first\n\nbody\n", "e.md": "# **Bold** title\n\nx\n",
-             "f.md": "  # Indented title\n\nbody\n", "g.txt": "windows\r\nlines\r\n", "i.md": "Setext\n======\n\nbody\n",
+             "f.md": "  # Indented title\n\nbody\n", "g.txt": "windows\r\nlines\r\n",
+             "i.md": "Setext\n======\n\nbody\n",
              "k.txt": "control \x07 character\n", "l.md": "# Only a heading\n"}
     for name, text in files.items():
         (tmp_path / name).write_bytes(text.encode())
@@ -376,7 +378,8 @@ def test_symlinks(tmp_path):
     docs, skipped = load_documents(d)
     assert sorted(x.id for x in docs) == ["linked", "real"]
     reasons = dict(skipped)
-    assert reasons["leak.txt"] == f"symlink leading outside the folder (to {(outside / 'secret.txt').resolve()}): refused"
+    outside_file = (outside / "secret.txt").resolve()
+    assert reasons["leak.txt"] == f"symlink leading outside the folder (to {outside_file}): refused"
     assert reasons["leakdir"].startswith("symlink leading outside the folder")
     assert reasons["again.txt"] == "symlink to real.txt, which is loaded under its own name"
     assert reasons["loop"] == "symlink to a folder: not followed"
@@ -662,7 +665,8 @@ def test_datasets_errors_name_split_and_row(tmp_path):
                           }).save_to_disk(tmp_path / "dd")
     with pytest.raises(ingest.QuestionTableError) as info:
         load_question_table(tmp_path / "dd")
-    assert info.value.problems == [(tmp_path / "dd", None, "split 'test' row 2: no answers (column 'answers' is empty)")]
+    assert info.value.problems == [(tmp_path / "dd", None,
+                                    "split 'test' row 2: no answers (column 'answers' is empty)")]
 
 
 def test_column_mapping_errors(tmp_path):

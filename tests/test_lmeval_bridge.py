@@ -17,7 +17,8 @@ from harness.lmeval.model import evaluate, harness_lm_class, prepare_strategy
 from harness.methods.prompts import Prompter
 
 MC_QUESTIONS = [
-    ("m1", "Who opened the Harbor City bridge?", ["Alice Stone", "Raj Patel", "Marta Ruiz"], "Alice Stone", "test", "d1"),
+    ("m1", "Who opened the Harbor City bridge?", ["Alice Stone", "Raj Patel", "Marta Ruiz"], "Alice Stone", "test",
+     "d1"),
     ("m2", "Where does Orion Labs build satellites?", ["Paris", "Denver", "Oslo"], "Denver", "test", "d3"),
     ("m3", "How deep is Lake Mira?", ["12 meters", "99 meters", "310 meters"], "310 meters", "test", "d4"),
     ("m4", "What does Marta Ruiz play?", ["piano", "saxophone"], "saxophone", "test", "d5"),
@@ -216,9 +217,11 @@ def test_forgetting_check_in_run_records(tiny_model, tiny_corpus, tmp_path):
     f = cells["lora"]["forgetting"]
     assert "error" not in f, f
     assert f["task"] == str(tiny_corpus) and f["metric"] == "f1" and f["n"] == 3
-    assert f["wall_s"] > 0 and 0 <= f["base"] <= 1 and 0 <= f["tuned"] <= 1 and f["delta"] == pytest.approx(f["tuned"] - f["base"])
+    assert f["wall_s"] > 0 and 0 <= f["base"] <= 1 and 0 <= f["tuned"] <= 1
+    assert f["delta"] == pytest.approx(f["tuned"] - f["base"])
     md = (run_dir / "report.md").read_text()
-    assert "### Forgetting" in md and next(ln for ln in md.splitlines() if ln.startswith("| lora |") and "%+.3f" % f["delta"] in ln)
+    assert "### Forgetting" in md
+    assert next(ln for ln in md.splitlines() if ln.startswith("| lora |") and "%+.3f" % f["delta"] in ln)
     # a rerun finds the cell, the check included, in the stage cache: same record, nothing recomputed
     again = run(dataclasses.replace(cfg, out=str(tmp_path / "again")), progress=False, log=lambda m: None)
     cells2 = {c["strategy"]: c for c in json.loads((again / "results.json").read_text())["cells"]}

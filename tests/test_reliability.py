@@ -348,7 +348,8 @@ def test_other_strategies_survive_faults(faulty_run):
 
 # A name with a path separator ('../../escaped') is refused by the corpus loader (tests/test_corpus.py);
 # one the loader lets through still becomes a plain, visible folder name.
-@rel("security", "a benchmark named '..escaped' in benchmark.json keeps its artifacts in a plain folder inside the run folder")
+@rel("security", "a benchmark named '..escaped' in benchmark.json keeps its artifacts in a plain folder inside the "
+                 "run folder")
 def test_benchmark_name_cannot_leave_the_run_folder(faulty_run):
     assert faulty_run.cells["zero-shot"]["benchmark"] == "..escaped"
     inside = [p for p in (faulty_run.dir / "artifacts").iterdir()]

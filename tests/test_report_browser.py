@@ -111,7 +111,8 @@ def _hostile_run(tmp_path: Path) -> Path:
     return run
 
 
-@pytest.mark.reliability("security", "<script>, <img onerror>, javascript: and <svg onload> in documents, questions, answers and names: shown as text in headless Chromium, nothing runs")
+@pytest.mark.reliability("security", "<script>, <img onerror>, javascript: and <svg onload> in documents, questions, "
+                                     "answers and names: shown as text in headless Chromium, nothing runs")
 def test_hostile_text_is_shown_and_runs_nothing(chromium, tmp_path):
     run = _hostile_run(tmp_path)
     write_reports(run)

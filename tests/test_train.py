@@ -11,7 +11,8 @@ def _pairs(rt, n=16):
     out = []
     for i in range(n):
         prompt = rt.encode_chat([{"role": "user", "content": f"What is code {i % 4}?"}])
-        target = rt.tokenizer(f"code {i % 4} is lake", add_special_tokens=False)["input_ids"] + [rt.tokenizer.eos_token_id]
+        target = rt.tokenizer(f"code {i % 4} is lake", add_special_tokens=False)["input_ids"]
+        target = target + [rt.tokenizer.eos_token_id]
         out.append((prompt, target))
     return out
 

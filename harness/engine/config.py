@@ -46,7 +46,8 @@ class RunConfig:
     # the base and the tuned model through lm-eval: record["forgetting"]. None: no check.
     forgetting: str | None = None
     forgetting_limit: int | None = None  # cap on its questions (None: all)
-    # Processes each fine-tuning cell trains on: Ray Train workers under --executor ray (harness/engine/scaleout/raytrain.py).
+    # Processes each fine-tuning cell trains on: Ray Train workers under --executor ray
+    # (harness/engine/scaleout/raytrain.py).
     # 1: the cell trains in its own process. Part of the training cache key (losses differ across world sizes).
     train_workers: int = 1
     # How those workers split the model: ddp (each holds all weights) or fsdp (sharded, FSDP2).

@@ -31,9 +31,10 @@ def deployment(strat, prepare: dict, runtime) -> dict:
     cache and activations come on top), in the fields of harness/analysis/serving.Deployment.
 
     base_bytes: the base model's weights in the run's dtype (0 for a full fine-tune, which holds its
-    own copy instead: own_weights_bytes; 0 for an endpoint model, served elsewhere). adapter_bytes: the saved adapter (peft methods), which loads
-    beside a shared base. embedder_bytes: the embedding model's weights. index_bytes: the vectors
-    (4 bytes x dimensions x chunks), the chunk table and the documents' text the prompts are cut from."""
+    own copy instead: own_weights_bytes; 0 for an endpoint model, served elsewhere). adapter_bytes: the
+    saved adapter (peft methods), which loads beside a shared base. embedder_bytes: the embedding
+    model's weights. index_bytes: the vectors (4 bytes x dimensions x chunks), the chunk table and the
+    documents' text the prompts are cut from."""
     if getattr(runtime, "served", False):
         base = 0  # an endpoint's weights live on its server: this deployment holds only retrieval state
     else:

@@ -184,7 +184,8 @@ class Runtime:
         `stop_on_loop`: a row whose output ends in a loop ("A: A: A: A: ...", see `loop_period`) stops
         there, cut back to two copies of the repeated unit.
         `prefix_len`: the shared prefix to cache (default: the prompts' own, `shared_prefix_len`);
-        harness/engine/scaleout/raydata.py gives each slice of one call the whole call's, so it computes as the whole."""
+        harness/engine/scaleout/raydata.py gives each slice of one call the whole call's, so it computes as
+        the whole."""
         batch_size = batch_size or self.default_batch_size
         max_batch_tokens = max_batch_tokens or self.max_batch_tokens
         model = model or self.model

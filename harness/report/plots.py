@@ -187,7 +187,8 @@ def losses(curves: dict[str, dict]) -> bytes:
         curve = c["loss_curve"]
         steps = range(1, len(curve) + 1)
         w = max(1, len(curve) // 6)  # per-batch losses are noisy: a running mean shows the trend
-        smooth = [sum(curve[max(0, j - w + 1): j + 1]) / len(curve[max(0, j - w + 1): j + 1]) for j in range(len(curve))]
+        smooth = [sum(curve[max(0, j - w + 1): j + 1]) / len(curve[max(0, j - w + 1): j + 1])
+                  for j in range(len(curve))]
         ax.plot(steps, curve, color=color, lw=.7, alpha=.35)
         ax.plot(steps, smooth, color=color, lw=1.8, label=_t(f"{name} (train, running mean of {w})"))
         ev = c.get("eval_loss") or []

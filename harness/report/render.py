@@ -189,7 +189,8 @@ def render_html(doc: Doc, title: str) -> str:
             body.append("</details>")
         elif kind == "table":
             _, head, rows, best, mark = blk
-            t = ["<div class=wide><table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+            t = ["<div class=wide><table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head)
+                 + "</tr></thead><tbody>"]
             for i, r in enumerate(rows):
                 tds = []
                 for j, x in enumerate(r):

@@ -67,8 +67,8 @@ class PooledRuntime:
         return getattr(self._runtime, name)
 
     # -- the three model calls ------------------------------------------------------------------
-    def generate(self, prompts, *, max_new_tokens=DEFAULT_MAX_NEW_TOKENS, batch_size=None, stop_at_newline=True, model=None,
-                 on_batch=None, share_prefix=True, max_batch_tokens=None, stop_on_loop=False):
+    def generate(self, prompts, *, max_new_tokens=DEFAULT_MAX_NEW_TOKENS, batch_size=None, stop_at_newline=True,
+                 model=None, on_batch=None, share_prefix=True, max_batch_tokens=None, stop_on_loop=False):
         from harness.model.batching import length_batches, shared_prefix_len
         from harness.model.runtime import Generation
 

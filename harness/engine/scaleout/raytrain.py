@@ -3,13 +3,14 @@
 The cell (a Ray task, harness/engine/scaleout/executors.py) fingerprints its training stage as always; on a miss the
 stage cache calls `build(tmp folder)`, which lands here: a `TorchTrainer` starts K workers, Ray Train
 sets up the torch process group on them (gloo on CPU, NCCL on GPU), and each worker runs the same
-training script as torchrun does (harness/engine/scaleout/distributed.py `train_strategy` -> FineTune._train, which
-finds the process group through torch.distributed and trains under DistributedDataParallel). Rank 0
-writes the adapter into a folder of its own node and reports it as a Ray Train checkpoint, which Ray
-Train persists under the store (`<store>/ray-train`, a shared folder or the object store itself);
-the cell, possibly on another node, copies that checkpoint into the stage's build folder, the stage
-cache publishes it (rename, or upload + marker) and the cell loads the adapter and answers as usual. The world size is part of the training fingerprint, so K=2 and K=1
-are different cache entries.
+training script as torchrun does (harness/engine/scaleout/distributed.py `train_strategy` ->
+FineTune._train, which finds the process group through torch.distributed and trains under
+DistributedDataParallel). Rank 0 writes the adapter into a folder of its own node and reports it as a
+Ray Train checkpoint, which Ray Train persists under the store (`<store>/ray-train`, a shared folder or
+the object store itself); the cell, possibly on another node, copies that checkpoint into the stage's
+build folder, the stage cache publishes it (rename, or upload + marker) and the cell loads the adapter
+and answers as usual.
+The world size is part of the training fingerprint, so K=2 and K=1 are different cache entries.
 
 Resources: the cell's own task keeps its CPUs while it waits for the trainer, except that Ray lends
 a task's CPUs back to the cluster while it is blocked in `ray.get` (fit() blocks so), so K workers
