@@ -129,6 +129,8 @@ def safetensors_params(folder) -> int | None:
         try:
             with open(f, "rb") as fh:
                 (n,) = struct.unpack("<Q", fh.read(8))
+                if n > f.stat().st_size - 8:  # not a safetensors header (reading n bytes would not fit in memory)
+                    return None
                 header = json.loads(fh.read(n))
             total += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
         except (OSError, ValueError, KeyError, TypeError, struct.error):
