@@ -60,10 +60,9 @@ def _check(path: Path, overrides=None):
         assert str(exc).strip(), "an error needs a message"
         return None
     assert isinstance(cfg, RunConfig)
-    known = registry.all_strategies()
-    assert all(s in known for s in cfg.strategies)
-    for name in cfg.strategies:
-        registry.build_config(known[name], cfg.options.get(name))
+    for name in cfg.strategies:  # variants (`rag-k1: {strategy: rag}`) and `model:` keys, read as the planner does
+        base, opts = registry.split_entry(name, cfg.options.get(name))
+        registry.build_config(registry.get_spec(name, base), opts)
     return cfg
 
 
