@@ -137,6 +137,11 @@ def test_round_trip_check():
     assert round_trip_ok("The bridge was opened by mayor Alice Stone.", "Who opened the bridge?", "Alice Stone")
     assert not round_trip_ok("Bob", "Who opened the bridge?", "Alice Stone")
     assert not round_trip_ok("", "Who opened the bridge?", "Alice Stone")
+    # the model's answer runs on past a possessive: the pair's answer is still in it
+    q = "What is the name of the university that conducted the survey?"
+    assert round_trip_ok("The University of California, Los Angeles’s Higher Education Research Institute",
+                         q, "University of California, Los Angeles")
+    assert not round_trip_ok("The Cooperative Institutional Research Program", q, "University of California, Los Angeles")
 
 
 def unit(*rows):
