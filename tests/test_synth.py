@@ -25,6 +25,8 @@ from harness.data.synth import (
     passages,
     question_problem,
     round_trip_ok,
+    supported,
+    ungrounded,
 )
 
 PASSAGE = ("The Harbor City bridge was opened in 1932 by mayor Alice Stone. It spans the Gray River and carries "
@@ -85,9 +87,49 @@ def test_question_filter(question, expected):
     ("Which river does the Gray River bridge span?", "the Gray River", "answer_in_question"),
     ("Who is Alice Stone?", "Alice Stone", "answer_in_question"),
     ("Who opened the Harbor City bridge?", "", "answer_not_supported"),
+    # a sentence that restates the question around a copied span: most of its word pairs are the passage's
+    ("Who opened the Harbor City bridge?", "The bridge was opened by mayor Alice Stone in 1932", None),
+    # the passage's words in another order, saying something false: every word is there, few pairs are
+    ("Who opened the Harbor City bridge?", "Alice Stone opened the Gray River steel mills of Harbor City",
+     "answer_not_supported"),
+    # repeating a true span earns no more support than saying it once
+    ("What does the bridge carry?", "four lanes, four lanes, four lanes of the steel Gray River mills",
+     "answer_not_supported"),
 ])
 def test_answer_filter(question, answer, expected):
     assert answer_problem(question, answer, PASSAGE) == expected
+
+
+def test_a_possessive_in_the_passage_does_not_hide_a_copied_answer():
+    """NYT: "the University of California, Los Angeles's Higher Education Research Institute" holds the
+    answer "University of California, Los Angeles" (SQuAD normalisation alone makes it "angeless")."""
+    passage = ("Conducted by the Cooperative Institutional Research Program at the University of California, "
+               "Los Angeles’s Higher Education Research Institute, the survey assesses many matters.")
+    assert supported("University of California, Los Angeles", passage)
+    assert supported("Los Angeles's Higher Education Research Institute", passage)
+    assert not supported("University of California, San Diego", passage)
+    assert not supported("Los Angeles Times", passage)
+
+
+@pytest.mark.parametrize("question, title, expected", [
+    ("Who opened the Harbor City bridge?", "", []),
+    ("Which river does the bridge opened by mayor Alice Stone span?", "", []),
+    ("In what year did the Gray River bridge open?", "", []),  # a number only when it holds a digit
+    ("Who opened the bridge in 1932?", "", []),
+    # the worked example's bridge, asked about a passage that never mentions it (SmolLM2 did, on NYT)
+    ("Who opened the Lake Mira dam in 1932?", "", ["Lake", "Mira"]),
+    ("Who opened the Harbor City bridge in 2016?", "", ["2016"]),  # an invented year
+    ("Who opened the bridge in Harbor City's 1932 ceremony?", "", []),  # a possessive
+    ("Which Carnegie mills made the steel of the bridge?", "", []),
+    ("What did the Stones give Harbor City in 1932?", "", []),  # a plural of the passage's "Stone"
+    ("What did Mr. Stone's daughter say at the opening?", "", []),  # Mr. is a title, not a name
+    ("Did the US pay for the Harbor City bridge?", "", []),  # an acronym may stand for a name
+    ("Who owns the Harbor City ferry company?", "City guide: ferries", []),  # the title counts
+    ("Who paid for the bridge, according to the Harbor City Council?", "", ["Council"]),
+    ("Who painted the Cézanne copy on the bridge?", "Notes on Cezanne", []),  # accents do not matter
+])
+def test_question_names_only_what_the_passage_does(question, title, expected):
+    assert ungrounded(question, PASSAGE, title) == expected
 
 
 def test_round_trip_check():
@@ -95,6 +137,11 @@ def test_round_trip_check():
     assert round_trip_ok("The bridge was opened by mayor Alice Stone.", "Who opened the bridge?", "Alice Stone")
     assert not round_trip_ok("Bob", "Who opened the bridge?", "Alice Stone")
     assert not round_trip_ok("", "Who opened the bridge?", "Alice Stone")
+    # the model's answer runs on past a possessive: the pair's answer is still in it
+    q = "What is the name of the university that conducted the survey?"
+    assert round_trip_ok("The University of California, Los Angeles’s Higher Education Research Institute",
+                         q, "University of California, Los Angeles")
+    assert not round_trip_ok("The Cooperative Institutional Research Program", q, "University of California, Los Angeles")
 
 
 def unit(*rows):
@@ -265,6 +312,81 @@ def test_round_trip_and_paraphrases(tmp_path):
         assert [r["question"] for r in harbor] == ["Which person opened the bridge of Harbor City?"]
         assert p["dropped"]["copy"] >= 1 and p["dropped"]["needs_the_passage"] >= 1
     assert check_corpus(out).problems == []
+
+
+class OnePerReason:
+    """A chat model whose reply to each passage (found by its document's title) trips one filter, so that a
+    whole run must drop exactly one pair for each reason and keep the one good pair that is left."""
+
+    name = "one-per-reason"
+    DOCS = [  # (title, text, reply, the reason it must be dropped for)
+        ("Harbor City", "The Harbor City bridge was opened in 1932 by mayor Alice Stone.",
+         "Question: Who opened the Harbor City bridge?\nAnswer: mayor Alice Stone", None),
+        ("Maple Hall", "Maple Hall stands beside the Harbor City bridge, opened in 1932 by mayor Alice Stone.",
+         "Question: Who opened the Harbor City bridge?\nAnswer: mayor Alice Stone", "duplicate"),
+        ("Pine Valley", "Pine Valley grows apples and pears, and its fair is held every October.",
+         "Pine Valley is a nice place to visit.", "unparsed"),
+        ("Orion Labs", "Orion Labs builds small satellites in Denver for weather services.",
+         "Question: Orion Labs builds satellites in Denver.\nAnswer: Denver", "not_a_question"),
+        ("Lake Mira", "Lake Mira is the deepest lake in the region, with a depth of 310 meters.",
+         "Question: How deep is it?\nAnswer: 310 meters", "needs_the_passage"),
+        ("Blue Note Cafe", "The owner of the Blue Note Cafe, Marta Ruiz, plays the saxophone on Fridays.",
+         "Question: Which instrument does Marta Ruiz play?\nAnswer: the trumpet", "answer_not_supported"),
+        ("Redwood School", "Redwood School has 420 students and was founded by the Miller family.",
+         "Question: How many students does Redwood School have?\nAnswer: " + " ".join(["students"] * 31),
+         "answer_too_long"),
+        ("Elm Street", "The Elm Street library was founded by Ruth Park, a teacher from Elm Street.",
+         "Question: Who founded the Elm Street library?\nAnswer: Elm Street", "answer_in_question"),
+        ("Gray Lake", "Gray Lake lies north of Lake Mira and freezes over every winter.",
+         "Question: Which lake lies north of the Harbor City bridge?\nAnswer: Lake Mira", "question_not_grounded"),
+        ("Cedar Park", "Cedar Park was laid out by the gardener Tom Reed for the city council.",
+         "Question: Who laid out Cedar Park?\nAnswer: the gardener Tom Reed", "round_trip_failed"),
+        ("Oak Hill", "The Oak Hill tower was built of granite from the quarries of Vermont.",
+         "Question: Where did the granite of the Oak Hill tower come from?\nAnswer: the quarries of Vermont",
+         "surplus"),
+    ]
+    ROUND_TRIP = {"Harbor City": "mayor Alice Stone", "Cedar Park": "the city council",
+                  "Oak Hill": "the quarries of Vermont"}
+
+    def fingerprint(self):
+        return {"backend": "test", "model": self.name}
+
+    def chat(self, messages_list, max_new_tokens, stop=None, *, stop_at_newline=True):
+        out = []
+        for m in messages_list:
+            user = m[-1]["content"]
+            if "Write one question" in user:
+                out.append(Reply(next(r for t, _, r, _ in self.DOCS if f"(from {t})" in user)))
+            else:  # the round trip: this passage's answer
+                passage = user.split("Question:")[0]
+                out.append(Reply(next((a for k, a in self.ROUND_TRIP.items() if k in passage), "no idea")))
+        return out
+
+
+def test_each_filter_drops_its_pair_in_a_whole_run(tmp_path):
+    """Every reason of DROP_REASONS, through synthesize: one pair each, counted under its own reason
+    (the earlier filters see each pair first, so each reply is bad in one way only)."""
+    docs = [(f"r{i}", t, (x + " ") * 4) for i, (t, x, _, _) in enumerate(OnePerReason.DOCS)]
+    src = write_corpus(tmp_path / "src", docs=docs)
+    record = synth.synthesize(src, tmp_path / "syn", OnePerReason(), hash_encoder,
+                              SynthConfig(n=1, round_trip=True, test_ratio=0.5), log=lambda m: None)
+    c = record["counts"]
+    assert set(c["dropped"]) == set(synth.DROP_REASONS)
+    assert c["dropped"] == dict.fromkeys(synth.DROP_REASONS, 1)
+    assert c["generated"] == len(OnePerReason.DOCS) and c["kept"] == 1
+    examples = record["dropped_examples"]
+    why = {t: r for t, _, _, r in OnePerReason.DOCS}
+    by_reason = {reason: [e["doc_id"] for e in examples[reason]] for reason in examples}
+    titles = {f"r{i}": t for i, (t, *_) in enumerate(OnePerReason.DOCS)}
+    for reason in ("unparsed", "not_a_question", "needs_the_passage", "answer_not_supported", "answer_too_long",
+                   "answer_in_question", "question_not_grounded", "round_trip_failed"):
+        assert [why[titles[d]] for d in by_reason[reason]] == [reason]
+    # the duplicate and the surplus: which of each two passages came first depends on the seeded order
+    assert titles[by_reason["duplicate"][0]] in {"Harbor City", "Maple Hall"}
+    assert titles[by_reason["surplus"][0]] in {"Harbor City", "Maple Hall", "Oak Hill"}
+    rows = [json.loads(line) for line in (tmp_path / "syn" / "questions.jsonl").read_text().splitlines()]
+    assert [r["question"] for r in rows] in (["Who opened the Harbor City bridge?"],
+                                             ["Where did the granite of the Oak Hill tower come from?"])
 
 
 def test_surplus_pairs_are_counted_and_n_is_kept(tmp_path):
