@@ -116,10 +116,12 @@ def test_bf16_autocast_keeps_fp32_master_weights(rt):
     assert bf16.loss_curve[0] != base32.loss_curve[0]  # it did run in bf16
 
 
-def _run(tiny_model, corpus, out, strategies, options):
+def _run(tiny_model, corpus, out, strategies, options, cache=True):
+    """cache=False where the test needs the training itself to run (the session's stage cache may hold a cell
+    of the same key from another test file)."""
     cfg = RunConfig(benchmarks=(str(corpus),), strategies=tuple(strategies), options=options,
                     model=str(tiny_model), device="cpu", max_new_tokens=4, batch_size=4, out=str(out))
-    results = json.loads((run(cfg, progress=False, log=lambda m: None) / "results.json").read_text())
+    results = json.loads((run(cfg, progress=False, log=lambda m: None, cache=cache) / "results.json").read_text())
     return results, {c["strategy"]: c for c in results["cells"]}
 
 
@@ -215,7 +217,7 @@ def test_run_that_cannot_fit_is_refused_with_settings_that_would(tiny_model, tin
     room = int((need["total_mb"] - need["activations_mb"] * 0.4) * memory.MB)
     monkeypatch.setattr(memory, "available", lambda device: (room, "available host RAM"))
     _, cells = _run(tiny_model, tiny_corpus, tmp_path / "refused", ["lora", "zero-shot"],
-                    {"lora": {"epochs": 1, "lr": 2e-3}})
+                    {"lora": {"epochs": 1, "lr": 2e-3}}, cache=False)
     c = cells["lora"]
     assert c["status"] == "failed" and "\n" not in c["error"], c
     assert c["error"].startswith("lora: training needs about ") and " at its peak (weights " in c["error"]
@@ -224,7 +226,7 @@ def test_run_that_cannot_fit_is_refused_with_settings_that_would(tiny_model, tin
     assert cells["zero-shot"]["status"] == "ok"
     # nothing fits: say what else to do
     monkeypatch.setattr(memory, "available", lambda device: (1024, "available host RAM"))
-    _, cells = _run(tiny_model, tiny_corpus, tmp_path / "none", ["full-ft"], {"full-ft": {"epochs": 1}})
+    _, cells = _run(tiny_model, tiny_corpus, tmp_path / "none", ["full-ft"], {"full-ft": {"epochs": 1}}, cache=False)
     assert "no setting of micro_batch_size, gradient_checkpointing, precision or quantize fits" in \
         cells["full-ft"]["error"]
     # HARNESS_MEMORY_CHECK=off records the estimate and trains anyway

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -63,13 +63,18 @@ class Cell:
                           train_sizes=self.train_sizes)
 
 
-class Plan(NamedTuple):
-    """The checked run: strategies, their built configs by name, the loaded benchmarks."""
+@dataclass(frozen=True)
+class Plan:
+    """The checked run: strategies, their built configs by name, the loaded benchmarks, and the
+    strategies' tunings (name -> tuning.Tuning: sweep points, learning-curve sizes; only those with one)."""
 
     specs: list[StrategySpec]
     configs: dict[str, Any]
     benches: list[Benchmark]
-    tunings: dict | None = None  # strategy name -> tuning.Tuning (sweep points, learning-curve sizes)
+    tunings: dict = field(default_factory=dict)
+
+    def __iter__(self):  # `specs, configs, benches = plan(cfg)`, as before tunings existed
+        return iter((self.specs, self.configs, self.benches))
 
     def cells(self, seeds, models: "RunModels | None" = None) -> list[Cell]:
         """Benchmark by benchmark, seed by seed, strategy by strategy: the order of the report. `models`:
