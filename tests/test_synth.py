@@ -141,7 +141,8 @@ def test_round_trip_check():
     q = "What is the name of the university that conducted the survey?"
     assert round_trip_ok("The University of California, Los Angeles’s Higher Education Research Institute",
                          q, "University of California, Los Angeles")
-    assert not round_trip_ok("The Cooperative Institutional Research Program", q, "University of California, Los Angeles")
+    assert not round_trip_ok("The Cooperative Institutional Research Program", q,
+                             "University of California, Los Angeles")
 
 
 def unit(*rows):
