@@ -33,7 +33,7 @@ class LoraRag(LoraAdapter):
         index = self.rag.prepare(ctx)
         self.retriever = self.rag.retriever
         return {**details, "artifact_bytes": details["artifact_bytes"] + index["artifact_bytes"],
-                "artifact": "adapter + faiss index", "chunks": index["chunks"]}
+                "artifact": "adapter + faiss index", "chunks": index["chunks"], "index": index["index"]}
 
     def answer(self, examples: Sequence[Example]) -> list[Prediction]:
         return self.rag.answer(examples, model=self.model, desc="answering lora-rag")

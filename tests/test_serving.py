@@ -280,13 +280,27 @@ def test_facts_from_the_example_run():
     results = json.loads(EXAMPLE.read_text())
     cells = {c["strategy"]: c for c in results["cells"]}
     f = {n: serving.facts_from_cell(c, results) for n, c in cells.items()}
-    assert [f[n].kind for n in ("zero-shot", "rag", "full-ft", "lora", "ia3", "lora-rag")] == \
-        ["prompting", "rag", "full", "adapter", "adapter", "adapter+rag"]
-    assert f["rag"].index_bytes == 855_597 and f["rag"].artifact_bytes == 0
-    # lora-rag reused lora's training: its preparation is both, its artifact the adapter plus the index
-    assert f["lora-rag"].prepare_s == pytest.approx(0.448 + 115.919)
-    assert f["lora-rag"].artifact_bytes == 19_599_578 and f["lora-rag"].index_bytes == 20_455_175 - 19_599_578
-    assert f["lora"].queries_per_s == pytest.approx(150 / 13.53)
+    assert [f[n].kind for n in ("zero-shot", "rag", "rag-k1", "full-ft", "lora", "lora-r64", "lora-rag")] == \
+        ["prompting", "rag", "rag", "full", "adapter", "adapter", "adapter+rag"]
+    prep = {n: c["prepare"] for n, c in cells.items()}
+    # bytes a replica holds: the measured deployment (vectors, chunk table, text), not the index file's size
+    dep = {n: c["deployment"] for n, c in cells.items()}
+    assert f["rag"].index_bytes == dep["rag"]["index_bytes"] and f["rag"].artifact_bytes == 0
+    # rag built the index; rag-k1 found it in the stage cache: its one-time cost still counts the indexing
+    assert not prep["rag"]["index"]["cached"] and f["rag"].prepare_s == prep["rag"]["wall_s"]
+    assert prep["rag-k1"]["index"]["cached"]
+    assert f["rag-k1"].prepare_s == pytest.approx(prep["rag-k1"]["wall_s"] + prep["rag-k1"]["index"]["index_seconds"])
+    # lora-rag reused lora's training: its preparation is both (and the index it found in the cache), its artifact
+    # the adapter plus the index
+    assert prep["lora-rag"]["training_reused_from"] == "lora"
+    indexing = prep["lora-rag"].get("index", {}).get("index_seconds", 0) if prep["lora-rag"].get("index", {}).get(
+        "cached") else 0
+    assert f["lora-rag"].prepare_s == pytest.approx(prep["lora-rag"]["wall_s"] + prep["lora"]["wall_s"] + indexing)
+    assert f["lora-rag"].artifact_bytes == dep["lora-rag"]["adapter_bytes"] > 0
+    assert f["lora-rag"].index_bytes == dep["lora-rag"]["index_bytes"] == dep["rag"]["index_bytes"]
+    ans = cells["lora"]["answer"]
+    assert f["lora"].queries_per_s == pytest.approx(ans["queries_per_s"])
+    assert ans["queries_per_s"] == pytest.approx(ans["queries"] / ans["wall_s"], rel=1e-3)
     assert f["zero-shot"].base_bytes == 134_515_008 * 4  # total_params x float32
     assert f["zero-shot"].moving_parts == 0 and f["lora-rag"].moving_parts == 2
 

@@ -787,7 +787,8 @@ def facts_from_cell(cell: Mapping, results: Mapping, *, embedder_bytes: int = 0)
     """The measured facts of one ok cell of results.json (None for a failed or unmeasured cell).
 
     Fields read: prepare.wall_s (+ the donor cell's prepare.wall_s when training_reused_from names one,
-    same benchmark and seed), prepare.steps / peft_type / chunks (kind), prepare.artifact_bytes,
+    same benchmark and seed; + prepare.index.index_seconds when the index came from the stage cache),
+    prepare.steps / peft_type / chunks (kind), prepare.artifact_bytes,
     prepare.index (rag: the whole artifact is the index), answer.queries / answer.wall_s (throughput),
     answer.prompt_tokens_mean / output_tokens_mean, answer.retrieval_p50_s, config.batch_size; and when
     recorded, answer.queries_per_s and deployment.{base_bytes, adapter_bytes, index_bytes, embedder_bytes}.
@@ -803,6 +804,9 @@ def facts_from_cell(cell: Mapping, results: Mapping, *, embedder_bytes: int = 0)
                     and c.get("benchmark") == cell.get("benchmark") and c.get("seed") == cell.get("seed")
                     and c.get("status") == "ok"), None)
         seconds += ((src or {}).get("prepare") or {}).get("wall_s") or 0.0
+    index = prep.get("index") if isinstance(prep.get("index"), Mapping) else {}
+    if index.get("cached") and isinstance(index.get("index_seconds"), (int, float)):
+        seconds += index["index_seconds"]  # an index another cell (or run) built: this deployment builds its own
     artifact = prep.get("artifact_bytes") or 0
     index_b = adapter_b = 0
     if kind == "rag":

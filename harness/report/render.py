@@ -21,7 +21,8 @@ def fmt_num(x, fmt="{:.2f}") -> str:
 
 
 def fmt_usd(x) -> str:
-    """$1,234.56 from a dollar up; three significant digits below ($0.000621), scientific below a millionth."""
+    """$1,234.56 from a dollar up; three significant digits below ($0.000621); below a millionth of a dollar
+    (a prompt strategy's milliseconds of preparation) "<$0.000001", which a reader takes in at a glance."""
     if x is None:
         return "–"
     if x == 0:
@@ -29,7 +30,7 @@ def fmt_usd(x) -> str:
     if abs(x) >= 1:
         return f"${x:,.2f}"
     if abs(x) < 1e-6:
-        return f"${x:.2e}"
+        return "<$0.000001" if x > 0 else "-<$0.000001"
     return f"${x:.{max(2, 2 - math.floor(math.log10(abs(x))))}f}"
 
 

@@ -276,7 +276,8 @@ def summary(doc: Doc, part: Part) -> None:
     pooled = len(part.seeds) > 1
     served = [n for n, x in ((part.verdict or {}).get("models") or {}).items() if x.get("backend") == "openai"]
     doc.p(f"Best value of each column in bold; the recommended strategy's row highlighted. One-time cost is "
-          f"preparation (indexing or training; a model reused from another strategy counts with its training); "
+          "preparation (indexing or training; a model or index reused from another strategy counts with its "
+          "training or indexing); "
           f"$ / month is the serving-cost model's (see Serving cost{', pooled over seeds' if pooled else ''}). "
           f"Latency p50/p95 is what one query waited in the batched run, whose generation batch was "
           f"{part.results.get('config', {}).get('batch_size', '?')}"
