@@ -285,7 +285,7 @@ def test_hosted_example_prices_the_base_model_per_token():
     rag = dec["costs"]["rag"]
     assert rag["answering"]["usd"] == pytest.approx(tokens)
     assert rag["total_usd"] == pytest.approx(tokens + floor + refresh * cells["rag"]["prepare"]["wall_s"] / 3600 * P)
-    assert sorted(dec["hosted_for"]) == ["few-shot", "rag", "zero-shot"]
+    assert sorted(dec["hosted_for"]) == ["few-shot", "rag", "rag-k1", "zero-shot"]  # the prompting and RAG kinds
     lora = dec["costs"]["lora"]
     assert lora["answering"]["bound"] == "floor"
     assert lora["total_usd"] == pytest.approx(floor + refresh * cells["lora"]["prepare"]["wall_s"] / 3600 * P)

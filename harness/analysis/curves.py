@@ -21,8 +21,9 @@ def rescore_cell(cell: dict, examples: dict | None, primary: str) -> None:
     """Update in place: each sweep point's `validation`, each learning-curve point's `metric` ("all"
     takes the cell's own), and the training flags from the loss curves. `examples`: id -> Example
     (None when the benchmark could not be loaded: recorded values stay)."""
+    judged = metrics.get_metric(primary).stored  # a model computes it during the run: points have no values of it
     sweep = cell.get("sweep")
-    if isinstance(sweep, dict) and examples is not None:
+    if isinstance(sweep, dict) and examples is not None and not judged:  # judged: the run's selection scores stay
         for p in sweep.get("points") or []:
             score = _score(p.get("outputs") or {}, examples, primary)
             if score is not None:
@@ -32,6 +33,8 @@ def rescore_cell(cell: dict, examples: dict | None, primary: str) -> None:
         for p in curve.get("points") or []:
             if p.get("from_cell"):
                 p["metric"] = (cell.get("metrics") or {}).get(primary)
+            elif judged:
+                p["metric"] = None  # shown as not computed, never another metric's value under this one's name
             elif examples is not None and p.get("outputs"):
                 score = _score(p["outputs"], examples, primary)
                 if score is not None:
