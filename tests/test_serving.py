@@ -302,6 +302,10 @@ def test_facts_from_the_example_run():
     assert f["lora"].queries_per_s == pytest.approx(ans["queries_per_s"])
     assert ans["queries_per_s"] == pytest.approx(ans["queries"] / ans["wall_s"], rel=1e-3)
     assert f["zero-shot"].base_bytes == 134_515_008 * 4  # total_params x float32
+    # a full fine-tune's replica holds its own copy of every weight (its record's base_bytes is 0)
+    assert dep["full-ft"]["base_bytes"] == 0 and f["full-ft"].base_bytes == dep["full-ft"]["own_weights_bytes"] > 0
+    held = serving.deployment(f["full-ft"])
+    assert held.own_weights_bytes == dep["full-ft"]["own_weights_bytes"] and held.base_bytes == 0
     assert f["zero-shot"].moving_parts == 0 and f["lora-rag"].moving_parts == 2
 
 

@@ -834,7 +834,10 @@ def facts_from_cell(cell: Mapping, results: Mapping, *, embedder_bytes: int = 0)
             return next((dep[k] for k in keys if isinstance(dep.get(k), int) and not isinstance(dep.get(k), bool)),
                         None)
 
-        base_b = size("base_bytes") if size("base_bytes") is not None else base_b
+        if kind.startswith("full"):  # its own copy of every weight (the record's base_bytes is 0: it holds no base)
+            base_b = size("own_weights_bytes") or base_b
+        else:
+            base_b = size("base_bytes") if size("base_bytes") is not None else base_b
         adapter_b = size("adapter_bytes", "artifact_bytes") if size("adapter_bytes", "artifact_bytes") is not None \
             else adapter_b
         index_b = size("index_bytes") if size("index_bytes") is not None else index_b
