@@ -224,7 +224,7 @@ def _give_outputs_as_gold(corpus: Path, run: Path, strategy: str = "zero-shot") 
     write_jsonl(corpus / "questions.jsonl", rows)
 
 
-@rel("security", "report: edited gold answers (zero-shot F1 0.035 -> 1.000) are refused by the data hash")
+@rel("security", "report: edited gold answers (zero-shot F1 0.033 -> 1.000) are refused by the data hash")
 def test_report_refuses_edited_gold(cli, tmp_path):
     run, corpus = _example_on_copied_corpus(tmp_path, "run")
     assert cli("report", run)[0] == 0
@@ -238,6 +238,7 @@ def test_report_refuses_edited_gold(cli, tmp_path):
 @rel("security", "report: a folder in the working directory sharing a built-in's name is not taken as its gold answers")
 def test_report_same_named_local_folder(cli, tmp_path, monkeypatch):
     run = copy_example(tmp_path / "run")
+    recorded = next(c for c in json.loads((run / "results.json").read_text())["cells"] if c["strategy"] == "zero-shot")
     fake = tmp_path / "cwd" / "squadshifts_nyt"
     shutil.copytree(ROOT / "corpora" / "squadshifts_nyt", fake)
     _give_outputs_as_gold(fake, run)
@@ -246,7 +247,8 @@ def test_report_same_named_local_folder(cli, tmp_path, monkeypatch):
     assert rc == 0, err
     assert "squadshifts_nyt: scored against corpora/squadshifts_nyt" in out  # relative to the harness's root
     zs = next(c for c in json.loads((run / "results.json").read_text())["cells"] if c["strategy"] == "zero-shot")
-    assert zs["metrics"]["f1"]["mean"] == pytest.approx(0.035, abs=0.001)  # not 1.000
+    assert zs["metrics"]["f1"]["mean"] == pytest.approx(recorded["metrics"]["f1"]["mean"])  # not 1.000
+    assert recorded["metrics"]["f1"]["mean"] < 0.1
     md = (run / "report.md").read_text()
     assert "Gold answers from corpora/squadshifts_nyt" in md
 

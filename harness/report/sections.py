@@ -199,9 +199,15 @@ def _best(rows, col, key, lowest=True) -> set:
     return {(i, col) for i, v in vals if v == target}
 
 
-def _memory(p: dict, a: dict) -> tuple[float | None, bool]:
-    """The cell's own memory: the rise above its start (rise_rss_mb) when recorded, else the process's
-    peak RSS (which can carry an earlier cell's high-water mark). Returns (MB, is_rise)."""
+def _memory(c: dict) -> tuple[float | None, bool]:
+    """The cell's own memory: its rise above its start after freed memory went back to the OS (the Memory
+    section's "Cell's rise", engine/footprint.py) when recorded, else the larger of its stages' rises
+    (rise_rss_mb), else the process's peak RSS (which can carry an earlier cell's high-water mark).
+    Returns (MB, is_rise)."""
+    whole = (c.get("memory") or {}).get("rise_mb")
+    if whole is not None:
+        return whole, True
+    p, a = c.get("prepare") or {}, c.get("answer") or {}
     rises = [x for x in (p.get("rise_rss_mb"), a.get("rise_rss_mb")) if x is not None]
     if rises:
         return max(rises), True
@@ -223,7 +229,7 @@ def summary(doc: Doc, part: Part) -> None:
     others = [m for m in metrics.metric_names(task) if m != primary and not (primary == "exact_match" and m == "f1")
               and any(m in (c.get("metrics") or {}) for c in part.cells)]  # model-based ones only where computed
     probe = any(c.get("probe") for c in part.cells)
-    mems = [_memory(c.get("prepare") or {}, c.get("answer") or {}) for c in part.cells]
+    mems = [_memory(c) for c in part.cells]
     rise = any(is_rise for _, is_rise in mems)
     col = 1 + bool(part.models)  # the headline metric's column (a Model column before it in a run of several)
     head = ["Strategy"] + ["Model"] * bool(part.models) + [f"{part.label[0].upper() + part.label[1:]} [95% CI]"] + \
@@ -284,7 +290,7 @@ def summary(doc: Doc, part: Part) -> None:
           + (f" (on an endpoint, {', '.join(served)}: each query's own request, any queue at the server included)"
              if served else "")
           + ("; batch-1 p95 is the latency probe's (one query answered alone)" if probe else "")
-          + ". " + ("Memory: the rise of resident memory above each stage's start (the cell's own need)."
+          + ". " + ("Memory: the rise of resident memory above the cell's start (its own need; see Memory)."
                     if rise else "Memory: the process's peak resident memory during the cell, which includes "
                     "whatever earlier cells left allocated (this run did not record each cell's own rise)."),
           "note")
