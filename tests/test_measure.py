@@ -20,10 +20,11 @@ from harness.methods import registry
 from harness.methods.strategy import StrategyBase
 
 
-def _run(tmp_path, body: str, name: str = "run", **over):
+def _run(tmp_path, body: str, name: str = "run", cache: bool = True, **over):
     exp = tmp_path / f"{name}.yaml"
     exp.write_text(body)
-    run_dir = run(make_config(str(exp), {"out": str(tmp_path / name), **over}), progress=False, log=lambda m: None)
+    run_dir = run(make_config(str(exp), {"out": str(tmp_path / name), **over}), progress=False, log=lambda m: None,
+                  cache=cache)
     results = json.loads((run_dir / "results.json").read_text())
     return run_dir, results, {c["strategy"]: c for c in results["cells"]}
 
@@ -185,8 +186,10 @@ def test_per_cell_memory_does_not_inherit_an_earlier_cells_peak(tiny_model, tiny
     registry._REGISTRY["t-hog"] = registry.StrategySpec("t-hog", Hog, NoConfig, "holds 300 MB")
     Hog.name = "t-hog"
     try:
+        # cache=False: a zero-shot cell of the same key cached by another test would bring that test's memory record
         _, _, cells = _run(tmp_path, f"benchmark: {tiny_corpus}\nmodel: {tiny_model}\ndevice: cpu\n"
-                                     "max_new_tokens: 4\nlatency_probe: 0\nstrategies: [t-hog, zero-shot]\n")
+                                     "max_new_tokens: 4\nlatency_probe: 0\nstrategies: [t-hog, zero-shot]\n",
+                           cache=False)
     finally:
         registry._REGISTRY.clear()
         registry._REGISTRY.update(saved)

@@ -231,7 +231,7 @@ def test_run_that_cannot_fit_is_refused_with_settings_that_would(tiny_model, tin
         cells["full-ft"]["error"]
     # HARNESS_MEMORY_CHECK=off records the estimate and trains anyway
     monkeypatch.setenv("HARNESS_MEMORY_CHECK", "off")
-    _, cells = _run(tiny_model, tiny_corpus, tmp_path / "off", ["full-ft"], {"full-ft": {"epochs": 1}})
+    _, cells = _run(tiny_model, tiny_corpus, tmp_path / "off", ["full-ft"], {"full-ft": {"epochs": 1}}, cache=False)
     assert cells["full-ft"]["status"] == "ok" and cells["full-ft"]["prepare"]["memory"]["available_mb"] < 0.01
 
 

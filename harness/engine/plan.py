@@ -73,8 +73,12 @@ class Plan:
     benches: list[Benchmark]
     tunings: dict = field(default_factory=dict)
 
-    def __iter__(self):  # `specs, configs, benches = plan(cfg)`, as before tunings existed
+    # `specs, configs, benches = plan(cfg)` and `plan(cfg)[2]`, as when Plan was a 3-tuple (before tunings)
+    def __iter__(self):
         return iter((self.specs, self.configs, self.benches))
+
+    def __getitem__(self, i):
+        return (self.specs, self.configs, self.benches)[i]
 
     def cells(self, seeds, models: "RunModels | None" = None) -> list[Cell]:
         """Benchmark by benchmark, seed by seed, strategy by strategy: the order of the report. `models`:
