@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+from test_ingest import make_pdf  # the PDF writer the ingest tests use
 
 from harness import cli
 from harness.analysis.scoring import normalize
@@ -88,18 +88,6 @@ FACTS = [
     ("service centre in Leeds", "From which city are spare parts for the Kestrel K-40 sent?", "Leeds"),
 ]
 BAD_REPLY = "Question: What does the passage say about the display?\nAnswer: Error code 17"
-
-
-def make_pdf(path: Path, pages: list[str]) -> Path:
-    from fpdf import FPDF
-
-    pdf = FPDF()
-    pdf.set_font("helvetica", size=12)
-    for text in pages:
-        pdf.add_page()
-        pdf.multi_cell(0, 8, text)
-    pdf.output(str(path))
-    return path
 
 
 @dataclass
