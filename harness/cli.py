@@ -131,6 +131,8 @@ def _report_parsers(sub) -> None:
     rep.add_argument("--prices", help="price table YAML (default configs/prices.yaml)")
     rep.add_argument("--metric", help="headline metric (default: the run's); a model-based one (semantic, judge) "
                      "must have been computed by `harness run`")
+    rep.add_argument("--labels", help="people's labels of answers, JSONL {\"id\", \"output\", \"right\"} per line: "
+                     "the report holds every metric against them (README, \"Choosing a metric\")")
     _decision_args(rep)
     cmp = sub.add_parser("compare", help="paired differences between two runs of the same benchmark")
     cmp.add_argument("run_a")
@@ -455,7 +457,7 @@ def cmd_report(args) -> int:
     if not (run_dir / "results.json").exists():  # one that is not a regular file is refused by the reader
         raise HarnessError(f"{run_dir}: no results.json here; is it a run folder?")
     with run_lock(run_dir):  # a live run (or another report) of the folder is writing it: stop at once
-        results = write_reports(run_dir, args.prices, _decision_flags(args), args.metric)
+        results = write_reports(run_dir, args.prices, _decision_flags(args), args.metric, args.labels)
     for b in results["benchmarks"]:
         gold = b.get("gold") or {}
         say(f"{b['name']}: scored against " + (f"{gold['path']} (data sha256 {gold['data_sha256'][:12]})"

@@ -389,19 +389,21 @@ def headline(results: dict, bench: dict, task: str, rows: list[dict],
 
 
 def analyze(run_dir: Path, prices_path=None, decision: dict | None = None,
-            metric: str | None = None) -> tuple[dict, list[dict]]:
+            metric: str | None = None, labels_path=None) -> tuple[dict, list[dict]]:
     """Recompute the run's metrics, statistics, costs and recommendation.
 
     Returns results (cells' metrics updated in place, an `analysis` section added) and scored rows.
     decision: overrides of the run's recorded `decision` settings (CLI flags); metric: the headline
     metric (`harness report --metric`; default: the run's). Model-based metrics (semantic, judge,
-    faithfulness) are taken as stored in predictions.jsonl, never recomputed.
+    faithfulness) are taken as stored in predictions.jsonl, never recomputed. labels_path: people's labels
+    of answers (trust.read_labels; `harness report --labels`), held against every metric per seed.
     analysis: primary_metric {benchmark: metric}; headline_notes {benchmark: note}; decision (every input,
     defaults filled in); prices (price file, the machine the run's timings stand for, hosted prices and the
     strategies they apply to); benchmarks {benchmark: {seed: comparisons, strategies {name: retrieval,
     latency}, gold_note, trust}}; decisions {benchmark: verdicts.Decision.to_dict(), pooled over seeds}."""
     results, raw = read_run(run_dir)
     dc = decision_config(results, decision)  # bad settings fail before any scoring
+    labels = trust.read_labels(labels_path) if labels_path else None
     rows, gold = rescore(results, raw, run_dir)
     table = serving.load_price_table(prices_path)
     machine = table.measured_on(results.get("environment"), dc.measured_on,
@@ -446,6 +448,11 @@ def analyze(run_dir: Path, prices_path=None, decision: dict | None = None,
                                    "gold_note": gold[b["name"]]["note"],
                                    "trust": trust.figures([r for r in rows if r["benchmark"] == b["name"]
                                                            and r["seed"] == seed], trust.JUDGED)}
+            if labels:
+                per_seed[str(seed)]["labels"] = {
+                    "source": Path(labels_path).name, "count": len(labels),
+                    **trust.against_labels([r for r in rows if r["benchmark"] == b["name"] and r["seed"] == seed],
+                                           labels)}
         analysis["benchmarks"][b["name"]] = per_seed
         d = verdicts.decide(results, rows, b["name"], primary, table, dc, metric=metric_label(primary))
         dd = d.to_dict()

@@ -106,3 +106,121 @@ def figures(rows: Sequence[dict], metrics: Sequence[str]) -> dict:
 
 def _mean(xs: Sequence[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
+
+
+# -- against people's labels --------------------------------------------------------------------------
+# A reader's labels of the run's own answers: the one reference that says whether a sentence answer is
+# right. A labelled set (a few hundred answers a team reads once) tells which metric to trust on this
+# benchmark: its per-answer agreement with the reader, and whether it orders the strategies as the
+# reader does. Labels are keyed by question id and answer text, so they hold for any run, strategy or
+# seed that gave the same answer, and an answer nobody read is left out (never guessed).
+LABEL_METRICS = ("exact_match", "f1", "contains", "semantic", "judge")
+
+
+def read_labels(path) -> dict[tuple[str, str], int]:
+    """People's labels of answers, a JSONL file: one {"id": question id, "output": the answer as
+    predictions.jsonl has it, "right": true or false} per line; other keys ("strategy", "note") are kept
+    for people and ignored here. Returns (id, output stripped) -> 0/1. A line that is not such an
+    object, or labels one answer twice in two ways, is a DataError naming the file and line."""
+    import json
+    from pathlib import Path
+
+    from harness.core.errors import DataError
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read the labels file ({exc.__class__.__name__}: {exc})", p) from None
+    out: dict[tuple[str, str], int] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise DataError(f"not JSON ({exc})", p, n) from None
+        if not isinstance(row, dict):
+            raise DataError("a label is an object {\"id\", \"output\", \"right\"}", p, n)
+        missing = [k for k in ("id", "output", "right") if k not in row]
+        if missing:
+            raise DataError(f"missing {', '.join(missing)} (a label is {{\"id\", \"output\", \"right\"}})", p, n)
+        if not isinstance(row["id"], str) or not isinstance(row["output"], str):
+            raise DataError("\"id\" and \"output\" must be strings", p, n)
+        if not isinstance(row["right"], bool):
+            raise DataError(f"\"right\" must be true or false, not {row['right']!r}", p, n)
+        key = (row["id"], row["output"].strip())
+        if key in out and out[key] != int(row["right"]):
+            raise DataError(f"answer {row['output'].strip()[:60]!r} to {row['id']} is labelled both right and wrong",
+                            p, n)
+        out[key] = int(row["right"])
+    if not out:
+        raise DataError("no labels in the file", p)
+    return out
+
+
+def auc(values: Sequence[float], labels: Sequence[int]) -> float | None:
+    """The chance that a right answer (by the labels) gets a higher value than a wrong one, ties half:
+    how well the metric separates them at any threshold. None without both kinds."""
+    pos = [v for v, y in zip(values, labels) if y]
+    neg = [v for v, y in zip(values, labels) if not y]
+    if not pos or not neg:
+        return None
+    wins = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def against_labels(rows: Sequence[dict], labels: dict[tuple[str, str], int],
+                   metrics: Sequence[str] = LABEL_METRICS, alpha: float = 0.05) -> dict:
+    """Each metric held against the reader's labels on the labelled answers of `rows` (one benchmark
+    and seed): per answer (kappa on the metric read as right/wrong, AUC), and per strategy (the
+    reader's rate of right answers beside each metric's mean on the same answers), with the strategy
+    pairs the reader separates (McNemar's exact test on the labels, Holm-corrected, at `alpha`) and
+    whether each metric orders them the same way."""
+    from harness.analysis.metrics import bootstrap_ci
+    from harness.analysis.stats import holm, mcnemar_exact
+
+    rows = [r for r in rows if (r["id"], str(r.get("output", "")).strip()) in labels]
+    y = [labels[(r["id"], str(r.get("output", "")).strip())] for r in rows]
+    present = [m for m in metrics if rows and all(m in r for r in rows)]
+    out = {"answers": len(rows), "right": sum(y), "metrics": {}, "strategies": {}, "pairs": []}
+    for m in present:
+        vals = [float(r[m]) for r in rows]
+        a = [int(positive(v)) for v in vals]
+        out["metrics"][m] = {"kappa": cohen_kappa(a, y), "agreement": sum(p == q for p, q in zip(a, y)) / len(y),
+                             "auc": auc(vals, y), "says_right": sum(a) / len(a)}
+    by: dict[str, dict[str, tuple[dict, int]]] = {}
+    for r, lab in zip(rows, y):
+        by.setdefault(r["strategy"], {})[r["id"]] = (r, lab)
+    for s, got in by.items():
+        out["strategies"][s] = {"n": len(got), "reader": bootstrap_ci([lab for _, lab in got.values()]),
+                                **{m: sum(float(r[m]) for r, _ in got.values()) / len(got) for m in present}}
+    names = list(by)
+    pairs = []
+    for i, a_name in enumerate(names):
+        for b_name in names[i + 1:]:
+            ids = sorted(set(by[a_name]) & set(by[b_name]))
+            if not ids:
+                continue
+            la, lb = [by[a_name][q][1] for q in ids], [by[b_name][q][1] for q in ids]
+            test = mcnemar_exact(la, lb)
+            order = {m: _sign(sum(float(by[a_name][q][0][m]) - float(by[b_name][q][0][m]) for q in ids))
+                     for m in present}
+            pairs.append({"a": a_name, "b": b_name, "n": len(ids), "reader_diff": test["diff"],
+                          "only_a": test["only_a"], "only_b": test["only_b"], "p": test["p"],
+                          "reader_order": _sign(test["diff"]), "metric_order": order})
+    for pair, p in zip(pairs, holm([x["p"] for x in pairs])):
+        pair["holm_p"] = p
+        pair["separated"] = p < alpha and pair["reader_order"] != 0
+    out["pairs"] = pairs
+    for m in present:
+        sep = [x for x in pairs if x["separated"]]
+        out["metrics"][m]["pairs_as_reader"] = sum(x["metric_order"][m] == x["reader_order"] for x in pairs)
+        out["metrics"][m]["separated_as_reader"] = sum(x["metric_order"][m] == x["reader_order"] for x in sep)
+        out["metrics"][m]["separated_reversed"] = sum(x["metric_order"][m] == -x["reader_order"] for x in sep)
+    out["separated"] = sum(x["separated"] for x in pairs)
+    return out
+
+
+def _sign(x: float, eps: float = 1e-12) -> int:
+    return 0 if abs(x) <= eps else (1 if x > 0 else -1)

@@ -132,11 +132,13 @@ def synthetic_warning(b: dict) -> str:
             "before trusting the decision.")
 
 
-def write_reports(run_dir: Path, prices=None, decision: dict | None = None, metric: str | None = None) -> dict:
+def write_reports(run_dir: Path, prices=None, decision: dict | None = None, metric: str | None = None,
+                  labels=None) -> dict:
     """Recompute everything from the records and write all four formats; returns the new results.
-    metric: the headline metric (default: the run's; see recompute.headline)."""
+    metric: the headline metric (default: the run's; see recompute.headline); labels: a file of people's
+    labels of answers (analysis/trust.read_labels)."""
     run_dir = Path(run_dir)
-    results, rows = analyze(run_dir, prices, decision, metric)
+    results, rows = analyze(run_dir, prices, decision, metric, labels)
     doc = build(results, rows)
     # every format rendered before any is written: a record that breaks one leaves all as they were
     texts = {"report.md": render_markdown(doc),

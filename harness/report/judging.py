@@ -87,4 +87,80 @@ def _disagreements(doc: Doc, part: Part, figs: dict) -> None:
     doc.table(["Strategy", "Question", "Gold", "Answer", label, "Contains gold", "Reason given"], rows)
 
 
+def _order(x: int) -> str:
+    return {1: ">", -1: "<", 0: "="}[x]
+
+
+def reader_labels(doc: Doc, part: Part) -> None:
+    """Every metric held against people's labels of this run's answers (`harness report --labels`):
+    per strategy, per answer and per pair of strategies; the verdict in words follows the figures."""
+    lab = part.analysis.get("labels")
+    if not lab:
+        return
+    doc.h(3, "Against a reader's labels")
+    figs, strategies, pairs = lab["metrics"], lab["strategies"], lab["pairs"]
+    if not lab["answers"]:
+        doc.p(f"None of this run's answers is labelled in {lab['source']} ({lab['count']} labels): labels hold "
+              "for the exact answer text they were given to.")
+        return
+    names = list(figs)
+    doc.p(f"{lab['answers']} of this run's answers were read and labelled right or wrong by a person "
+          f"({lab['source']}; {lab['right']} right). Each metric against those labels, on the same answers: "
+          "the reader's rate of right answers is the reference, and the figures say which metric to trust here.")
+    rows = []
+    for s, f in strategies.items():
+        r = f["reader"]
+        rows.append([s, str(f["n"]), f"{r['mean']:.3f} [{r['low']:.3f}, {r['high']:.3f}]"]
+                    + [f"{f[m]:.3f}" for m in names])
+    doc.table(["Strategy", "Answers labelled", "Reader: right [95% CI]"]
+              + [metrics.get_metric(m).label for m in names], rows)
+    sep = lab["separated"]
+    rows = []
+    for m in names:
+        f = figs[m]
+        rows.append([metrics.get_metric(m).label, _kappa(f["kappa"]), fmt_num(f["auc"], "{:.2f}"),
+                     fmt_num(f["says_right"], "{:.3f}"), f"{f['pairs_as_reader']} of {len(pairs)}",
+                     f"{f['separated_as_reader']} of {sep}" + (f" ({f['separated_reversed']} reversed)"
+                                                                if f["separated_reversed"] else "")])
+    doc.table(["Metric", "Cohen's kappa with the reader", "AUC", "Says right", "Strategy pairs ordered as the reader",
+               "Pairs the reader separates, ordered alike"], rows)
+    doc.p("Kappa: the metric read as right/wrong (above 0.5) against the labels, beyond chance. AUC: the chance that "
+          "a right answer gets a higher value than a wrong one, at any threshold (0.5 is chance). A pair is ordered "
+          "as the reader when the metric's mean on the pair's common answers differs in the reader's direction "
+          "(or both are equal). The reader separates a pair when McNemar's exact test on the labels, "
+          "Holm-corrected over the pairs, gives p < 0.05.", "note")
+    rows = [[f"{x['a']} vs {x['b']}", str(x["n"]), f"{x['only_a']} / {x['only_b']}",
+             "<0.001" if x["holm_p"] < 0.001 else f"{x['holm_p']:.3f}",
+             _order(x["reader_order"])] + [_order(x["metric_order"][m]) for m in names] for x in pairs]
+    doc.table(["Pair (a vs b)", "Questions", "Reader: only a / only b right", "Holm p", "Reader"]
+              + [metrics.get_metric(m).label for m in names], rows)
+    doc.ul(_reader_verdict(figs, pairs, sep))
+
+
+def _reader_verdict(figs: dict, pairs: list[dict], sep: int) -> list[str]:
+    """The sentences the figures above support, nothing more."""
+    label = {m: metrics.get_metric(m).label for m in figs}
+    out = []
+    if not sep:
+        out.append(f"The reader's labels separate none of the {len(pairs)} pairs of strategies at 5%: on these "
+                   "answers no metric can be shown to rank the strategies as the reader does, nor to rank them "
+                   "otherwise. More labelled answers, or strategies further apart, would settle it.")
+    else:
+        alike = [label[m] for m, f in figs.items() if f["separated_as_reader"] == sep]
+        reversed_ = [f"{label[m]} ({f['separated_reversed']} of {sep})" for m, f in figs.items()
+                     if f["separated_reversed"]]
+        out.append(f"Of the {sep} pair(s) the reader separates, "
+                   + (f"{', '.join(alike)} order{'s' if len(alike) == 1 else ''} every one as the reader does"
+                      if alike else "no metric orders every one as the reader does")
+                   + (f"; reversed by {', '.join(reversed_)}." if reversed_ else "."))
+    k = {m: f["kappa"] for m, f in figs.items() if f["kappa"] is not None}
+    if k:
+        best = max(k, key=k.get)
+        others = ", ".join(f"{label[m]} {v:+.2f}" for m, v in k.items() if m != best)
+        out.append(f"Per answer, {label[best]} comes closest to the reader (kappa {k[best]:+.2f}, "
+                   f"{_strength(k[best])})" + (f"; {others}" if others else "") + ".")
+    return out
+
+
 register_section(judges_trust, after="significance")
+register_section(reader_labels, after="judges_trust")
