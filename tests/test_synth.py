@@ -57,6 +57,8 @@ def test_parse_pair(reply, expected):
     ("What did Alice Stone do after she became mayor?", None),  # "she" refers to a name before it
     ("The bridge was opened in 1932.", "not_a_question"),  # no question mark
     ("Bridge?", "not_a_question"),  # too short
+    ("Who is Mandiant?", None),  # three words that stand on their own
+    ("What is it?", "needs_the_passage"),  # three words that do not
     ("The Harbor City bridge opened in 1932 by Alice Stone?", "not_a_question"),  # no question word
     ("What does the passage say about the bridge?", "needs_the_passage"),
     ("According to the text, who opened the bridge?", "needs_the_passage"),
@@ -221,6 +223,7 @@ class Scripted:
                     synth.PARAPHRASE_STYLES[0]: "Which person opened the bridge of Harbor City?",
                     synth.PARAPHRASE_STYLES[1]: q,  # a copy
                     synth.PARAPHRASE_STYLES[2]: "What did the passage say?",  # needs the passage
+                    synth.PARAPHRASE_STYLES[3]: "Who opened the bridge for Governor Oakley?",  # a name of its own
                 }.get(style, "") if "Harbor" in q else f"Rewritten: {q[:-1]} exactly?"))
             else:
                 self.asked["round_trip"] += 1
@@ -312,6 +315,7 @@ def test_round_trip_and_paraphrases(tmp_path):
     if harbor:  # the Harbor pair is a train pair for this seed: one good rewording, a copy, one needing the passage
         assert [r["question"] for r in harbor] == ["Which person opened the bridge of Harbor City?"]
         assert p["dropped"]["copy"] >= 1 and p["dropped"]["needs_the_passage"] >= 1
+        assert p["dropped"]["question_not_grounded"] >= 1
     assert check_corpus(out).problems == []
 
 
@@ -486,3 +490,30 @@ def test_report_on_a_synthetic_corpus_says_so_at_the_top(tmp_path, tiny_model, c
            "(`harness synth`, 3 of 8 generated pairs kept by its filters)" in first
     results = json.loads((out / "results.json").read_text())
     assert results["benchmarks"][0]["synthetic"]["kept"] == 3
+
+
+def test_answer_start_matches_any_apostrophe():
+    """A model that writes "Macy's" for the passage's "Macy’s" still gets its answer's place in the document."""
+    doc = Document(id="d", title="", text="The parade starts at Macy’s on 34th Street at nine.")
+    pair = synth.Pair(passage=synth.Passage(doc, 0, len(doc.text)), reply="", question="Where does it start?",
+                      answer="Macy's on 34th Street")
+    assert synth._answer_start(doc, pair) == doc.text.index("Macy’s")
+    assert synth._answer_start(doc, synth.Pair(passage=pair.passage, reply="", answer="Gimbels")) is None
+
+
+def test_a_paraphrase_that_brings_in_a_name_is_dropped():
+    """Rewordings pass the grounding filter too: a name the passage never mentions is not a paraphrase."""
+    doc = Document(id="d", title="Harbor", text="The Harbor City bridge was opened in 1932 by mayor Alice Stone.")
+    pair = synth.Pair(passage=synth.Passage(doc, 0, len(doc.text)), reply="",
+                      question="Who opened the Harbor City bridge?", answer="mayor Alice Stone")
+
+    class Two:
+        def chat(self, messages_list, max_new_tokens, stop=None, *, stop_at_newline=True):
+            texts = ["Which person opened the bridge of Harbor City?", "Who opened the bridge for Governor Oakley?"]
+            return [type("R", (), {"text": t})() for t in texts[:len(messages_list)]]
+
+    syn = synth.Synthesizer(Two(), lambda texts: np.ones((len(texts), 4), dtype=np.float32) / 2,
+                            SynthConfig(n=1, paraphrases=2), log=lambda *a: None)
+    syn.paraphrase([pair])
+    assert pair.paraphrases == ["Which person opened the bridge of Harbor City?"]
+    assert syn.paraphrase_counts["dropped"]["question_not_grounded"] == 1
