@@ -78,6 +78,15 @@ def test_against_labels_per_answer_and_per_pair():
                           labels, metrics=("f1", "semantic"))["answers"] == 80
 
 
+def test_semantic_auc_is_over_its_cosine_not_its_cut():
+    """Thresholded, both wrong answers and one right one score 0; the stored cosines still order them."""
+    rows = [{"strategy": "a", "id": f"q{i}", "output": "x", "semantic": float(c >= 0.55),
+             "judgments": {"semantic": {"similarity": c}}} for i, c in enumerate([0.2, 0.3, 0.5, 0.9])]
+    labels = {("q0", "x"): 0, ("q1", "x"): 0, ("q2", "x"): 1, ("q3", "x"): 1}
+    assert against_labels(rows, labels, metrics=("semantic",))["metrics"]["semantic"]["auc"] == 1.0
+    assert auc([r["semantic"] for r in rows], [0, 0, 1, 1]) == 0.75
+
+
 def test_a_pair_the_reader_does_not_separate_is_not_claimed():
     """One question apart: p = 1; the report may not say that any metric ranks them as the reader."""
     rows = _rows("a", {0}, n=10) + _rows("b", set(), n=10)

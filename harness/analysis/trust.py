@@ -188,7 +188,7 @@ def against_labels(rows: Sequence[dict], labels: dict[tuple[str, str], int],
         vals = [float(r[m]) for r in rows]
         a = [int(positive(v)) for v in vals]
         out["metrics"][m] = {"kappa": cohen_kappa(a, y), "agreement": sum(p == q for p, q in zip(a, y)) / len(y),
-                             "auc": auc(vals, y), "says_right": sum(a) / len(a)}
+                             "auc": auc([_underlying(r, m) for r in rows], y), "says_right": sum(a) / len(a)}
     by: dict[str, dict[str, tuple[dict, int]]] = {}
     for r, lab in zip(rows, y):
         by.setdefault(r["strategy"], {})[r["id"]] = (r, lab)
@@ -220,6 +220,13 @@ def against_labels(rows: Sequence[dict], labels: dict[tuple[str, str], int],
         out["metrics"][m]["separated_reversed"] = sum(x["metric_order"][m] == -x["reader_order"] for x in sep)
     out["separated"] = sum(x["separated"] for x in pairs)
     return out
+
+
+def _underlying(row: dict, metric: str) -> float:
+    """The score a metric thresholds, where the row keeps it: semantic's cosine similarity (so its AUC
+    is over every threshold, not only the shipped one); else the metric's value."""
+    sim = ((row.get("judgments") or {}).get(metric) or {}).get("similarity") if metric == "semantic" else None
+    return float(sim) if isinstance(sim, (int, float)) else float(row[metric])
 
 
 def _sign(x: float, eps: float = 1e-12) -> int:

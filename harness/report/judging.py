@@ -124,8 +124,9 @@ def reader_labels(doc: Doc, part: Part) -> None:
                                                                 if f["separated_reversed"] else "")])
     doc.table(["Metric", "Cohen's kappa with the reader", "AUC", "Says right", "Strategy pairs ordered as the reader",
                "Pairs the reader separates, ordered alike"], rows)
-    doc.p("Kappa: the metric read as right/wrong (above 0.5) against the labels, beyond chance. AUC: the chance that "
-          "a right answer gets a higher value than a wrong one, at any threshold (0.5 is chance). A pair is ordered "
+    doc.p("Kappa: the metric read as right/wrong (above 0.5) against the labels, beyond chance. AUC: the chance "
+          "that a right answer gets a higher score than a wrong one, at any threshold (0.5 is chance; semantic's "
+          "score is its cosine similarity, before the threshold). A pair is ordered "
           "as the reader when the metric's mean on the pair's common answers differs in the reader's direction "
           "(or both are equal). The reader separates a pair when McNemar's exact test on the labels, "
           "Holm-corrected over the pairs, gives p < 0.05.", "note")
@@ -159,6 +160,11 @@ def _reader_verdict(figs: dict, pairs: list[dict], sep: int) -> list[str]:
         others = ", ".join(f"{label[m]} {v:+.2f}" for m, v in k.items() if m != best)
         out.append(f"Per answer, {label[best]} comes closest to the reader (kappa {k[best]:+.2f}, "
                    f"{_strength(k[best])})" + (f"; {others}" if others else "") + ".")
+    u = {m: f["auc"] for m, f in figs.items() if f["auc"] is not None}
+    if u:
+        best = max(u, key=u.get)
+        out.append(f"At any threshold, {label[best]} separates right from wrong answers best (AUC {u[best]:.2f}"
+                   + "".join(f", {label[m]} {v:.2f}" for m, v in u.items() if m != best) + ").")
     return out
 
 
