@@ -1,4 +1,5 @@
-"""Decision statistics and rules against hand-computed numbers and exact enumeration (harness/verdicts.py)."""
+"""Decision statistics and rules against hand-computed numbers and exact enumeration
+(harness/analysis/noninferiority.py, harness/analysis/verdicts.py)."""
 import itertools
 import math
 import re
@@ -6,16 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from harness.analysis import metrics, stats, verdicts
-from harness.analysis.verdicts import (
-    Candidate,
-    DecisionConfig,
-    non_inferiority,
-    outcome,
-    pooled_mean,
-    questions_needed,
-    recommend,
-)
+from harness.analysis import metrics, noninferiority, stats, verdicts
+from harness.analysis.noninferiority import non_inferiority, outcome, pooled_mean, questions_needed
+from harness.analysis.verdicts import Candidate, DecisionConfig, recommend
 from harness.core.errors import ConfigError
 
 N_BOOT = 2000  # enough for the verdicts below, whose intervals are exact (constant differences) or far from the margin
@@ -82,7 +76,7 @@ def test_inconclusive_toward_inferior_by_hand():
 
 
 def test_questions_needed_with_seed_variance():
-    z2 = verdicts.Z ** 2
+    z2 = noninferiority.Z ** 2
     # room = (0.01 / 1.96)^2 - 1e-5 = 2.6032e-5 - 1e-5 = 1.6032e-5; n > 0.3^2 / 1.6032e-5 = 5,613.9 -> 5,614
     assert questions_needed(-0.01, 0.3, 0.02, 1e-5) == math.floor(0.09 / (1e-4 / z2 - 1e-5)) + 1
     assert questions_needed(-0.01, 0.3, 0.02, 1e-5) == 5614
@@ -131,7 +125,7 @@ def test_pooled_mean_against_exact_enumeration():
     e = pooled_mean(_scores(X), n_boot=200_000, seed=1)
     assert e.mean == pytest.approx(0.5)                # (2/3 + 1/3) / 2, by hand
     assert e.n_seeds == 2 and e.n_questions == 3 and e.seed_means == pytest.approx((2 / 3, 1 / 3))
-    reps = verdicts._replicates([X], [1.0], 200_000, 1)
+    reps = noninferiority._replicates([X], [1.0], 200_000, 1)
     assert reps.mean() == pytest.approx(exact.mean(), abs=4 * exact.std() / math.sqrt(200_000))
     assert reps.var() == pytest.approx(exact.var(), rel=0.03)
     # shared questions matter: drawing questions anew for each seed would give another variance
@@ -149,7 +143,7 @@ def test_pooled_paired_difference_against_exact_enumeration():
     c = non_inferiority(_scores(A), _scores(B), 0.02, n_boot=200_000, seed=2)
     assert c.diff == pytest.approx((2 / 3 + 1 / 3) / 2 - 2 / 3)   # -1/6
     assert c.n_seeds == (2, 1)
-    reps = verdicts._replicates([A, B], [1.0, -1.0], 200_000, 2)
+    reps = noninferiority._replicates([A, B], [1.0, -1.0], 200_000, 2)
     assert reps.mean() == pytest.approx(exact.mean(), abs=4 * exact.std() / math.sqrt(200_000))
     assert reps.var() == pytest.approx(exact.var(), rel=0.03)
     # the seed part of the variance: per-seed means 2/3 and 1/3, sample variance 1/18, over 2 seeds
