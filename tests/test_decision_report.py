@@ -173,6 +173,21 @@ def test_every_decision_flag_reaches_the_costs(tmp_path):
     assert "Over the p95 latency target of 3.5 s: a (4.00 s, batched)" in (run / "report.md").read_text()
 
 
+def test_break_even_says_same_cost_while_both_are_on_the_floor(tmp_path):
+    """Two strategies on one always-on machine cost the same until the slower needs more than its floor; they
+    never cross, and the column said "never" (reports/example's $62.05 against $62.05)."""
+    run = _run(tmp_path, {"a": {"right": A, "prepare": RAG, "wall_s": 100.0, "p95": 1.0},
+                          "b": {"right": A, "prepare": ADAPTER, "wall_s": 10.0, "p95": 1.0}},
+               decision={"refresh_days": None})
+    assert cli.main(["report", str(run)]) == 0
+    # a: 100 questions in 100 s = 1 query/s, b: 10 queries/s; each pays the floor 1 x 730 h x $0.085 = $62.05
+    # until its busy machine-hours pass it: Q / (3600 x 1 x 0.5) x $0.085 = $62.05 -> Q = 730 x 3600 x 0.5 =
+    # 1,314,000 for a (b: 13,140,000); a is 10% dearer at 1.1 x 1,314,000 = 1,445,400
+    rows = [r for r in _section((run / "report.md").read_text(), "Break-even").splitlines() if r.startswith("| ")]
+    assert rows[1].endswith("| $62.05 against $62.05 | same cost up to 1,314,000 (both at the always-on floor); "
+                            "b cheaper above | within 10% below 1,445,400; b cheaper above 1,445,400 |"), rows
+
+
 def test_bad_decision_flags_exit_2_and_write_nothing(tmp_path, capsys):
     run = _four(tmp_path)
     assert cli.main(["report", str(run), "--measured-on", "my-laptop"]) == 2

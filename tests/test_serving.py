@@ -1,4 +1,5 @@
 """Serving-cost model against hand-computed numbers (harness/serving.py)."""
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -21,9 +22,11 @@ from harness.analysis.serving import (
     monthly_cost,
     refresh_cost,
     shared_cost,
+    sides,
     token_cost,
 )
 from harness.core.errors import ConfigError
+from harness.report.sections import break_even_words
 
 CPU = Machine("box", 0.1, "cpu", vcpus=2, memory_gb=4)   # $0.1/hour: hand arithmetic stays short
 GB = 1024 ** 3
@@ -218,6 +221,59 @@ def test_break_even_matches_monthly_cost():
     (x,) = break_even(cost_curve(f1, CPU, ld), cost_curve(f2, CPU, ld))
     assert x.monthly_queries == pytest.approx((30.4375 - 0.0304375) / (1 / 18000 - 1 / 72000))
     assert (x.cheaper_below, x.cheaper_above) == ("rag", "lora")
+
+
+def _words(a: CostCurve, b: CostCurve) -> str:
+    """The report's break-even column for a against b."""
+    return break_even_words([dataclasses.asdict(s) for s in sides(a, b)])
+
+
+def test_same_cost_on_the_floor_until_one_needs_more_than_it():
+    # A at 1 query/s, B at 4 queries/s, each one $0.1 machine always on at u = 0.5: both pay the floor
+    # 1 x 730 h x $0.1 = $73.00 until A's busy machine-hours pass it: Q x 0.1 / (3600 x 1 x 0.5) = 73 ->
+    # Q = 730 x 3600 x 1 x 0.5 = 1,314,000 (B's own kink: 4 x 1,314,000 = 5,256,000): no crossing, yet
+    # not "never": the same $73.00 up to 1,314,000, B cheaper above it
+    ld = Load(refresh_days=None)
+    a = cost_curve(Facts("A", "rag", queries_per_s=1.0), CPU, ld)
+    b = cost_curve(Facts("B", "adapter", queries_per_s=4.0), CPU, ld)
+    assert break_even(a, b) == []
+    same, past = sides(a, b)
+    assert (same.low, same.cheaper, same.same) == (0.0, None, "floor") and same.high == pytest.approx(1_314_000)
+    assert (past.low, past.high, past.cheaper) == (same.high, None, "B")
+    assert _words(a, b) == _words(b, a) == "same cost up to 1,314,000 (both at the always-on floor); B cheaper above"
+    # B's refresh a tenth of a cent dearer (reports/example's shape: $62.05 against $62.05): B overtakes A
+    # 0.001 / (0.1 / 1800) = 18 queries past A's kink, a difference no printed cent shows: still the same cost
+    # up to A's kink. Half a cent or more is a difference: A cheaper until 0.01 / (0.1 / 1800) = 180 past it
+    b_dear = CostCurve("B", 0.001, 0.0, b.terms)
+    assert [x.monthly_queries for x in break_even(a, b_dear)] == pytest.approx([1_314_018])
+    assert _words(a, b_dear) == "same cost up to 1,314,000 (both at the always-on floor); B cheaper above"
+    assert _words(a, CostCurve("B", 0.01, 0.0, b.terms)) == "1,314,180 (B cheaper above)"
+
+
+def test_a_true_crossing_keeps_its_volume():
+    # A = 50 + 1e-4 Q against B = max(73, 2e-4 Q): they cross at 230,000 and 500,000 (test above)
+    a, b = CostCurve("A", 50.0, 1e-4, ()), CostCurve("B", 0.0, 0.0, ((73.0, 2e-4),))
+    assert [(s.cheaper, s.high) for s in sides(a, b)] == [("A", pytest.approx(230_000)),
+                                                         ("B", pytest.approx(500_000)), ("A", None)]
+    assert _words(a, b) == "230,000 (B cheaper above); 500,000 (A cheaper above)"
+    # hosted at $0.001 a query against the $73 floor: 73,000 (test_break_even_hosted_against_always_on)
+    h = cost_curve(Facts("H", "prompting", prompt_tokens=1000, output_tokens=0), CPU, Load(refresh_days=None),
+                   hosted=Hosted("m", 1.0, 0.0))
+    m = cost_curve(Facts("M", "prompting", queries_per_s=1.0), CPU, Load(refresh_days=None))
+    assert _words(h, m) == "73,000 (M cheaper above)"
+
+
+def test_one_cheaper_at_every_volume_is_never():
+    # C = 1 + 1e-4 Q, D = 2 + 2e-4 Q: C cheaper by $1 at 0 and by more past it
+    c, d = CostCurve("C", 1.0, 1e-4, ()), CostCurve("D", 2.0, 2e-4, ())
+    assert sides(c, d) == [serving.Side(0.0, None, "C")]
+    assert _words(c, d) == "never"
+    # on one floor, C's refresh $0.01 cheaper and C rising later (2 queries/s against 1): C at every volume
+    fast = CostCurve("C", 0.0, 0.0, ((73.0, 0.1 / 3600),))
+    slow = CostCurve("D", 0.01, 0.0, ((73.0, 0.1 / 1800),))
+    assert _words(fast, slow) == "never"
+    # the same $ per query and fixed costs under half a cent apart: the same at every volume
+    assert _words(c, CostCurve("E", 1.004, 1e-4, ())) == "same cost at every volume (the same $ per query)"
 
 
 # ---- the price table

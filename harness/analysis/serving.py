@@ -714,6 +714,69 @@ def apart(a: CostCurve, b: CostCurve, tolerance: float) -> list[Region]:
     return out
 
 
+SAME_USD = 0.005  # half a cent a month: the report prints cents, so a constant difference below it reads as none
+
+
+@dataclass(frozen=True)
+class Side:
+    """A range of monthly volumes [low, high) (high None: no end) over which `cheaper` costs less than the other.
+    cheaper None: over the whole range the two cost the same (their difference is constant and under half a
+    cent a month), because `same` is "floor" (both pay only their always-on floor) or "per query" (both add
+    the same $ a query)."""
+
+    low: float
+    high: float | None
+    cheaper: str | None
+    same: str | None = None
+
+
+def sides(a: CostCurve, b: CostCurve, same_usd: float = SAME_USD) -> list[Side]:
+    """Which of a and b is cheaper at every monthly volume from 0 on, as consecutive ranges: the reader's
+    break-even. Between two ranges where each is cheaper lies a crossing of break_even(), at its volume. A range
+    of the same cost is one where neither curve's slope differs from the other's (both at the always-on floor,
+    or the same $ per query) and the costs are within `same_usd`: two strategies on one machine's floor cost
+    the same until one of them needs more than the floor. A crossing that only undoes a difference under
+    `same_usd` right next to such a range (a refresh a tenth of a cent dearer, overtaken a few queries past the
+    floor) is no change a reader could see: the range's far side goes to whoever is cheaper past it."""
+    def diff(q: float) -> float:
+        return a.at(q) - b.at(q)
+
+    cuts = sorted({0.0, *a.kinks(), *b.kinks(), *(x.monthly_queries for x in break_even(a, b))})
+    out: list[Side] = []
+    for i, lo in enumerate(cuts):   # diff is linear inside each: a kink or a crossing at every border
+        hi = cuts[i + 1] if i + 1 < len(cuts) else None
+        mid = (lo + hi) / 2 if hi is not None else 2 * lo + 1
+        sa, sb, d = a.slope(mid), b.slope(mid), diff(mid)
+        if math.isclose(sa, sb, rel_tol=1e-9) and abs(d) < same_usd:
+            out.append(Side(lo, hi, None, "floor" if sa == 0 and sb == 0 else "per query"))
+        else:
+            out.append(Side(lo, hi, a.strategy if d < 0 else b.strategy))
+
+    def faint(s: Side) -> bool:  # within same_usd over the whole range (diff is linear on it)
+        return s.high is not None and abs(diff(s.low)) < same_usd and abs(diff(s.high)) < same_usd
+
+    for order in (list(range(len(out))), list(range(len(out) - 1, -1, -1))):  # past a same range, and before it
+        for k, i in enumerate(order):
+            if out[i].cheaper is not None:
+                continue
+            run = []
+            for j in order[k + 1:]:
+                if out[j].cheaper is None or not faint(out[j]) or (run and out[j].cheaper != out[run[0]].cheaper):
+                    break
+                run.append(j)
+            after = order[k + 1 + len(run)] if k + 1 + len(run) < len(order) else None
+            if run and after is not None and out[after].cheaper not in (None, out[run[0]].cheaper):
+                for j in run:
+                    out[j] = Side(out[j].low, out[j].high, out[after].cheaper)
+    merged: list[Side] = []
+    for s in out:
+        if merged and (merged[-1].cheaper, merged[-1].same) == (s.cheaper, s.same):
+            merged[-1] = Side(merged[-1].low, s.high, s.cheaper, s.same)
+        else:
+            merged.append(s)
+    return merged
+
+
 # ----------------------------------------------------------------------------------------------
 # From a run's record
 

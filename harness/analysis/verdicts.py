@@ -712,7 +712,8 @@ class _CostScenarios:
 class Decision:
     """decide()'s answer: the verdict, each strategy's measured facts and monthly cost (all inputs kept),
     the machine and hosted prices used (hosted_for: the strategies the hosted prices apply to), each
-    strategy's latency with its source, and the break-even volumes between every two priced strategies."""
+    strategy's latency with its source, and the break-even volumes between every two priced strategies (and, per
+    pair, which is cheaper or whether both cost the same at each volume: serving.sides)."""
 
     verdict: Verdict
     facts: dict
@@ -727,6 +728,7 @@ class Decision:
     curves: dict = field(default_factory=dict)     # name -> serving.CostCurve: monthly $ as a function of volume
     apart: list = field(default_factory=list)      # per pair: volumes where one is cheaper beyond cost_tolerance
     models: dict = field(default_factory=dict)     # name -> {label, name, backend[, base_url]}: what answered it
+    sides: list = field(default_factory=list)      # per pair: from 0 on, the volumes where each is cheaper or both same
 
     def to_dict(self) -> dict:
         """Plain JSON data (non-finite numbers become null: JSON has no infinity)."""
@@ -827,14 +829,14 @@ def decide(results: Mapping, rows: Sequence[Mapping], benchmark: str, primary: s
              for n in names if n in scores]
     verdict = recommend(cands, cfg, metric=metric or primary, cost_at=pricing.cost_at, n_boot=n_boot, seed=seed)
     curves = pricing.curves(costs)
-    crossings, regions = _break_even(curves, cfg.cost_tolerance)
+    crossings, regions, sides = _break_even(curves, cfg.cost_tolerance)
     seeds = sorted({s for sc in scores.values() for s in sc}, key=lambda x: (str(type(x)), x))
     hosted = {model_of[n][0]: pricing.hosted(n) for n in names if pricing.hosted(n) is not None}
     models = {n: {k: v for k, v in (("label", label), ("name", rec.get("name")),
                                     ("backend", rec.get("backend", "local")), ("base_url", rec.get("base_url")))
                   if v is not None} for n, (label, rec) in model_of.items()}
     return Decision(verdict, facts, costs, machine, hosted, crossings, latency,
-                    [n for n in names if pricing.hosted(n) is not None], cfg, seeds, curves, regions, models)
+                    [n for n in names if pricing.hosted(n) is not None], cfg, seeds, curves, regions, models, sides)
 
 
 def _scores_by_seed(rows: Sequence[Mapping], benchmark: str, primary: str) -> dict[str, dict]:
@@ -904,10 +906,10 @@ class _Pricing:
         return curves
 
 
-def _break_even(curves: Mapping, tolerance: float) -> tuple[list[dict], list[dict]]:
-    """For every two cost curves: the volumes where they cross, and the volume ranges where one is cheaper
-    by more than the tolerance."""
-    crossings, regions = [], []
+def _break_even(curves: Mapping, tolerance: float) -> tuple[list[dict], list[dict], list[dict]]:
+    """For every two cost curves: the volumes where they cross, the volume ranges where one is cheaper
+    by more than the tolerance, and the ranges where each is cheaper or both cost the same (serving.sides)."""
+    crossings, regions, sides = [], [], []
     ordered = list(curves)
     for i, a in enumerate(ordered):
         for b in ordered[i + 1:]:
@@ -915,4 +917,6 @@ def _break_even(curves: Mapping, tolerance: float) -> tuple[list[dict], list[dic
                 crossings.append({"a": a, "b": b, **dataclasses.asdict(x)})
             regions.append({"a": a, "b": b, "regions": [dataclasses.asdict(r) for r in
                                                         serving.apart(curves[a], curves[b], tolerance)]})
-    return crossings, regions
+            sides.append({"a": a, "b": b, "sides": [dataclasses.asdict(s) for s in
+                                                    serving.sides(curves[a], curves[b])]})
+    return crossings, regions, sides

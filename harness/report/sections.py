@@ -495,6 +495,33 @@ def _deployments(doc: Doc, part: Part, costs: dict, machine: dict) -> None:
           "holding every adapter; a full fine-tune needs its own. Each is priced alone above.", "note")
 
 
+def break_even_words(sides: list[dict]) -> str:
+    """serving.sides in words: '1,549,603 (lora-rag cheaper above)' where the cheaper changes, 'same cost up to
+    2,291,563 (both at the always-on floor); zero-shot cheaper above' where they are equal over a range,
+    'never' when one is cheaper at every volume."""
+    def span(s):
+        return ("at every volume" if s["low"] == 0 and s["high"] is None else f"up to {s['high']:,.0f}"
+                if s["low"] == 0 else f"above {s['low']:,.0f}" if s["high"] is None
+                else f"from {s['low']:,.0f} to {s['high']:,.0f}")
+
+    if len(sides) == 1 and sides[0]["cheaper"] is not None:
+        return "never"
+    out = []
+    for i, s in enumerate(sides):
+        prev = sides[i - 1] if i else None
+        nxt = sides[i + 1] if i + 1 < len(sides) else None
+        if s["cheaper"] is None:
+            why = "both at the always-on floor" if s["same"] == "floor" else "the same $ per query"
+            out.append(f"same cost {span(s)} ({why})")
+        elif prev is not None and prev["cheaper"] is None:
+            out.append(f"{s['cheaper']} cheaper above")
+        elif prev is not None:
+            out.append(f"{s['low']:,.0f} ({s['cheaper']} cheaper above)")
+        elif nxt is not None and nxt["cheaper"] is None:
+            out.append(f"{s['cheaper']} cheaper below {s['high']:,.0f}")
+    return "; ".join(out)
+
+
 def _regions(regions: list[dict], tol: float) -> str:
     """'within 10% below 114,070; lora cheaper above': where the decision sees a cost difference."""
     out = []
@@ -527,14 +554,16 @@ def break_even(doc: Doc, part: Part) -> None:
         for other in curves:
             if other == focus:
                 continue
-            exact = [x for x in dec.get("break_even") or [] if {x["a"], x["b"]} == {focus, other}]
             pair = next((x for x in dec.get("apart") or [] if {x["a"], x["b"]} == {focus, other}), None)
+            side = next((x for x in dec.get("sides") or [] if {x["a"], x["b"]} == {focus, other}), None)
             rows.append([other, f"{fmt_usd(plots.curve_at(curves[focus], dc.monthly_queries))} against "
                                 f"{fmt_usd(plots.curve_at(curves[other], dc.monthly_queries))}",
-                         "; ".join(f"{x['monthly_queries']:,.0f} ({x['cheaper_above']} cheaper above)" for x in exact)
-                         or "never", _regions(pair["regions"], dc.cost_tolerance) if pair else "–"])
+                         break_even_words(side["sides"]) if side else "–",
+                         _regions(pair["regions"], dc.cost_tolerance) if pair else "–"])
         doc.p(f"{focus} against each other strategy, every other input held. Break-even: the monthly volumes at "
-              f"which the two cost exactly the same. The decision counts costs within {dc.cost_tolerance:.0%} of "
+              "which the cheaper of the two changes; \"same cost\": equal to the cent over the whole range (both "
+              "at the always-on floor, or the same $ per query), with who is cheaper past it; \"never\": one is "
+              f"cheaper at every volume. The decision counts costs within {dc.cost_tolerance:.0%} of "
               "each other as equal, so the last column is where the cost difference can matter; accuracy decides "
               "first (see Recommendation).")
         doc.table(["Against", f"$ / month now, {focus} against it ({dc.monthly_queries:,} queries)",
