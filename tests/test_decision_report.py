@@ -271,7 +271,8 @@ def test_every_answer_grouped_by_where_strategies_disagree(tmp_path):
 EXAMPLES = {"example": ["--min-quality", "0.5"],
             "example-hosted": ["--prices", str(ROOT / "configs" / "prices-hosted.yaml"), "--monthly-queries",
                                "1000000", "--min-quality", "none"],
-            "cosmosqa": []}  # sentence answers, headed by the stored semantic values (issue 18)
+            # sentence answers, headed by the stored semantic values, and every answer's label by a reader (issue 18)
+            "cosmosqa": ["--labels", str(ROOT / "corpora" / "cosmosqa" / "reader_labels.jsonl")]}
 
 
 @pytest.mark.parametrize("name", list(EXAMPLES))

@@ -9,7 +9,7 @@ import pytest
 from test_decision_report import PROMPT, _run
 
 from harness import cli
-from harness.analysis.trust import against_labels, auc, read_labels
+from harness.analysis.trust import against_labels, auc, headline_conflicts, read_labels
 from harness.core.errors import DataError
 
 
@@ -87,6 +87,16 @@ def test_semantic_auc_is_over_its_cosine_not_its_cut():
     assert auc([r["semantic"] for r in rows], [0, 0, 1, 1]) == 0.75
 
 
+def test_headline_conflicts_name_the_metrics_that_agree():
+    labels = {"pairs": [
+        {"a": "x", "b": "y", "separated": True, "reader_order": -1, "metric_order": {"f1": -1, "semantic": 0}},
+        {"a": "x", "b": "z", "separated": False, "reader_order": 1, "metric_order": {"f1": -1, "semantic": -1}},
+        {"a": "y", "b": "z", "separated": True, "reader_order": 1, "metric_order": {"f1": 1, "semantic": 1}}]}
+    (c,) = headline_conflicts(labels, "semantic")
+    assert (c["higher"], c["lower"], c["agree"]) == ("y", "x", ["f1"])
+    assert headline_conflicts(labels, "f1") == []  # f1 orders both separated pairs as the reader
+
+
 def test_a_pair_the_reader_does_not_separate_is_not_claimed():
     """One question apart: p = 1; the report may not say that any metric ranks them as the reader."""
     rows = _rows("a", {0}, n=10) + _rows("b", set(), n=10)
@@ -111,8 +121,12 @@ def test_report_with_labels_says_which_metric_ranks_as_the_reader(tmp_path):
     assert "200 of this run's answers were read and labelled" in sec and "labels.jsonl; 120 right" in sec
     assert "| a | 100 | 0.400 [" in sec and "| b | 100 | 0.800 [" in sec
     assert "| a vs b | 100 | 0 / 40 | <0.001 | < | > | > | > |" in sec
-    assert "Of the 1 pair(s) the reader separates, no metric orders every one as the reader does; reversed by" in sec
-    assert "F1 (1 of 1)" in sec
+    assert "The reader separates one pair of the 1 (b above a): EM, F1, Contains reverse it." in sec
+    # the decision rests on F1, which the reader contradicts: the recommendation says so
+    rec = md[md.index("### Recommendation"):md.index("### Summary")]
+    assert ("**A reader's labels disagree with the token F1 here**: the reader finds b right more often than a "
+            "(0.800 against 0.400") in rec
+    assert "the token F1 ranks them the other way round (0.200 against 0.600). No computed metric orders them" in rec
     res = json.loads((run / "results.json").read_text())
     assert res["analysis"]["benchmarks"]["corpus"]["0"]["labels"]["separated"] == 1
     # without --labels the section is not there

@@ -231,3 +231,17 @@ def _underlying(row: dict, metric: str) -> float:
 
 def _sign(x: float, eps: float = 1e-12) -> int:
     return 0 if abs(x) <= eps else (1 if x > 0 else -1)
+
+
+def headline_conflicts(labels: dict, primary: str) -> list[dict]:
+    """The strategy pairs the reader separates (against_labels) that the headline metric does not order
+    as the reader does (scores them the same or the other way round), each with the metrics that do."""
+    out = []
+    for x in labels.get("pairs") or []:
+        if not x.get("separated") or primary not in x["metric_order"]:
+            continue
+        if x["metric_order"][primary] != x["reader_order"]:
+            hi, lo = (x["a"], x["b"]) if x["reader_order"] > 0 else (x["b"], x["a"])
+            out.append({**x, "higher": hi, "lower": lo,
+                        "agree": [m for m, o in x["metric_order"].items() if o == x["reader_order"]]})
+    return out

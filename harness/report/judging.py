@@ -147,13 +147,17 @@ def _reader_verdict(figs: dict, pairs: list[dict], sep: int) -> list[str]:
                    "answers no metric can be shown to rank the strategies as the reader does, nor to rank them "
                    "otherwise. More labelled answers, or strategies further apart, would settle it.")
     else:
-        alike = [label[m] for m, f in figs.items() if f["separated_as_reader"] == sep]
-        reversed_ = [f"{label[m]} ({f['separated_reversed']} of {sep})" for m, f in figs.items()
-                     if f["separated_reversed"]]
-        out.append(f"Of the {sep} pair(s) the reader separates, "
-                   + (f"{', '.join(alike)} order{'s' if len(alike) == 1 else ''} every one as the reader does"
-                      if alike else "no metric orders every one as the reader does")
-                   + (f"; reversed by {', '.join(reversed_)}." if reversed_ else "."))
+        seps = [x for x in pairs if x["separated"]]
+        what = ", ".join(" above ".join((x["a"], x["b"]) if x["reader_order"] > 0 else (x["b"], x["a"])) for x in seps)
+        groups = {"order {it} as the reader does": [m for m, f in figs.items() if f["separated_as_reader"] == sep],
+                  "reverse {some}": [m for m, f in figs.items() if f["separated_reversed"]],
+                  "score {them} the same": [m for m, f in figs.items() if f["separated_as_reader"] < sep
+                                            and not f["separated_reversed"]]}
+        it, some, them = ("it", "it", "the two") if sep == 1 else ("every one", "some", "some pairs")
+        said = [f"{', '.join(label[m] for m in ms)} " + verb.format(it=it, some=some, them=them).replace(
+                    " ", "s " if len(ms) == 1 else " ", 1) for verb, ms in groups.items() if ms]
+        out.append(f"The reader separates {'one pair' if sep == 1 else f'{sep} pairs'} of the {len(pairs)} ({what}): "
+                   + "; ".join(said) + ".")
     k = {m: f["kappa"] for m, f in figs.items() if f["kappa"] is not None}
     if k:
         best = max(k, key=k.get)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from harness.analysis import metrics
+from harness.analysis import metrics, trust
 from harness.analysis.recompute import metric_label
 from harness.analysis.serving import cell_model, run_models
 from harness.analysis.verdicts import DecisionConfig
@@ -129,7 +129,7 @@ def recommendation(doc: Doc, part: Part) -> None:
     seeds = part.verdict.get("seeds") or []
     base = v.get("compared_with") or v["reference"]
     doc.h(3, "Recommendation" + (f" (pooled over seeds {', '.join(map(str, seeds))})" if len(seeds) > 1 else ""))
-    doc.ul(v["reasons"])
+    doc.ul(v["reasons"] + _reader_disagrees(part))
     ref = v["reference"]
     rows = v["rows"]
     if rows:
@@ -213,6 +213,33 @@ def _memory(c: dict) -> tuple[float | None, bool]:
         return max(rises), True
     peaks = [x for x in (p.get("peak_rss_mb"), a.get("peak_rss_mb")) if x is not None]
     return (max(peaks) if peaks else None), False
+
+
+def _reader_disagrees(part: Part) -> list[str]:
+    """A warning beside the verdict when a reader's labels (`harness report --labels`) separate two
+    strategies that the headline metric scores alike or the other way round: the decision then rests on a
+    metric the people who read the answers contradict."""
+    lab = part.analysis.get("labels")
+    out = []
+    for x in trust.headline_conflicts(lab, part.primary) if lab else []:
+        st = lab["strategies"]
+        how = "scores them the same" if x["metric_order"][part.primary] == 0 else "ranks them the other way round"
+        agree = [metric_label(m) for m in x["agree"]]
+        out.append(f"**A reader's labels disagree with the {part.label} here**: the reader finds {x['higher']} right "
+                   f"more often than {x['lower']} ({st[x['higher']]['reader']['mean']:.3f} against "
+                   f"{st[x['lower']]['reader']['mean']:.3f} on the labelled answers; Holm-corrected McNemar p = "
+                   f"{x['holm_p']:.3f}), and the {part.label} {how} ({st[x['higher']][part.primary]:.3f} against "
+                   f"{st[x['lower']][part.primary]:.3f}). "
+                   + (f"{_cap(', '.join(agree))} order{'s' if len(agree) == 1 else ''} them as the reader does: "
+                      f"`harness report RUN --metric {x['agree'][0]}` rebuilds the decision on "
+                      f"{'it' if len(agree) == 1 else agree[0]}. " if agree
+                      else "No computed metric orders them as the reader does. ")
+                   + "See \"Against a reader's labels\".")
+    return out
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def summary(doc: Doc, part: Part) -> None:
