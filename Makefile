@@ -40,7 +40,8 @@ lint: dev
 
 # reports/example-endpoint (configs/example-endpoint.yaml: an endpoint model beside a local one) is rebuilt from its
 # own records with configs/prices-endpoint.yaml; making its records needs a server (the config says how).
-# reports/cosmosqa (configs/cosmosqa.yaml: sentence answers, semantic and judge computed during its run).
+# reports/cosmosqa (configs/cosmosqa.yaml: sentence answers, semantic and judge computed during its run), with every
+# answer's label by a reader (corpora/cosmosqa/reader_labels.jsonl) held against each metric.
 # The two committed example reports, rebuilt from reports/example's records by `harness report` (no model run):
 # reports/example with configs/prices.yaml and the demo's quality bar (also in configs/default.yaml; given here
 # for records made before it was), and reports/example-hosted, a copy of the same records re-priced with
@@ -49,7 +50,7 @@ lint: dev
 examples: install
 	HF_HUB_OFFLINE=1 $(BIN)/harness report reports/example --min-quality 0.5
 	HF_HUB_OFFLINE=1 $(BIN)/harness report reports/example-endpoint --prices configs/prices-endpoint.yaml
-	HF_HUB_OFFLINE=1 $(BIN)/harness report reports/cosmosqa
+	HF_HUB_OFFLINE=1 $(BIN)/harness report reports/cosmosqa --labels corpora/cosmosqa/reader_labels.jsonl
 	mkdir -p reports/example-hosted
 	cp reports/example/results.json reports/example/predictions.jsonl reports/example-hosted/
 	HF_HUB_OFFLINE=1 $(BIN)/harness report reports/example-hosted --prices configs/prices-hosted.yaml \

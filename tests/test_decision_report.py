@@ -310,3 +310,16 @@ def test_hosted_example_prices_the_base_model_per_token():
     assert "not the provider's" in md
     _honest(md)
     _honest((ROOT / "reports" / "example" / "report.md").read_text())
+
+
+def test_a_tie_for_most_accurate_is_said(tmp_path):
+    """Two strategies right on 60 questions each (different ones): neither is 'the most accurate' alone, and
+    the report says which one the rule took as the reference and why."""
+    run = _run(tmp_path, {"b": {"right": set(range(60)), "prepare": PROMPT, "wall_s": 10.0, "p95": 1.0},
+                          "a": {"right": set(range(40, 100)), "prepare": PROMPT, "wall_s": 10.0, "p95": 1.0}})
+    assert cli.main(["report", str(run)]) == 0
+    md = (run / "report.md").read_text()
+    assert ("a is the most accurate strategy that meets the requirements, tied with b at 0.600 (of equal scores "
+            "the one with fewer moving parts, then the first by name, is the reference).") in md
+    assert "Each strategy against the most accurate (b; tied with a)" in md or \
+        "Each strategy against the most accurate (a; tied with b)" in md

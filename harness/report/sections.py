@@ -338,7 +338,10 @@ def significance(doc: Doc, part: Part) -> None:
     graded = tested["f1"] is not None
     em_label = "exact match" if tested["em"] == "exact_match" else metric_label(tested["em"])
     f1_label = metric_label(tested["f1"]) if graded else ""
-    doc.p(f"Each strategy against the most accurate ({cmp['best']}) and against zero-shot, on the same "
+    means = cmp.get("means") or {}
+    ties = [n for n in means if n != cmp["best"] and means[n] == means.get(cmp["best"])]
+    best = cmp["best"] + (f"; tied with {', '.join(ties)}" if ties else "")
+    doc.p(f"Each strategy against the most accurate ({best}) and against zero-shot, on the same "
           f"questions. {em_label[0].upper() + em_label[1:]}: McNemar's exact test on the questions only one side "
           "got right; " + (f"{f1_label}: paired bootstrap (10,000 resamples). " if graded else "")
           + "p-values Holm-corrected across the comparisons of each test; verdict at 5%. These tests ask whether "
