@@ -453,13 +453,14 @@ def _headline(st: _Stats, cfg: DecisionConfig, w: str, costs, metric: str, row: 
 def _against_reference(st: _Stats, cfg: DecisionConfig, d: dict, costs, metric: str) -> str:
     w, ref = d["chosen"], d["ref"]
     ties = [n for n in d["ok"] if n != ref and _same(st.est[n].mean, st.est[ref].mean)]
-    tied = (f", tied with {' and '.join([', '.join(ties[:-1]), ties[-1]] if len(ties) > 1 else ties)} at {st.est[ref].mean:.3f} (of equal scores the one with fewer moving "
-            "parts, then the first by name, is the reference)") if ties else ""
+    names = " and ".join([", ".join(ties[:-1]), ties[-1]] if len(ties) > 1 else ties)
+    tied = (f", tied with {names} at {st.est[ref].mean:.3f} (of equal scores the one with fewer moving parts, then "
+            "the first by name, is the reference)") if ties else ""
     if w == ref:
         return f"{w} is the most accurate strategy that meets the requirements{tied}."
     return (f"The most accurate that meets the requirements is {ref}, {metric} {_ci(st.est[ref])}, "
-            f"{_a_month(costs.get(ref))}{tied}. {w} differs from it by {_diff(st.cmp(w, ref))}: the interval lies above "
-            f"-{cfg.margin:g}, so {w} is within the margin (it may be up to {cfg.margin:g} worse, not shown to "
+            f"{_a_month(costs.get(ref))}{tied}. {w} differs from it by {_diff(st.cmp(w, ref))}: the interval lies "
+            f"above -{cfg.margin:g}, so {w} is within the margin (it may be up to {cfg.margin:g} worse, not shown to "
             "be as good).")
 
 
