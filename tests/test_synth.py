@@ -88,6 +88,7 @@ def test_question_filter(question, expected):
     ("What does the bridge carry?", " ".join(["lanes"] * 31), "answer_too_long"),
     ("Which river does the Gray River bridge span?", "the Gray River", "answer_in_question"),
     ("Who is Alice Stone?", "Alice Stone", "answer_in_question"),
+    ("What is the most forward-thinking agency?", "Do you miss the bridge?", "answer_is_a_question"),
     ("Who opened the Harbor City bridge?", "", "answer_not_supported"),
     # a sentence that restates the question around a copied span: most of its word pairs are the passage's
     ("Who opened the Harbor City bridge?", "The bridge was opened by mayor Alice Stone in 1932", None),
@@ -340,6 +341,8 @@ class OnePerReason:
         ("Redwood School", "Redwood School has 420 students and was founded by the Miller family.",
          "Question: How many students does Redwood School have?\nAnswer: " + " ".join(["students"] * 31),
          "answer_too_long"),
+        ("Birch Road", "Birch Road asks its readers: do you miss the old tram? The tram closed in 1958.",
+         "Question: Which tram closed in 1958?\nAnswer: do you miss the old tram?", "answer_is_a_question"),
         ("Elm Street", "The Elm Street library was founded by Ruth Park, a teacher from Elm Street.",
          "Question: Who founded the Elm Street library?\nAnswer: Elm Street", "answer_in_question"),
         ("Gray Lake", "Gray Lake lies north of Lake Mira and freezes over every winter.",
@@ -384,7 +387,7 @@ def test_each_filter_drops_its_pair_in_a_whole_run(tmp_path):
     by_reason = {reason: [e["doc_id"] for e in examples[reason]] for reason in examples}
     titles = {f"r{i}": t for i, (t, *_) in enumerate(OnePerReason.DOCS)}
     for reason in ("unparsed", "not_a_question", "needs_the_passage", "answer_not_supported", "answer_too_long",
-                   "answer_in_question", "question_not_grounded", "round_trip_failed"):
+                   "answer_is_a_question", "answer_in_question", "question_not_grounded", "round_trip_failed"):
         assert [why[titles[d]] for d in by_reason[reason]] == [reason]
     # the duplicate and the surplus: which of each two passages came first depends on the seeded order
     assert titles[by_reason["duplicate"][0]] in {"Harbor City", "Maple Hall"}

@@ -12,6 +12,8 @@ only the pairs that pass every filter are kept:
                         word for word after SQuAD normalisation (a possessive "'s" aside); longer ones must share
                         80% of their words and 60% of their distinct word pairs with it
     answer_too_long     over 30 words: a copied paragraph, not an answer
+    answer_is_a_question  the answer ends with a question mark: a question copied from the passage ("Q. Do you
+                        miss being an entrepreneur?" for "What is the most forward-thinking agency?")
     answer_in_question  every word of the answer is already in the question ("Who is Alice Stone?" / "Alice Stone")
     question_not_grounded  the question names something (a capitalised word or a number) that neither the
                         passage nor its document's title mentions: it asks about something else
@@ -125,6 +127,7 @@ DROP_REASONS = {
                             f"word after normalisation, longer ones {LONG_ANSWER_SUPPORT:.0%} of their words and "
                             f"{LONG_ANSWER_BIGRAMS:.0%} of their distinct word pairs)",
     "answer_too_long": f"answer over {MAX_ANSWER_WORDS} words",
+    "answer_is_a_question": "the answer ends with a question mark",
     "answer_in_question": "every word of the answer is already in the question",
     "question_not_grounded": "the question names something (a capitalised word or a number) that neither the passage "
                              "nor its document's title mentions",
@@ -260,12 +263,14 @@ def needs_the_passage(question: str) -> bool:
 
 
 def answer_problem(question: str, answer: str, passage: str) -> str | None:
-    """"answer_too_long", "answer_not_supported", "answer_in_question" or None."""
+    """"answer_too_long", "answer_is_a_question", "answer_not_supported", "answer_in_question" or None."""
     a_words = normalize(answer).split()
     if not a_words:
         return "answer_not_supported"
     if len(answer.split()) > MAX_ANSWER_WORDS:
         return "answer_too_long"
+    if answer.rstrip().endswith("?"):  # kept one of 8 pairs on 40 NYT passages before this filter (synth-4)
+        return "answer_is_a_question"
     if not supported(answer, passage):
         return "answer_not_supported"
     if set(a_words) <= set(normalize(question).split()):
